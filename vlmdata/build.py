@@ -1,0 +1,100 @@
+"""`vlmdata build`: run a validated recipe and put the result in place atomically.
+
+Everything is written into a hidden sibling folder (`.NAME.partial-PID`) and renamed to the final
+name only when complete, so a crash or kill never leaves a half dataset under the final name; the
+next build removes partial folders whose process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vlmdata.engines.local import RejectLog, run_local
+from vlmdata.plan import make_plan
+from vlmdata.recipe import LoadedRecipe
+from vlmdata.report.card import render_card
+from vlmdata.report.manifest import build_manifest, write_manifest
+from vlmdata.steps.write import ArrowWriter
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: dict[str, Any]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(final: Path) -> None:
+    for p in final.parent.glob(f".{final.name}.partial-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move `tmp` to `final`; an existing `final` is swapped out first, then deleted."""
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True) -> BuildResult:
+    """Build the dataset described by `loaded` into `out` (default: the recipe's output.path)."""
+    recipe = loaded.recipe
+    final = (out or recipe.output_path()).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(final)
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    started = time.perf_counter()
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
+    try:
+        plan = make_plan(loaded)
+        writer = ArrowWriter(staging_dir=tmp / ".staging", recipe_hash=loaded.sha256)
+        rejects = RejectLog(tmp / "rejects.jsonl")
+        try:
+            stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress)
+        finally:
+            rejects.close()
+        splits = writer.finish(tmp, max_shard_size=recipe.output.max_shard_size)
+        shutil.rmtree(tmp / ".staging", ignore_errors=True)
+        manifest = build_manifest(loaded=loaded, stages=stages, splits=splits, counts=writer.counts,
+                                  wall_seconds=time.perf_counter() - started, created=created, limit=limit)
+        write_manifest(tmp / "manifest.json", manifest)
+        (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
+        (tmp / "recipe.resolved.yaml").write_text(_yaml(manifest["recipe"]), encoding="utf-8")
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(path=final, manifest=manifest)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,158 @@
+"""Reading YAML configs: `extends:` merging, `${VAR}` / `${VAR:-default}` expansion, `--set` overrides.
+
+Shared by recipes and training configs so both behave the same way. Nothing here touches the
+files a config points to; that is validation's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlmdata.validation import ConfigError, Problem
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Later keys override; mappings merge recursively, lists and scalars replace."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+        return out
+    return override
+
+
+def expand_env(value: Any, *, path: str = "", problems: list[Problem], secrets: set[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; an unset VAR without default is a problem.
+
+    Names of variables that look like credentials are collected in `secrets` so writers can redact them.
+    """
+    if isinstance(value, dict):
+        return {k: expand_env(v, path=f"{path}.{k}" if path else str(k), problems=problems, secrets=secrets)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, path=f"{path}[{i}]", problems=problems, secrets=secrets) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if _SECRET_NAME.search(name):
+            secrets.add(name)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(Problem(path, f"environment variable ${{{name}}} is not set (set it, or write ${{{name}:-default}})"))
+        return m.group(0)
+
+    return _ENV.sub(sub, value)
+
+
+def read_yaml(path: Path, *, problems: list[Problem], seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one YAML file and the chain of `extends:` bases below it (relative to each file's folder)."""
+    path = path.resolve()
+    if path in seen:
+        problems.append(Problem("extends", f"circular extends: {' -> '.join(str(p) for p in (*seen, path))}"))
+        return {}
+    if not path.is_file():
+        problems.append(Problem("extends" if seen else "", f"file not found: {path}"))
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        problems.append(Problem("", f"{path}: not valid YAML: {e}"))
+        return {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(Problem("", f"{path}: the top level must be a mapping, got {type(data).__name__}"))
+        return {}
+    base_ref = data.pop("extends", None)
+    if base_ref is None:
+        return data
+    if not isinstance(base_ref, str):
+        problems.append(Problem("extends", "must be a path to a YAML file"))
+        return data
+    base = read_yaml(path.parent / base_ref, problems=problems, seen=(*seen, path))
+    base = _rebase_paths(base, from_dir=(path.parent / base_ref).resolve().parent, to_dir=path.parent)
+    return deep_merge(base, data)
+
+
+PATH_KEYS = frozenset({"path", "image_root", "labels", "against", "cache_dir"})
+
+
+def _rebase_paths(value: Any, *, from_dir: Path, to_dir: Path, key: str = "") -> Any:
+    """Make relative paths written in a base file (in another folder) absolute, so they keep meaning
+    "relative to the file they were written in" after the merge. Path keys are known by name."""
+    if from_dir == to_dir:
+        return value
+    if isinstance(value, dict):
+        return {k: _rebase_paths(v, from_dir=from_dir, to_dir=to_dir, key=str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase_paths(v, from_dir=from_dir, to_dir=to_dir, key=key) for v in value]
+    is_path = key in PATH_KEYS or (key == "template" and isinstance(value, str) and value.endswith(".j2"))
+    if is_path and isinstance(value, str) and "${" not in value and not Path(value).is_absolute():
+        return str((from_dir / value).resolve())
+    return value
+
+
+def parse_set(assignments: list[str], *, problems: list[Problem]) -> list[tuple[list[Any], Any]]:
+    """`a.b[1].c=value` -> (['a', 'b', 1, 'c'], parsed YAML scalar)."""
+    out = []
+    for item in assignments:
+        if "=" not in item:
+            problems.append(Problem("--set", f"'{item}' is not key.path=value"))
+            continue
+        key, raw = item.split("=", 1)
+        parts: list[Any] = []
+        for token in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+            parts.append(int(token[1:-1]) if token.startswith("[") else (int(token) if token.isdigit() else token))
+        out.append((parts, yaml.safe_load(raw) if raw else ""))
+    return out
+
+
+def apply_set(data: dict[str, Any], assignments: list[str], *, problems: list[Problem]) -> dict[str, Any]:
+    """Apply `--set` overrides to the merged YAML before validation."""
+    for parts, value in parse_set(assignments, problems=problems):
+        node: Any = data
+        for i, p in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(node, list) and isinstance(p, int) and p < len(node):
+                node = node[p]
+            elif isinstance(node, dict):
+                node = node.setdefault(p, [] if isinstance(nxt, int) else {})
+            else:
+                problems.append(Problem("--set", f"cannot follow '{p}' in {'.'.join(map(str, parts))}"))
+                break
+        else:
+            last = parts[-1]
+            if isinstance(node, list) and isinstance(last, int) and last < len(node):
+                node[last] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                problems.append(Problem("--set", f"cannot set {'.'.join(map(str, parts))}"))
+    return data
+
+
+def load_config_dict(path: str | Path, *, overrides: list[str] = (), what: str = "config") -> tuple[dict[str, Any], set[str]]:
+    """Merged, env-expanded, overridden YAML as a dict, plus the names of secret-looking env vars used.
+
+    Raises ConfigError with every problem found so far.
+    """
+    problems: list[Problem] = []
+    data = read_yaml(Path(path), problems=problems)
+    data = apply_set(data, list(overrides), problems=problems)
+    secrets: set[str] = set()
+    data = expand_env(data, problems=problems, secrets=secrets)
+    if problems:
+        raise ConfigError(problems, what=what)
+    return data, secrets

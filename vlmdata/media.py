@@ -1,0 +1,115 @@
+"""Image verification: every image is decoded before it enters a dataset.
+
+A row whose image is missing, empty, corrupt, a decompression bomb, or outside the source's image
+root never reaches training; it becomes a reject with one of these reasons:
+
+    image_missing, image_empty, image_corrupt, image_too_large, path_escape, dicom_error
+
+Images that are already RGB, upright and small enough keep their original bytes (no generation loss);
+the others are re-encoded (PNG, or JPEG for JPEG inputs). The id of a row uses a hash of the decoded
+pixels, so re-encoding never changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmdata.rows import ImageRef, RowError
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    data: bytes
+    sha256: str  # of the decoded RGB pixels (+ size), stable across encoders
+    width: int
+    height: int
+
+
+def resolve_under(root: Path, value: str) -> Path:
+    """`root / value`, refusing anything that escapes `root` (../.., absolute paths, symlinks out)."""
+    candidate = (root / value).resolve()
+    try:
+        candidate.relative_to(root.resolve())
+    except ValueError:
+        raise RowError("path_escape", f"'{value}' resolves to {candidate}, outside image_root {root}") from None
+    return candidate
+
+
+def is_dicom_bytes(head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def read_ref(ref: ImageRef) -> bytes:
+    if ref.data is not None:
+        if not ref.data:
+            raise RowError("image_empty", "image bytes are empty")
+        return ref.data
+    assert ref.path is not None
+    if not ref.path.is_file():
+        raise RowError("image_missing", f"no such file: {ref.path}")
+    data = ref.path.read_bytes()
+    if not data:
+        raise RowError("image_empty", f"zero-size file: {ref.path}")
+    return data
+
+
+def load_image(
+    ref: ImageRef,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+) -> LoadedImage:
+    """Decode, orient (EXIF), convert to RGB, optionally shrink to `max_side`; raise RowError if bad."""
+    from PIL import Image, ImageOps
+
+    data = read_ref(ref)
+    if is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
+        from vlmdata.dicom_image import dicom_to_png
+
+        data = dicom_to_png(data, window=ref.window, frame=ref.frame)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            w, h = probe.size
+            fmt = probe.format
+            if w <= 0 or h <= 0:
+                raise RowError("image_empty", f"{ref.describe()}: image has size {w}x{h}")
+            if w * h > max_pixels:
+                raise RowError("image_too_large", f"{ref.describe()}: {w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit above
+            try:
+                probe.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+            exif_orientation = probe.getexif().get(0x0112, 1) if hasattr(probe, "getexif") else 1
+            im = ImageOps.exif_transpose(probe) if exif_orientation not in (None, 1) else probe.copy()
+    except RowError:
+        raise
+    except Exception as e:  # Pillow raises many types for broken files
+        raise RowError("image_corrupt", f"{ref.describe()}: cannot decode ({type(e).__name__}: {e})") from None
+
+    changed = exif_orientation not in (None, 1) or im.mode != "RGB"
+    if im.mode != "RGB":
+        im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im.convert("RGB")
+    if max_side is not None and max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
+        changed = True
+    if changed or fmt not in ("PNG", "JPEG", "WEBP"):
+        buf = io.BytesIO()
+        if fmt == "JPEG":
+            im.save(buf, format="JPEG", quality=95)
+        else:
+            im.save(buf, format="PNG")
+        data = buf.getvalue()
+        if fmt == "JPEG":  # hash what we store: lossy re-encoding changes pixels
+            with Image.open(io.BytesIO(data)) as again:
+                im = again.convert("RGB")
+    digest = hashlib.sha256(f"{im.width}x{im.height}:".encode())
+    digest.update(im.tobytes())
+    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height)

@@ -1,0 +1,141 @@
+"""What every source shares: its recipe fields, the field mapping, and raw-row → Record conversion.
+
+A source adapter only knows its file format. It yields `Record`s (or `Reject`s for rows it cannot
+parse) one at a time, so a source never holds the whole dataset in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vlmdata.media import resolve_under
+from vlmdata.paths import ExistingDir
+from vlmdata.rows import ImageRef, Record, Reject, RowError
+
+# A row missing one of these explicitly mapped columns is rejected; other fields are optional per row
+# (a missing answer is caught when instructions are made).
+REQUIRED_WHEN_MAPPED = frozenset({"image", "question"})
+CANONICAL_FIELDS = ("id", "image", "question", "answer", "answers", "caption", "choices", "label", "task")
+
+
+class FieldMap(BaseModel):
+    """Which column of the source holds each canonical field (defaults: the same name)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    image: str = "image"
+    question: str = "question"
+    answer: str = "answer"
+    answers: str = "answers"
+    caption: str = "caption"
+    choices: str = "choices"
+    label: str = "label"
+    task: str | None = None
+
+
+class SourceSpec(BaseModel):
+    """Recipe fields every source has. `task` names the rows' task; `limit` reads only the first N rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    task: str = "vqa"
+    image_root: ExistingDir | None = None
+    fields: FieldMap = Field(default_factory=FieldMap)
+    limit: int | None = Field(default=None, ge=1)
+
+    def default_image_root(self) -> Path:
+        """Where relative image paths resolve when `image_root` is not given."""
+        path: Path = getattr(self, "path")  # noqa: B009 - every concrete spec has a path
+        return self.image_root or (path if path.is_dir() else path.parent)
+
+
+def _image_refs(value: Any, *, root: Path) -> list[ImageRef]:
+    """A field value (path, list of paths, bytes, or HF {'bytes','path'} dict) -> image refs."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in _image_refs(v, root=root)]
+    if isinstance(value, bytes | bytearray):
+        return [ImageRef(data=bytes(value))]
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return [ImageRef(data=bytes(value["bytes"]))]
+        if value.get("path"):
+            return _image_refs(value["path"], root=root)
+        raise RowError("bad_value", "image dict has neither 'bytes' nor 'path'")
+    if isinstance(value, str):
+        if not value.strip():
+            raise RowError("image_missing", "image path is empty")
+        return [ImageRef(path=resolve_under(root, value))]
+    raise RowError("bad_value", f"image field has unsupported type {type(value).__name__}")
+
+
+def _as_answers(value: Any) -> list[str]:
+    """answers as a list of strings; accepts a string, a list, or VQA-style [{'answer': ...}]."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        out = []
+        for v in value:
+            if isinstance(v, dict) and "answer" in v:
+                out.append(str(v["answer"]))
+            elif v is not None:
+                out.append(str(v))
+        return out
+    return [str(value)]
+
+
+def record_from_mapping(raw: dict[str, Any], *, spec: SourceSpec, locator: str, root: Path) -> Record | Reject:
+    """Map a raw dict through `spec.fields` into a Record; explicitly mapped but absent columns reject."""
+    explicit = spec.fields.model_fields_set
+    fields: dict[str, Any] = {}
+    try:
+        for canonical in CANONICAL_FIELDS:
+            column = getattr(spec.fields, canonical)
+            if column is None:
+                continue
+            if column not in raw or raw[column] is None:
+                if canonical in explicit and canonical in REQUIRED_WHEN_MAPPED:
+                    raise RowError("missing_field", f"column '{column}' (fields.{canonical}) is missing")
+                continue
+            fields[canonical] = raw[column]
+        images = _image_refs(fields.pop("image", None), root=root)
+        if "answers" in fields or "answer" in fields:
+            fields["answers"] = _as_answers(fields.get("answers", fields.get("answer")))
+            fields.pop("answer", None)
+        if "choices" in fields and not isinstance(fields["choices"], list):
+            raise RowError("bad_value", f"choices must be a list, got {type(fields['choices']).__name__}")
+        task = str(fields.pop("task", spec.task))
+    except RowError as e:
+        return Reject(source=spec.name, locator=locator, reason=e.reason, detail=e.detail, stage="load")
+    context = {k: v for k, v in raw.items() if _jsonable(v)}
+    return Record(source=spec.name, locator=locator, task=task, images=images, fields=fields, context=context)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def limited(records: Iterator[Record | Reject], limit: int | None) -> Iterator[Record | Reject]:
+    """Stop after `limit` records (rejects do not count towards the limit)."""
+    if limit is None:
+        yield from records
+        return
+    n = 0
+    for r in records:
+        yield r
+        if isinstance(r, Record):
+            n += 1
+            if n >= limit:
+                return

@@ -1,0 +1,83 @@
+"""`hf`: a Hugging Face dataset, saved on disk (`load_from_disk`) or by hub name (`load_dataset`).
+
+A dataset that already follows the row contract (it has `messages`) passes through with its chat
+turns; any other dataset maps its columns through `fields` like a table. Images are read as stored
+bytes (no PIL decoding here; the load step verifies them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from vlmdata.paths import ExistingPath
+from vlmdata.rows import ImageRef, Record, Reject
+from vlmdata.sources.base import SourceSpec, _as_answers, record_from_mapping
+
+
+class HfSpec(SourceSpec):
+    kind: Literal["hf"] = "hf"
+    path: ExistingPath | None = None  # a folder written by save_to_disk
+    name: str | None = None  # a hub dataset name, for users online (streamed)
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> HfSpec:
+        if (self.path is None) == (self.name is None):
+            raise ValueError("give exactly one of 'path' (a dataset saved on disk) or 'name' (a hub dataset)")
+        return self
+
+    def default_image_root(self) -> Path:
+        return self.image_root or (self.path if self.path is not None else Path.cwd())
+
+
+def _batches(spec: HfSpec) -> Iterator[list[dict[str, Any]]]:
+    import datasets
+
+    if spec.path is not None:
+        ds = datasets.load_from_disk(str(spec.path))
+        if isinstance(ds, datasets.DatasetDict):
+            if spec.split not in ds:
+                raise ValueError(f"split '{spec.split}' not in {sorted(ds)} (set sources[].split)")
+            ds = ds[spec.split]
+        for table in ds.with_format("arrow").iter(batch_size=256):
+            yield table.to_pylist()
+        return
+    stream = datasets.load_dataset(spec.name, spec.config, split=spec.split, revision=spec.revision, streaming=True)
+    if hasattr(stream, "decode"):
+        stream = stream.decode(False)
+    batch: list[dict[str, Any]] = []
+    for row in stream:
+        batch.append(row)
+        if len(batch) == 256:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def read_hf(spec: HfSpec) -> Iterator[Record | Reject]:
+    root = spec.default_image_root()
+    index = 0
+    for batch in _batches(spec):
+        for raw in batch:
+            locator = f"{spec.split}[{index}]"
+            index += 1
+            if "messages" in raw and isinstance(raw["messages"], list):
+                images = [ImageRef(data=im["bytes"]) if isinstance(im, dict) and im.get("bytes") else ImageRef(
+                    path=Path(im["path"])) for im in raw.get("images") or []]
+                yield Record(
+                    source=spec.name,
+                    locator=locator,
+                    task=str(raw.get("task") or spec.task),
+                    images=images,
+                    fields={"answers": _as_answers(raw.get("answers"))},
+                    messages=raw["messages"],
+                )
+            else:
+                yield record_from_mapping(raw, spec=spec, locator=locator, root=root)

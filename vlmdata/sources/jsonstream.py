@@ -1,0 +1,70 @@
+"""Stream the items of a top-level JSON array without loading the whole file.
+
+LLaVA's instruction files are single JSON arrays of hundreds of MB; `json.load` would hold them in
+memory at once. This reads the file in chunks and decodes one item at a time with `raw_decode`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_WS = " \t\r\n"
+
+
+def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[int, Any]]:
+    """Yield (index, item) for each item of the JSON array in `path`; raise ValueError if malformed."""
+    decoder = json.JSONDecoder()
+    with path.open("r", encoding="utf-8") as f:
+        buf = f.read(chunk_size)
+        pos = 0
+        eof = False
+
+        def fill() -> None:
+            nonlocal buf, pos, eof
+            more = f.read(chunk_size)
+            if not more:
+                eof = True
+            buf = buf[pos:] + more
+            pos = 0
+
+        def skip_ws() -> None:
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos] in _WS:
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return
+                fill()
+
+        skip_ws()
+        if pos >= len(buf) or buf[pos] != "[":
+            raise ValueError(f"{path}: expected a JSON array at the top level")
+        pos += 1
+        index = 0
+        while True:
+            skip_ws()
+            if pos < len(buf) and buf[pos] == "]":
+                return
+            while True:
+                try:
+                    item, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as e:
+                    if eof:
+                        raise ValueError(f"{path}: malformed JSON in item {index}: {e.msg}") from None
+                    fill()
+            yield index, item
+            index += 1
+            pos = end
+            skip_ws()
+            if pos < len(buf) and buf[pos] == ",":
+                pos += 1
+            elif pos < len(buf) and buf[pos] == "]":
+                return
+            elif eof:
+                raise ValueError(f"{path}: unterminated JSON array after item {index - 1}")
+            else:
+                raise ValueError(f"{path}: expected ',' or ']' after item {index - 1}")

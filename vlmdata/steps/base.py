@@ -1,0 +1,70 @@
+"""The step contract, as small as datatrove's.
+
+- A `MapStep` turns a batch of rows into rows and `Reject`s (one generator method).
+- A `FilterStep` answers `keep(row) -> True | "reason"`; the base class turns reasons into rejects,
+  so every dropped row is counted and kept in rejects.jsonl with its reason.
+
+Rows are plain dicts with the contract columns plus internal ones (`rows.INTERNAL_COLUMNS`). Steps
+never import an engine, a process pool or ray; engines call `process(batch)` and count what comes out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from vlmdata.rows import Reject
+
+Row = dict[str, Any]
+
+
+@dataclass
+class StageStats:
+    """Rows in, rows out and rejects per reason of one stage (the manifest's funnel)."""
+
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "in": self.rows_in, "out": self.rows_out, "rejected": dict(sorted(self.rejected.items()))}
+
+
+class Step:
+    """A named stage. `name` is the registered (YAML) name and the stage name in the manifest."""
+
+    name: ClassVar[str] = "step"
+
+    def process(self, batch: list[Any]) -> Iterator[Row | Reject]:
+        raise NotImplementedError
+
+
+class MapStep(Step):
+    """Batch in, rows and rejects out."""
+
+    def map(self, batch: list[Any]) -> Iterator[Row | Reject]:
+        raise NotImplementedError
+
+    def process(self, batch: list[Any]) -> Iterator[Row | Reject]:
+        return self.map(batch)
+
+
+class FilterStep(Step):
+    """Keep a row or give the reason it goes; rejects carry the row's id and source locator."""
+
+    def keep(self, row: Row) -> bool | str:
+        raise NotImplementedError
+
+    def process(self, batch: list[Any]) -> Iterator[Row | Reject]:
+        for row in batch:
+            verdict = self.keep(row)
+            if verdict is True:
+                yield row
+            else:
+                reason = verdict if isinstance(verdict, str) else self.name
+                meta = row.get("meta") or {}
+                yield Reject(source=row.get("source", ""), locator=meta.get("locator", ""), reason=reason,
+                             detail=f"{self.name}: {reason}", stage=self.name, row_id=row.get("id"))
