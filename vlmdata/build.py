@@ -77,7 +77,8 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         writer = ArrowWriter(staging_dir=tmp / ".staging", recipe_hash=loaded.sha256)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
-            stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress)
+            stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
+                               spill_dir=tmp / ".staging")
         finally:
             rejects.close()
         splits = writer.finish(tmp, max_shard_size=recipe.output.max_shard_size)

@@ -134,9 +134,7 @@ def apply_set(data: dict[str, Any], assignments: list[str], *, problems: list[Pr
                 break
         else:
             last = parts[-1]
-            if isinstance(node, list) and isinstance(last, int) and last < len(node):
-                node[last] = value
-            elif isinstance(node, dict):
+            if (isinstance(node, list) and isinstance(last, int) and last < len(node)) or isinstance(node, dict):
                 node[last] = value
             else:
                 problems.append(Problem("--set", f"cannot set {'.'.join(map(str, parts))}"))

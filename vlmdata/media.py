@@ -72,6 +72,8 @@ def load_image(
         from vlmdata.dicom_image import dicom_to_png
 
         data = dicom_to_png(data, window=ref.window, frame=ref.frame)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding
     try:
         with Image.open(io.BytesIO(data)) as probe:
             w, h = probe.size
@@ -80,18 +82,15 @@ def load_image(
                 raise RowError("image_empty", f"{ref.describe()}: image has size {w}x{h}")
             if w * h > max_pixels:
                 raise RowError("image_too_large", f"{ref.describe()}: {w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit above
-            try:
-                probe.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
+            probe.load()
             exif_orientation = probe.getexif().get(0x0112, 1) if hasattr(probe, "getexif") else 1
             im = ImageOps.exif_transpose(probe) if exif_orientation not in (None, 1) else probe.copy()
     except RowError:
         raise
     except Exception as e:  # Pillow raises many types for broken files
         raise RowError("image_corrupt", f"{ref.describe()}: cannot decode ({type(e).__name__}: {e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
     changed = exif_orientation not in (None, 1) or im.mode != "RGB"
     if im.mode != "RGB":

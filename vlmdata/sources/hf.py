@@ -14,22 +14,22 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from vlmdata.paths import ExistingPath
-from vlmdata.rows import ImageRef, Record, Reject
-from vlmdata.sources.base import SourceSpec, _as_answers, record_from_mapping
+from vlmdata.rows import Record, Reject, RowError
+from vlmdata.sources.base import SourceSpec, _as_answers, _image_refs, record_from_mapping
 
 
 class HfSpec(SourceSpec):
     kind: Literal["hf"] = "hf"
     path: ExistingPath | None = None  # a folder written by save_to_disk
-    name: str | None = None  # a hub dataset name, for users online (streamed)
+    dataset: str | None = None  # a hub dataset name, for users online (streamed); `name` is the source's
     config: str | None = None
     split: str = "train"
     revision: str | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> HfSpec:
-        if (self.path is None) == (self.name is None):
-            raise ValueError("give exactly one of 'path' (a dataset saved on disk) or 'name' (a hub dataset)")
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of 'path' (a dataset saved on disk) or 'dataset' (a hub dataset)")
         return self
 
     def default_image_root(self) -> Path:
@@ -48,7 +48,7 @@ def _batches(spec: HfSpec) -> Iterator[list[dict[str, Any]]]:
         for table in ds.with_format("arrow").iter(batch_size=256):
             yield table.to_pylist()
         return
-    stream = datasets.load_dataset(spec.name, spec.config, split=spec.split, revision=spec.revision, streaming=True)
+    stream = datasets.load_dataset(spec.dataset, spec.config, split=spec.split, revision=spec.revision, streaming=True)
     if hasattr(stream, "decode"):
         stream = stream.decode(False)
     batch: list[dict[str, Any]] = []
@@ -69,8 +69,11 @@ def read_hf(spec: HfSpec) -> Iterator[Record | Reject]:
             locator = f"{spec.split}[{index}]"
             index += 1
             if "messages" in raw and isinstance(raw["messages"], list):
-                images = [ImageRef(data=im["bytes"]) if isinstance(im, dict) and im.get("bytes") else ImageRef(
-                    path=Path(im["path"])) for im in raw.get("images") or []]
+                try:
+                    images = _image_refs(raw.get("images") or [], root=root)
+                except RowError as e:
+                    yield Reject(spec.name, locator, e.reason, e.detail, "load")
+                    continue
                 yield Record(
                     source=spec.name,
                     locator=locator,

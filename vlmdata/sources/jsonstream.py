@@ -14,8 +14,16 @@ from typing import Any
 _WS = " \t\r\n"
 
 
+class MalformedJson(ValueError):
+    """The array is broken at item `index`; items before it were yielded (readers reject from here on)."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[int, Any]]:
-    """Yield (index, item) for each item of the JSON array in `path`; raise ValueError if malformed."""
+    """Yield (index, item) for each item of the JSON array in `path`; raise MalformedJson where it breaks."""
     decoder = json.JSONDecoder()
     with path.open("r", encoding="utf-8") as f:
         buf = f.read(chunk_size)
@@ -41,7 +49,7 @@ def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[
 
         skip_ws()
         if pos >= len(buf) or buf[pos] != "[":
-            raise ValueError(f"{path}: expected a JSON array at the top level")
+            raise MalformedJson(f"{path}: expected a JSON array at the top level", index=0)
         pos += 1
         index = 0
         while True:
@@ -54,7 +62,7 @@ def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[
                     break
                 except json.JSONDecodeError as e:
                     if eof:
-                        raise ValueError(f"{path}: malformed JSON in item {index}: {e.msg}") from None
+                        raise MalformedJson(f"{path}: malformed JSON in item {index}: {e.msg}", index=index) from None
                     fill()
             yield index, item
             index += 1
@@ -65,6 +73,15 @@ def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[
             elif pos < len(buf) and buf[pos] == "]":
                 return
             elif eof:
-                raise ValueError(f"{path}: unterminated JSON array after item {index - 1}")
+                raise MalformedJson(f"{path}: unterminated JSON array after item {index - 1}", index=index)
             else:
-                raise ValueError(f"{path}: expected ',' or ']' after item {index - 1}")
+                raise MalformedJson(f"{path}: expected ',' or ']' after item {index - 1}", index=index)
+
+
+def iter_json_array_or_error(path: Path) -> Iterator[tuple[int, Any]]:
+    """Like `iter_json_array`, but where the file breaks it yields `(index, MalformedJson)` last instead of
+    raising, so a reader rejects the broken rest (`malformed_line`) and keeps the items before it."""
+    try:
+        yield from iter_json_array(path)
+    except MalformedJson as e:
+        yield e.index, e

@@ -14,7 +14,7 @@ from vlmdata.paths import ExistingPath
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec, _image_refs
-from vlmdata.sources.jsonstream import iter_json_array
+from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
 
 ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 IMAGE_TOKEN = "<image>"
@@ -56,8 +56,11 @@ def conversation_to_messages(conversations: list[dict[str, Any]], *, n_images: i
 
 def read_llava(spec: LlavaSpec) -> Iterator[Record | Reject]:
     root = spec.default_image_root()
-    for index, raw in iter_json_array(spec.path):
+    for index, raw in iter_json_array_or_error(spec.path):
         locator = f"{spec.path.name}[{index}]"
+        if isinstance(raw, MalformedJson):
+            yield Reject(spec.name, locator, "malformed_line", str(raw), "load")
+            return
         try:
             if not isinstance(raw, dict) or not isinstance(raw.get("conversations"), list):
                 raise RowError("malformed_line", f"item {index} has no 'conversations' list")

@@ -14,7 +14,7 @@ from typing import Literal
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
-from vlmdata.sources.jsonstream import iter_json_array
+from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
 
 
 class JsonlSpec(SourceSpec):
@@ -60,8 +60,11 @@ def read_jsonl(spec: JsonlSpec) -> Iterator[Record | Reject]:
 
 def read_json(spec: JsonSpec) -> Iterator[Record | Reject]:
     root = spec.default_image_root()
-    for index, raw in iter_json_array(spec.path):
+    for index, raw in iter_json_array_or_error(spec.path):
         locator = f"{spec.path.name}[{index}]"
+        if isinstance(raw, MalformedJson):
+            yield Reject(spec.name, locator, "malformed_line", str(raw), "load")
+            return
         if not isinstance(raw, dict):
             yield Reject(spec.name, locator, "malformed_line", f"item {index}: expected an object", "load")
             continue

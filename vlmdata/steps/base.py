@@ -3,6 +3,11 @@
 - A `MapStep` turns a batch of rows into rows and `Reject`s (one generator method).
 - A `FilterStep` answers `keep(row) -> True | "reason"`; the base class turns reasons into rejects,
   so every dropped row is counted and kept in rejects.jsonl with its reason.
+- A `GlobalStep` (dedup, split, mix) needs to see every row before deciding about any, in three parts:
+  `key(batch)` maps rows to compact columns (hashes, ids, task names — never image bytes),
+  `fit(keys)` is one reduce over all keys (a `pyarrow.Table`, one row per data row, in order, with
+  the engine's `_idx` column), and `apply(batch, state)` maps each row (which carries `_idx`) using
+  that state. Engines run `key` and `apply` in parallel and `fit` once.
 
 Rows are plain dicts with the contract columns plus internal ones (`rows.INTERNAL_COLUMNS`). Steps
 never import an engine, a process pool or ray; engines call `process(batch)` and count what comes out.
@@ -28,9 +33,14 @@ class StageStats:
     rows_in: int = 0
     rows_out: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    details: dict[str, Any] = field(default_factory=dict)  # what a global step reports (checks, sizes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "in": self.rows_in, "out": self.rows_out, "rejected": dict(sorted(self.rejected.items()))}
+        out = {"stage": self.stage, "in": self.rows_in, "out": self.rows_out,
+               "rejected": dict(sorted(self.rejected.items()))}
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 class Step:
@@ -68,3 +78,22 @@ class FilterStep(Step):
                 meta = row.get("meta") or {}
                 yield Reject(source=row.get("source", ""), locator=meta.get("locator", ""), reason=reason,
                              detail=f"{self.name}: {reason}", stage=self.name, row_id=row.get("id"))
+
+
+class GlobalStep(Step):
+    """A barrier: key → fit → apply. `apply` may drop (Reject), keep, or repeat rows, or set `split`."""
+
+    def key(self, batch: list[Row]) -> dict[str, list[Any]]:
+        """Compact columns for `fit`, one entry per row of `batch` (same order)."""
+        raise NotImplementedError
+
+    def fit(self, keys: Any) -> Any:
+        """One reduce over all keys (a pyarrow.Table with `_idx`); returns the state `apply` needs."""
+        raise NotImplementedError
+
+    def apply(self, batch: list[Row], state: Any) -> Iterator[Row | Reject]:
+        raise NotImplementedError
+
+    def report(self, state: Any) -> dict[str, Any]:
+        """What the manifest records about this step (counts, checks); empty by default."""
+        return {}

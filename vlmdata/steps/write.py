@@ -49,11 +49,17 @@ class ArrowWriter:
             "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
         }
 
-    def write(self, rows: list[Row], *, split: str = "train") -> None:
+    def write(self, rows: list[Row]) -> None:
+        """Append rows to their split's staging file (`row["split"]`, default train)."""
+        by_split: dict[str, list[Row]] = {}
+        for r in rows:
+            by_split.setdefault(r.get("split") or "train", []).append(r)
+        for split, part in by_split.items():
+            self._write_split(part, split)
+
+    def _write_split(self, rows: list[Row], split: str) -> None:
         import pyarrow as pa
 
-        if not rows:
-            return
         if split not in self._writers:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
             sink = pa.OSFile(str(self.staging_dir / f"{split}.arrow"), "wb")
