@@ -1,0 +1,168 @@
+"""report.html: a build you can look at, in one self-contained file (images inlined, no network).
+
+Sections: the stage funnel (rows in/out per stage), rejects per reason with examples, the task mix
+(before and after sampling when a mix stage ran), duplicate pairs side by side (when dedup dropped
+rows and recorded thumbnails), and random rows per task rendered as chats with their images.
+
+    vlmdata report out/medical      # regenerate from the output folder alone
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:24px;color:#1d2330}
+h1{margin:0 0 4px} h2{margin-top:36px;border-bottom:2px solid #e3e7ee;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0} td,th{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:left}
+.bar{background:#4c78a8;height:14px;display:inline-block;border-radius:2px} .bar.rej{background:#e45756}
+.muted{color:#6b7280} .chat{border:1px solid #e3e7ee;border-radius:8px;padding:10px;margin:12px 0}
+.turn{margin:6px 0;padding:6px 10px;border-radius:8px;white-space:pre-wrap}
+.user{background:#eef2ff} .assistant{background:#ecfdf5} .system{background:#f3f4f6}
+.role{font-weight:600;font-size:12px;text-transform:uppercase;color:#6b7280;display:block}
+img.thumb{max-width:220px;max-height:220px;border-radius:4px;margin:4px;vertical-align:top}
+.pair{display:flex;gap:12px;align-items:flex-start;margin:8px 0}
+code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
+"""
+
+
+def thumbnail_uri(data: bytes, *, size: int = 220) -> str:
+    """A small JPEG data URI of an image (so the report stays small and needs no files beside it)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _funnel(manifest: dict[str, Any]) -> str:
+    stages = manifest.get("stages", [])
+    top = max([st["in"] for st in stages] + [1])
+    rows = []
+    for st in stages:
+        rej = sum(st["rejected"].values())
+        rows.append(
+            f"<tr><td>{_e(st['stage'])}</td><td>{st['in']}</td><td>{st['out']}</td><td>{rej}</td>"
+            f"<td><span class='bar' style='width:{300 * st['out'] / top:.0f}px'></span>"
+            f"<span class='bar rej' style='width:{300 * rej / top:.0f}px'></span></td></tr>"
+        )
+    return ("<table><tr><th>stage</th><th>in</th><th>out</th><th>rejected</th><th></th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _rejects(out_dir: Path, manifest: dict[str, Any], *, per_reason: int = 3) -> tuple[str, list[dict]]:
+    examples: dict[str, list[dict]] = defaultdict(list)
+    duplicates: list[dict] = []
+    path = out_dir / "rejects.jsonl"
+    if path.is_file():
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if len(examples[rec["reason"]]) < per_reason:
+                    examples[rec["reason"]].append(rec)
+                if rec.get("duplicate_of") and rec.get("thumb") and len(duplicates) < 12:
+                    duplicates.append(rec)
+    if not manifest.get("rejects"):
+        return "<p>No row was rejected.</p>", duplicates
+    parts = ["<table><tr><th>reason</th><th>rows</th><th>examples</th></tr>"]
+    for reason, n in manifest["rejects"].items():
+        ex = "<br>".join(f"<code>{_e(r.get('source'))}:{_e(r.get('locator'))}</code> {_e(r.get('detail', ''))[:200]}"
+                         for r in examples.get(reason, []))
+        parts.append(f"<tr><td>{_e(reason)}</td><td>{n}</td><td>{ex}</td></tr>")
+    return "".join(parts) + "</table>", duplicates
+
+
+def _mix(manifest: dict[str, Any]) -> str:
+    mix = next((st.get("details") for st in manifest.get("stages", []) if st["stage"] == "mix" and st.get("details")), None)
+    rows = []
+    if mix and isinstance(mix.get("groups"), dict):
+        for task, d in mix["groups"].items():
+            rows.append(f"<tr><td>{_e(task)}</td><td>{_e(d.get('n'))}</td><td>{_e(d.get('p'))}</td><td>{_e(d.get('final'))}</td></tr>")
+        head = "<tr><th>task</th><th>n<sub>i</sub></th><th>p<sub>i</sub></th><th>final</th></tr>"
+        return f"<p>Temperature {_e(mix.get('temperature'))}.</p><table>{head}{''.join(rows)}</table>"
+    for task, n in manifest.get("tasks", {}).items():
+        rows.append(f"<tr><td>{_e(task)}</td><td>{n}</td></tr>")
+    return f"<table><tr><th>task</th><th>rows</th></tr>{''.join(rows)}</table><p class='muted'>No mix stage ran.</p>"
+
+
+def _chat(row: dict[str, Any]) -> str:
+    images = iter(row["images"])
+    turns = []
+    for m in row["messages"]:
+        body = []
+        for part in m["content"]:
+            if part["type"] == "image":
+                im = next(images, None)
+                if im is not None:
+                    body.append(f"<img class='thumb' alt='image' src='{thumbnail_uri(im['bytes'])}'>")
+            else:
+                body.append(_e(part.get("text") or ""))
+        turns.append(f"<div class='turn {_e(m['role'])}'><span class='role'>{_e(m['role'])}</span>{''.join(body)}</div>")
+    answers = f"<div class='muted'>answers: {_e(row['answers'][:10])}</div>" if row["answers"] else ""
+    return (f"<div class='chat'><div class='muted'>{_e(row['task'])} · {_e(row['source'])} · <code>{_e(row['id'])}</code>"
+            f"</div>{''.join(turns)}{answers}</div>")
+
+
+def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
+    import datasets
+
+    dd = datasets.load_from_disk(str(out_dir))
+    split = "train" if "train" in dd else next(iter(dd))
+    ds = dd[split].with_format("arrow")
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for i, task in enumerate(ds.data.column("task").to_pylist()):
+        by_task[task].append(i)
+    rng = random.Random(seed)
+    parts = []
+    for task in sorted(by_task):
+        idx = sorted(rng.sample(by_task[task], min(per_task, len(by_task[task]))))
+        rows = ds[idx].to_pylist() if idx else []
+        parts.append(f"<h3>{_e(task)} <span class='muted'>({len(by_task[task])} rows in {split})</span></h3>")
+        parts.extend(_chat(r) for r in rows)
+    return "".join(parts)
+
+
+def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
+    from vlmdata.report.manifest import read_manifest
+
+    manifest = read_manifest(out_dir)
+    rejects_html, duplicates = _rejects(out_dir, manifest)
+    samples_html = _samples(out_dir, per_task=per_task, seed=seed)
+    dup_html = "".join(
+        f"<div class='pair'><img class='thumb' alt='dropped' src='{_e(d['thumb'])}'>"
+        f"<div><b>{_e(d['reason'])}</b><br>dropped <code>{_e(d.get('id'))}</code><br>kept <code>{_e(d['duplicate_of'])}"
+        f"</code></div></div>" for d in duplicates
+    ) or "<p class='muted'>No duplicate pairs recorded.</p>"
+    splits = ", ".join(f"{k}: {v}" for k, v in manifest.get("splits", {}).items())
+    body = f"""
+<h1>{_e(manifest['name'])}</h1>
+<div class='muted'>{manifest.get('rows', 0)} rows ({_e(splits)}) · recipe <code>{_e(manifest.get('recipe_sha256'))}</code>
+ · built {_e(manifest.get('created'))} in {_e(manifest.get('wall_seconds'))} s</div>
+<h2 id='funnel'>Stage funnel</h2>{_funnel(manifest)}
+<h2 id='rejects'>Rejects</h2>{rejects_html}
+<h2 id='mix'>Task mix</h2>{_mix(manifest)}
+<h2 id='duplicates'>Duplicates</h2>{dup_html}
+<h2 id='samples'>Samples</h2>{samples_html}
+"""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(manifest['name'])} · vlmdata report"
+            f"</title><style>{CSS}</style></head><body>{body}</body></html>")
+
+
+def write_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> Path:
+    path = out_dir / "report.html"
+    path.write_text(render_report(out_dir, per_task=per_task, seed=seed), encoding="utf-8")
+    return path
