@@ -1,0 +1,151 @@
+"""Turning vlmdata rows into model batches where only the assistant's answers are supervised.
+
+How the mask is found, robustly and for any chat template:
+1. Render the whole conversation with the processor's chat template (text, no tokens).
+2. For each assistant turn i, render the turns before it plus the generation prompt, and the turns up
+   to and including it. Both must be prefixes of the whole text; the characters between them are
+   exactly what the model must produce at inference time: the answer and its end-of-turn token.
+3. Tokenise the whole batch once through the processor (which expands image placeholders into image
+   tokens and returns the pixel values), ask the tokenizer for character offsets and the processor for
+   where it expanded placeholders, and label a token iff it starts inside an answer span.
+Nothing searches for token strings, so the mask is right even when an answer contains role-like text.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vlmdata.schema import image_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+IGNORE_INDEX = -100
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+_DROP_KEYS = ("offset_mapping", "text_replacement_offsets")
+
+
+def _render(processor: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def assistant_spans(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the [start, end) character span of each assistant answer.
+
+    A span covers what follows the generation prompt up to the end of the turn (the answer plus the
+    template's end-of-turn token). Raises ValueError if the template does not render prefixes
+    consistently (then per-turn supervision is not well defined for it).
+    """
+    full = _render(processor, messages, add_generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    for i, turn in enumerate(messages):
+        if turn["role"] != "assistant":
+            continue
+        if i == 0:
+            raise ValueError("a conversation must not start with an assistant turn (nothing to answer)")
+        before = _render(processor, messages[:i], add_generation_prompt=True)
+        through = _render(processor, messages[: i + 1], add_generation_prompt=False)
+        if not (full.startswith(before) and full.startswith(through) and len(through) > len(before)):
+            raise ValueError(
+                f"the chat template does not render turn {i} as a prefix of the whole conversation; "
+                "cannot tell which tokens are the assistant's answer"
+            )
+        spans.append((len(before), len(through)))
+    return full, spans
+
+
+def _shift(position: int, replacements: list[dict[str, Any]]) -> int:
+    """Map a character position in the rendered text to the text after placeholder expansion."""
+    shift = 0
+    for rep in replacements:
+        (start, end), (new_start, new_end) = rep["span"], rep["new_span"]
+        if end <= position:
+            shift += (new_end - new_start) - (end - start)
+    return position + shift
+
+
+def _to_pil(image: Any) -> Image.Image:
+    """A datasets Image value (decoded PIL, or {'bytes', 'path'} when decoding is off) as RGB PIL."""
+    from PIL import Image
+
+    if isinstance(image, dict):
+        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
+    return image.convert("RGB")
+
+
+def _image_token_ids(processor: Any) -> list[int]:
+    tokens = getattr(processor, "all_special_multimodal_tokens", None) or [getattr(processor, "image_token", None)]
+    ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in tokens if t]
+    return [i for i in ids if i is not None and i != processor.tokenizer.unk_token_id]
+
+
+@dataclass(kw_only=True)
+class ChatCollator:
+    """Batch vlmdata rows (`messages`, `images`) for a causal VLM; loss only on assistant answers.
+
+    Returns the processor's tensors plus `labels` (B, L): token ids on answer tokens (and each
+    answer's end-of-turn token), -100 on system/user text, image tokens and padding. Sequences are
+    right-padded and cut to `max_length`; a cut that would split an image's tokens raises, naming
+    `data.max_length`, because the model cannot run on a partial image.
+    """
+
+    processor: Any
+    max_length: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        texts, spans, images = [], [], []
+        for row in rows:
+            n_parts, n_images = image_count(row["messages"]), len(row["images"])
+            if n_parts != n_images:
+                raise ValueError(f"row {row.get('id')}: {n_parts} image part(s) but {n_images} image(s)")
+            text, row_spans = assistant_spans(processor=self.processor, messages=row["messages"])
+            texts.append(text)
+            spans.append(row_spans)
+            images.extend(_to_pil(image) for image in row["images"])
+        batch = self.processor(
+            text=texts,
+            images=images or None,
+            return_tensors="pt",
+            padding=True,
+            padding_side="right",
+            add_special_tokens=False,  # the chat template already wrote BOS
+            return_offsets_mapping=True,
+            return_text_replacement_offsets=True,
+        )
+        offsets = batch["offset_mapping"].tolist()
+        replacements = batch.get("text_replacement_offsets") or [[] for _ in rows]
+        input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for b, row_spans in enumerate(spans):
+            shifted = [(_shift(s, replacements[b]), _shift(e, replacements[b])) for s, e in row_spans]
+            for t, (start, end) in enumerate(offsets[b]):
+                if attention[b, t] and end > start and any(s <= start < e for s, e in shifted):
+                    labels[b, t] = input_ids[b, t]
+        image_ids = torch.tensor(_image_token_ids(self.processor), dtype=input_ids.dtype)
+        labels[torch.isin(input_ids, image_ids)] = IGNORE_INDEX
+        out = {k: v for k, v in batch.items() if k not in _DROP_KEYS}
+        out["labels"] = labels
+        return self._truncate(out, image_ids=image_ids, rows=rows)
+
+    def _truncate(
+        self, batch: dict[str, Any], *, image_ids: torch.Tensor, rows: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        import torch
+
+        if batch["input_ids"].shape[1] <= self.max_length:
+            return batch
+        cut = batch["input_ids"][:, self.max_length :]
+        for b in torch.isin(cut, image_ids).any(dim=1).nonzero().flatten().tolist():
+            raise ValueError(
+                f"row {rows[b].get('id')}: data.max_length={self.max_length} would cut image tokens "
+                f"(the row has {int(batch['attention_mask'][b].sum())} tokens); raise data.max_length"
+            )
+        for key in (*_TEXT_KEYS, "labels"):
+            if key in batch:
+                batch[key] = batch[key][:, : self.max_length]
+        return batch

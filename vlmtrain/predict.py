@@ -1,0 +1,56 @@
+"""Loading a finished run (base model + LoRA adapter) and answering one image + prompt.
+
+Why from the run folder alone: `config.yaml` names the base model and the folder holds the adapter and
+processor, so a run can be tried without the training config or the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlmtrain.config import ModelSection
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The decoded answer and the generated token ids (prompt excluded)."""
+
+    text: str
+    token_ids: list[int]
+
+
+def load_run(*, run_dir: Path) -> tuple[Any, Any]:
+    """(model with the run's adapter, processor), in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoProcessor
+
+    from vlmtrain.model import load_base
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a vlmtrain run folder (no config.yaml)")
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    base, _ = load_base(model=ModelSection.model_validate(raw["model"], context={"base_dir": run_dir}))
+    processor = AutoProcessor.from_pretrained(str(run_dir), trust_remote_code=bool(raw["model"].get("trust_remote_code")))
+    model = PeftModel.from_pretrained(base, str(run_dir))
+    model.eval()
+    return model, processor
+
+
+def generate(*, model: Any, processor: Any, image: Any, prompt: str, max_new_tokens: int = 32) -> Prediction:
+    """Greedy answer to `prompt` about one PIL `image`, rendered with the run's chat template."""
+    import torch
+
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[image.convert("RGB")], return_tensors="pt", add_special_tokens=False)
+    param = next(model.parameters())
+    inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    return Prediction(text=processor.decode(new, skip_special_tokens=True), token_ids=new)

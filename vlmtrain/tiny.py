@@ -1,0 +1,132 @@
+"""Tiny random-weight vision-language models, built offline, one registry entry per model family.
+
+Why: tests and CPU smoke runs must exercise the real model classes, processors and chat templates of
+each family (image-token expansion, LoRA targets, generation) without downloading gigabytes. Each
+entry builds a model and processor from config objects only, small enough that a whole fine-tune
+runs in seconds; `write_tiny` saves them so `AutoModelForImageTextToText.from_pretrained(out)` and
+`AutoProcessor.from_pretrained(out)` load them like any checkpoint.
+
+Adding a family (qwen2_vl, idefics3, paligemma, ...) = one builder function + one `FAMILIES` entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from vlmtrain.tiny_tokenizer import chat_template, train_tokenizer
+
+
+class Builder(Protocol):
+    """Builds (model, processor) with weights drawn from `seed`; both have `save_pretrained`."""
+
+    def __call__(self, *, seed: int) -> tuple[Any, Any]: ...
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """One model family: its name (the `--family` value), what it is, and how to build it."""
+
+    name: str
+    description: str
+    build: Builder
+
+
+def _build_llava(*, seed: int) -> tuple[Any, Any]:
+    """LLaVA-1.5 layout: CLIP vision tower (with CLS) -> 2-layer MLP projector -> Llama.
+
+    A 32x32 image with patch 8 gives 4x4 = 16 patches + CLS; the "default" feature strategy drops CLS,
+    so each `<image>` expands to 16 tokens. The processor is given the same patch size, strategy and
+    `num_additional_image_tokens=1` (the CLS) so its expansion matches the model's features exactly.
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    image_size, patch_size = 32, 8
+    image_token = "<image>"
+    tokenizer = train_tokenizer(extra_special_tokens={"image_token": image_token})
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template(image_placeholder=image_token),
+        image_token=image_token,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        # Wider than the usual 0.02: with hidden size 64 that would leave LM-head logits so small that
+        # LoRA could not express confident answers, and tiny fine-tunes would barely lower the loss.
+        initializer_range=0.2,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(image_token),
+        image_seq_length=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    generation = model.generation_config
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.eos_token_id = tokenizer.eos_token_id
+    generation.pad_token_id = tokenizer.pad_token_id
+    return model, processor
+
+
+FAMILIES: dict[str, TinyFamily] = {
+    "llava": TinyFamily(
+        name="llava",
+        description="LlavaForConditionalGeneration: CLIP 32px/patch 8 + Llama 2x64, 16 image tokens",
+        build=_build_llava,
+    ),
+}
+
+
+def write_tiny(*, out: Path, family: str, seed: int = 0) -> Path:
+    """Build the tiny `family` model with weights drawn from `seed` and save it with its processor.
+
+    Returns `out`. Raises ValueError for an unknown family (listing the known ones).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family '{family}' (choose from: {', '.join(sorted(FAMILIES))})")
+    model, processor = FAMILIES[family].build(seed=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
