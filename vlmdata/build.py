@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.engines.local import RejectLog, run_local
+from vlmdata.export import export
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.report.card import render_card
+from vlmdata.report.html import write_report
 from vlmdata.report.manifest import build_manifest, write_manifest
 from vlmdata.steps.write import ArrowWriter
 
@@ -57,7 +59,8 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True) -> BuildResult:
+def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True,
+          cache_dir: Path | None = None) -> BuildResult:
     """Build the dataset described by `loaded` into `out` (default: the recipe's output.path)."""
     recipe = loaded.recipe
     final = (out or recipe.output_path()).resolve()
@@ -73,7 +76,7 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
 
         datasets.disable_progress_bars()
     try:
-        plan = make_plan(loaded)
+        plan = make_plan(loaded, out=final, cache_dir=cache_dir)
         writer = ArrowWriter(staging_dir=tmp / ".staging", recipe_hash=loaded.sha256)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
@@ -88,6 +91,10 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         write_manifest(tmp / "manifest.json", manifest)
         (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
         (tmp / "recipe.resolved.yaml").write_text(_yaml(manifest["recipe"]), encoding="utf-8")
+        for fmt in recipe.output.exports:
+            export(tmp, fmt=fmt, dest=tmp / "exports" / fmt, name=recipe.name)
+        if recipe.output.report:
+            write_report(tmp, seed=recipe.seed)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -48,18 +48,49 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows per source (a quick trial).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key, e.g. seed=1.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool) -> None:
+@click.option("--cache", "cache", type=click.Path(file_okay=False), default=None,
+              help="Synthesis cache folder (default: OUT/../.vlmdata-cache).")
+def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
+          cache: str | None) -> None:
     """Build the dataset described by RECIPE."""
     from vlmdata.build import build as run_build
+    from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
-    result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet)
+    try:
+        result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
+                           cache_dir=Path(cache) if cache else None)
+    except SynthError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     m = result.manifest
     rejected = m["rejected_total"]
     click.echo(f"built {m['rows']} rows {m['splits']} in {m['wall_seconds']} s -> {result.path}")
     if rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in m["rejects"].items())
         click.echo(f"rejected {rejected} rows ({reasons}); see {result.path / 'rejects.jsonl'}")
+
+
+@main.command("plan")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--show", default=2, show_default=True, help="Prompts to render per synthesis job.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows per source.")
+@click.option("--cache", "cache", type=click.Path(file_okay=False), default=None, help="Synthesis cache folder.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key.")
+def plan_cmd(recipe: str, show: int, limit: int | None, cache: str | None, overrides: tuple[str, ...]) -> None:
+    """Show the steps, render the first synthesis prompts, count requests and tokens, estimate the cost.
+
+    Sends nothing and needs no API key."""
+    from vlmdata.plan import make_plan
+    from vlmdata.synth.planner import describe, plan_synthesis
+
+    loaded = _load(recipe, overrides)
+    for line in make_plan(loaded).describe():
+        click.echo(line)
+    if loaded.recipe.synthesize:
+        plans = plan_synthesis(loaded, show=show, limit=limit, cache_dir=Path(cache) if cache else None)
+        for line in describe(plans):
+            click.echo(line)
 
 
 def _render_messages(messages: list[dict]) -> str:
@@ -92,6 +123,17 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     for key in ("splits", "tasks", "sources", "rejects"):
         if summary[key]:
             click.echo(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in summary[key].items()))
+    for stage in manifest.get("stages", []):  # the split check and the mix table (n_i, p_i, final rows)
+        d = stage.get("details") or {}
+        if stage["stage"] == "split" and d:
+            click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
+                       f"groups shared between splits: {d['shared_groups_between_splits']}")
+        if stage["stage"] == "mix" and d:
+            click.echo(f"  mix by {d['by']} (T={d['temperature']}, total={d['total']}):")
+            for g, row in d[f"{d['by']}s"].items():
+                click.echo(f"    {g}: n={row['n']} p={row['p']:.4f} rows={row['rows']}")
+            if d.get("note"):
+                click.echo(f"    note: {d['note']}")
     for split, ds in dd.items():
         shown = ds.with_format("arrow")[: min(n_rows, len(ds))].to_pylist()  # no image decoding, no cache files
         for row in shown:
@@ -99,6 +141,33 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
             click.echo(_render_messages(row["messages"]))
             if row["answers"]:
                 click.echo(f"    answers: {row['answers'][:10]}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "jsonl"]), required=True)
+@click.option("-o", "--dest", type=click.Path(file_okay=False), default=None, help="Default: OUT/exports/FORMAT.")
+@click.option("--images-dir", type=click.Path(file_okay=False), default=None, help="Default: DEST/images.")
+def export(out: str, fmt: str, dest: str | None, images_dir: str | None) -> None:
+    """Export a built dataset OUT as LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json) or JSONL."""
+    from vlmdata.export import export as run_export
+
+    path = Path(out)
+    files = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
+                       images_dir=Path(images_dir) if images_dir else None)
+    for split, file in files.items():
+        click.echo(f"{split}: {file}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--per-task", default=3, show_default=True, help="Sample rows shown per task.")
+@click.option("--seed", default=0, show_default=True)
+def report(out: str, per_task: int, seed: int) -> None:
+    """(Re)write OUT/report.html: funnel, rejects, task mix, duplicates and sample rows, self-contained."""
+    from vlmdata.report.html import write_report
+
+    click.echo(str(write_report(Path(out), per_task=per_task, seed=seed)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,19 @@ a recipe cannot reorder them (so it cannot, say, mix before dedup).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.sources.base import SourceSpec
 from vlmdata.steps.base import Step
+from vlmdata.steps.dedup import DedupStep
+from vlmdata.steps.filter import build_filters
 from vlmdata.steps.instruct import InstructStep
 from vlmdata.steps.load import LoadStep
+from vlmdata.steps.mix import MixStep
+from vlmdata.steps.normalize import NormalizeStep
+from vlmdata.steps.split import SplitStep
+from vlmdata.steps.synthesize import SynthesizeStep
 
 
 @dataclass
@@ -28,11 +35,26 @@ class Plan:
         return lines + [f"step {i + 1}: {step.name}" for i, step in enumerate(self.steps)] + ["write"]
 
 
-def make_plan(loaded: LoadedRecipe) -> Plan:
+def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path | None = None) -> Plan:
+    """`out` (the build's output folder) places the synthesis cache at OUT/../.vlmdata-cache unless
+    `cache_dir` is given."""
     recipe = loaded.recipe
     steps: list[Step] = [
         LoadStep(max_pixels=recipe.images.max_pixels, max_side=recipe.images.max_side,
                  source_kinds={s.name: s.kind for s in recipe.sources}),
         InstructStep(specs=recipe.instruct, seed=recipe.seed, base_dir=loaded.path.parent),
     ]
+    if recipe.synthesize:
+        cache = cache_dir or (out or recipe.output_path()).resolve().parent / ".vlmdata-cache"
+        steps.append(SynthesizeStep(specs=recipe.synthesize, seed=recipe.seed, base_dir=loaded.path.parent,
+                                    cache_dir=cache))
+    if recipe.normalize is not None:
+        steps.append(NormalizeStep.from_spec(recipe.normalize))
+    steps.extend(build_filters(recipe.filter))  # each filter its own stage in the funnel
+    if recipe.dedup is not None:
+        steps.append(DedupStep(spec=recipe.dedup, seed=recipe.seed))
+    if recipe.split is not None:
+        steps.append(SplitStep(spec=recipe.split, seed=recipe.seed))
+    if recipe.mix is not None:
+        steps.append(MixStep(spec=recipe.mix, seed=recipe.seed))
     return Plan(sources=list(recipe.sources), steps=steps, batch_size=recipe.batch_size)

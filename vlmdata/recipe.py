@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -23,6 +23,12 @@ from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
+from vlmdata.steps.dedup import DedupSpec
+from vlmdata.steps.filter import FilterItem
+from vlmdata.steps.mix import MixSpec
+from vlmdata.steps.normalize import NormalizeSpec
+from vlmdata.steps.split import SplitSpec
+from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
 from vlmdata.templates_lib import check_template
 from vlmdata.validation import ConfigError, Problem, problems_from_validation_error
 
@@ -69,6 +75,8 @@ class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
     max_shard_size: str = "500MB"
+    exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
+    report: bool = True  # write report.html
 
 
 class Recipe(BaseModel):
@@ -82,6 +90,12 @@ class Recipe(BaseModel):
     sources: list[AnySource] = Field(min_length=1)
     images: ImageOptions = Field(default_factory=ImageOptions)
     instruct: dict[str, InstructSpec] = Field(default_factory=dict)
+    synthesize: list[SynthesizeSpec] = Field(default_factory=list)
+    normalize: NormalizeSpec | None = None
+    filter: list[FilterItem] = Field(default_factory=list)
+    dedup: DedupSpec | None = None
+    split: SplitSpec | None = None
+    mix: MixSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     batch_size: int = Field(default=256, ge=1)
 
@@ -135,6 +149,7 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                     f"dicom rows carry header context but no question or caption: add "
                     f"instruct.{src.task}.template (e.g. medical/report) or give the source `labels`",
                 ))
+    problems += synth_cross_checks(recipe)
     return problems
 
 

@@ -6,6 +6,7 @@ A template is one `.j2` file with named blocks, one per chat role:
     {% block user %}Describe this {{ modality_name }} image.{% endblock %}
     {% block assistant %}This is a {{ plane }} {{ modality }} slice.{% endblock %}
 
+Synthesis templates add few-shot pairs as `example_1_user` / `example_1_assistant`, ... blocks.
 `user` is required; `system` and `assistant` are optional (an instruction template renders the
 reference answer in `assistant`; a synthesis prompt leaves it to the model). Names are looked up in
 the shipped `templates/` package (`medical/report`), or a path to a `.j2` file is used as given.
@@ -69,6 +70,9 @@ class Template:
             block = tmpl.blocks.get(role)
             if block is not None:
                 out[role] = "".join(block(ctx)).strip()
+        for name, block in tmpl.blocks.items():  # few-shot pairs of synthesis templates
+            if name.startswith("example_"):
+                out[name] = "".join(block(ctx)).strip()
         return out
 
     @property

@@ -145,4 +145,7 @@ def run_local(plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int
         i = j + 1
     for batch in stream:
         writer.write(batch)
+    for step, st in zip(plan.steps, stats, strict=True):
+        if not isinstance(step, GlobalStep):
+            st.details.update(step.report())
     return stats

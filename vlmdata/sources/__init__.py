@@ -14,6 +14,7 @@ from pydantic import Field
 
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, limited
+from vlmdata.sources.coco import CocoSpec, read_coco
 from vlmdata.sources.dicom import DicomSpec, read_dicom
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
@@ -28,6 +29,7 @@ from vlmdata.sources.tabular import (
     read_jsonl,
     read_parquet,
 )
+from vlmdata.sources.vqav2 import VqaV2Spec, read_vqav2
 
 READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     JsonlSpec: read_jsonl,
@@ -38,6 +40,8 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     ImageFolderSpec: read_imagefolder,
     LlavaSpec: read_llava,
     DicomSpec: read_dicom,
+    CocoSpec: read_coco,
+    VqaV2Spec: read_vqav2,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 

@@ -51,6 +51,10 @@ class Step:
     def process(self, batch: list[Any]) -> Iterator[Row | Reject]:
         raise NotImplementedError
 
+    def report(self, state: Any = None) -> dict[str, Any]:
+        """What the manifest records about this step (counts, costs); empty by default."""
+        return {}
+
 
 class MapStep(Step):
     """Batch in, rows and rejects out."""

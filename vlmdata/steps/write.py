@@ -79,10 +79,16 @@ class ArrowWriter:
             writer.close()
             sink.close()
         splits = {}
-        for split in self._writers:
+        order = {name: i for i, name in enumerate(("train", "validation", "test"))}
+        for split in sorted(self._writers, key=lambda k: (order.get(k, len(order)), k)):
             ds = datasets.Dataset.from_file(str(self.staging_dir / f"{split}.arrow"))
             splits[split] = ds.cast(self.features) if ds.features != self.features else ds
         if not splits:  # an empty build is still a valid, loadable dataset
             splits["train"] = datasets.Dataset.from_dict({c: [] for c in COLUMNS}, features=self.features)
-        datasets.DatasetDict(splits).save_to_disk(str(dest), max_shard_size=max_shard_size)
+        # Shard counts computed here: datasets would give an empty split 0 shards, which it cannot load back.
+        from datasets.utils.py_utils import convert_file_size_to_int
+
+        shard_bytes = convert_file_size_to_int(max_shard_size)
+        num_shards = {k: max(1, min(len(v), v.data.nbytes // shard_bytes + 1)) for k, v in splits.items()}
+        datasets.DatasetDict(splits).save_to_disk(str(dest), num_shards=num_shards)
         return {k: len(v) for k, v in splits.items()}

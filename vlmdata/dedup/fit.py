@@ -1,0 +1,121 @@
+"""`DedupStep.fit`: the key table of every row → a `DedupState` (who goes, why, for whom; clusters).
+
+Kept apart from the step so the step file stays a readable contract; the stage order and the
+first-seen rule are described in decide.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vlmdata.dedup.decide import CODE, codes_of, first_of_groups, gram_hits, image_clusters
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vlmdata.steps.dedup import DedupSpec, DedupState, ImageDedup
+
+
+def _flat(keys: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list column → (values, offsets (n + 1,))."""
+    col = keys.column(name).combine_chunks()
+    offsets = col.offsets.to_numpy().astype(np.int64)
+    values = col.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
+    return values, offsets - offsets[0]
+
+
+def _drop(state: DedupState, rep: np.ndarray, alive: np.ndarray, reason: str, ids: list[str]) -> None:
+    gone = np.flatnonzero(alive & (rep >= 0) & (rep != np.arange(rep.size)))
+    state.reason[gone] = CODE[reason]
+    alive[gone] = False
+    for i in gone.tolist():
+        state.dup_of[i] = ids[int(rep[i])]
+    state.summary["removed"][reason] = int(gone.size)
+
+
+def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, workers: int) -> DedupState:
+    from vlmdata.dedup.against import load_eval_set
+    from vlmdata.steps.dedup import DedupState
+
+    keys = keys.sort_by("_idx")
+    n = keys.num_rows
+    if n and keys.column("_idx")[n - 1].as_py() != n - 1:
+        raise ValueError("dedup: _idx must number the rows 0..n-1")
+    ids = [str(x) for x in keys.column("id").to_pylist()] if n else []
+    state = DedupState(reason=np.zeros(n, dtype=np.uint8), summary={"removed": {}})
+    alive = np.ones(n, dtype=bool)
+    sha, sha_off = _flat(keys, "img_sha") if n else (np.empty(0, object), np.zeros(1, np.int64))
+    n_img = np.diff(sha_off)
+    img_row = np.repeat(np.arange(n), n_img)
+
+    evals = [load_eval_set(p, ngram=spec.against_ngram, method=image.method, hash_size=image.hash_size,
+                           workers=workers) for p in spec.against]
+    names = [e.name if [x.name for x in evals].count(e.name) == 1 else str(p) for e, p in zip(evals, spec.against, strict=True)]
+    rep_img = np.arange(sha.size)
+    if "img_hash" in keys.column_names and n:
+        hashes, _ = _flat(keys, "img_hash")
+        rep_img, hit = image_clusters(hashes.astype(np.uint64), max_distance=image.max_distance, evals=evals)
+        if spec.images is None:
+            rep_img = np.arange(sha.size)
+        # -- contaminated: an image near an eval image, or a question n-gram of an eval question
+        eval_set_of = np.repeat(np.arange(len(evals)), [e.image_hashes.size for e in evals])
+        eval_row_of = np.concatenate([e.image_owner for e in evals]) if evals else np.empty(0, np.int64)
+        counts = dict.fromkeys(names, 0)
+        for img in np.flatnonzero(hit >= 0).tolist():
+            r = int(img_row[img])
+            if alive[r]:
+                s = int(eval_set_of[hit[img]])
+                _contaminate(state, alive, r, names[s], evals[s].ids[int(eval_row_of[hit[img]])], counts)
+        if evals:
+            grams, g_off = _flat(keys, "grams")
+            owner = np.repeat(np.arange(n), np.diff(g_off))
+            for s, ev in enumerate(evals):
+                rows = gram_hits(grams.astype(np.uint64), owner, n, ev)
+                for r in np.flatnonzero((rows >= 0) & alive).tolist():
+                    _contaminate(state, alive, r, names[s], ev.ids[int(rows[r])], counts)
+            state.summary["contaminated"] = counts
+            state.summary["removed"]["contaminated"] = sum(counts.values())
+
+    if spec.text is not None and n:
+        text_hash = keys.column("text_hash").to_numpy()
+        rep = first_of_groups(text_hash, alive & (text_hash != 0))
+        _drop(state, rep, alive, "duplicate_exact", ids)
+        if spec.text.method == "minhash":
+            from vlmdata.dedup.minhash import lsh_labels, optimal_bands
+
+            t = spec.text
+            bands, rows = (t.bands, t.rows) if t.bands and t.rows else optimal_bands(threshold=t.threshold,
+                                                                                      num_perm=t.num_perm)
+            sig = keys.column("sig").combine_chunks().values.to_numpy().reshape(n, t.num_perm)
+            labels = lsh_labels(sig, bands=bands, rows=rows, threshold=t.threshold, active=alive)
+            _drop(state, labels, alive, "duplicate_near_text", ids)
+            state.summary["minhash"] = {"bands": bands, "rows": rows}
+
+    if spec.images is not None and n:
+        first = sha_off[:-1]
+        groups = [tuple(rep_img[first[r]:first[r] + n_img[r]].tolist()) if n_img[r] else None for r in range(n)]
+        if spec.vqa_composite:
+            q = keys.column("q_hash").to_numpy()
+            groups = [None if g is None else (g, int(q[r])) for r, g in enumerate(groups)]
+        codes, has = codes_of(groups)
+        _drop(state, first_of_groups(codes, alive & has), alive, "duplicate_vqa" if spec.vqa_composite
+              else "duplicate_image", ids)
+        state.summary["image_clusters"] = int(np.unique(rep_img).size)
+
+    # image_cluster: the sha of the first image's cluster representative ("" for text-only rows)
+    first_rep = np.where(n_img > 0, rep_img[np.minimum(sha_off[:-1], max(sha.size - 1, 0))], -1) if n else \
+        np.empty(0, np.int64)
+    uniq, inv = np.unique(first_rep, return_inverse=True)
+    state.clusters = ["" if u < 0 else str(sha[u]) for u in uniq.tolist()]
+    state.cluster = inv.ravel()
+    state.summary["kept"] = int(alive.sum())
+    return state
+
+
+def _contaminate(state: DedupState, alive: np.ndarray, r: int, name: str, eval_id: str,
+                 counts: dict[str, int]) -> None:
+    state.reason[r] = CODE["contaminated"]
+    state.dup_of[r] = eval_id
+    state.eval_set[r] = name
+    alive[r] = False
+    counts[name] += 1

@@ -1,0 +1,170 @@
+"""The async OpenAI-compatible client: bounded concurrency, rpm/tpm limits, retries, preflight.
+
+Retries cover what is worth retrying — 429, 5xx, timeouts and dropped connections — with exponential
+backoff and full jitter (seeded by the request key, so runs are reproducible), and honour the
+server's `Retry-After` / `retry-after-ms`. Other 4xx answers are final. The openai client's own
+retries are off so that every attempt is counted and limited here.
+
+`preflight()` runs before the first request is sent: a missing key or an unreachable endpoint stops
+the build with a message that says how to fix it, instead of rejecting every row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from vlmdata.synth.cache import Response
+from vlmdata.synth.limits import Limits
+from vlmdata.synth.prompt import Request
+from vlmdata.synth.spec import SynthesizeSpec
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 60.0
+
+
+class SynthError(Exception):
+    """A job cannot run at all (no key, endpoint unreachable): raised before any row is lost."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that got no usable answer after its retries; becomes a reject with this reason."""
+
+    reason: str
+    detail: str
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait, from `retry-after-ms` or `retry-after` (seconds or a date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            from datetime import datetime, timezone
+
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def backoff(attempt: int, *, key: str, hint: float | None) -> float:
+    if hint is not None:
+        return hint + random.Random(f"{key}:{attempt}").uniform(0, 0.1)
+    return random.Random(f"{key}:{attempt}").uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+class SynthClient:
+    """One job's connection; create it inside the event loop that uses it (`async with`)."""
+
+    def __init__(self, *, spec: SynthesizeSpec, job_index: int) -> None:
+        self.spec = spec
+        self.where = f"synthesize[{job_index}] ('{spec.name}')"
+        self.base_url = spec.base_url()
+        self.semaphore = asyncio.Semaphore(spec.concurrency)
+        self.limits = Limits(rpm=spec.rpm, tpm=spec.tpm)
+        self.api: Any = None
+        self.attempts = 0
+
+    def api_key(self) -> str:
+        env = self.spec.endpoint.api_key_env
+        key = os.environ.get(env)
+        if not key:
+            raise SynthError(f"{self.where}: the API key variable ${env} is not set. Export it (`export {env}=...`; "
+                             f"any non-empty value for a local server that needs none), or point "
+                             f"endpoint.api_key_env at the variable that holds your key.")
+        return key
+
+    async def __aenter__(self) -> SynthClient:
+        from openai import AsyncOpenAI
+
+        self.api = AsyncOpenAI(api_key=self.api_key(), base_url=self.base_url, max_retries=0,
+                               timeout=self.spec.timeout_s)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.api.close()
+
+    async def preflight(self) -> None:
+        """GET /models: proves the endpoint answers and accepts the key before any row is processed."""
+        import openai
+
+        try:
+            await self.api.models.list(timeout=min(15.0, self.spec.timeout_s))
+        except openai.AuthenticationError as e:
+            raise SynthError(f"{self.where}: {self.base_url} refused the key in ${self.spec.endpoint.api_key_env} "
+                             f"(HTTP {e.status_code}); check the key, or the base_url it is meant for.") from None
+        except openai.APIConnectionError as e:
+            raise SynthError(f"{self.where}: cannot reach {self.base_url} ({type(e).__name__}: {e}); check "
+                             f"endpoint.base_url or $OPENAI_BASE_URL, and that the server is up.") from None
+        except openai.APIStatusError as e:
+            if e.status_code == 403:
+                raise SynthError(f"{self.where}: {self.base_url} denied access (HTTP 403): {e.message}") from None
+            # other statuses (e.g. a proxy without /models) still prove the endpoint is there
+
+    async def complete(self, request: Request, *, tokens: int) -> Response | Failure:
+        """One request with retries; `tokens` is its estimate for the tpm limit."""
+        import openai
+
+        async with self.semaphore:
+            last = Failure("request_failed", "no attempt made")
+            for attempt in range(self.spec.max_retries + 1):
+                await self.limits.admit(tokens)
+                self.attempts += 1
+                hint = None
+                try:
+                    out = await self.api.chat.completions.create(**request.body)
+                    return _response(out)
+                except openai.RateLimitError as e:
+                    last, hint = Failure("rate_limited", f"HTTP 429: {e.message}"), retry_after(e.response.headers)
+                except openai.InternalServerError as e:
+                    last, hint = Failure("server_error", f"HTTP {e.status_code}: {e.message}"), retry_after(e.response.headers)
+                except openai.APITimeoutError:
+                    last = Failure("timeout", f"no answer within timeout_s={self.spec.timeout_s}")
+                except openai.APIConnectionError as e:
+                    last = Failure("connection_error", f"{type(e).__name__}: {e}")
+                except openai.APIStatusError as e:
+                    return Failure("request_error", f"HTTP {e.status_code}: {e.message}")
+                except (openai.APIResponseValidationError, ValueError, TypeError) as e:
+                    return Failure("bad_response", f"{type(e).__name__}: {e}")
+                if attempt < self.spec.max_retries:
+                    await asyncio.sleep(backoff(attempt, key=request.key, hint=hint))
+            return Failure(last.reason, f"{last.detail} (after {self.spec.max_retries + 1} attempts)")
+
+
+def _response(out: Any) -> Response | Failure:
+    if not getattr(out, "choices", None):
+        return Failure("bad_response", "the response has no choices")
+    choice = out.choices[0]
+    usage = getattr(out, "usage", None)
+    return Response(text=choice.message.content or "", finish_reason=choice.finish_reason or "stop",
+                    prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                    completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                    refusal=getattr(choice.message, "refusal", None))
+
+
+def response_from_body(body: dict[str, Any]) -> Response | Failure:
+    """A chat.completions JSON body (as the Batch API returns it) -> Response."""
+    choices = body.get("choices") or []
+    if not choices:
+        return Failure("bad_response", "the response has no choices")
+    msg = choices[0].get("message") or {}
+    usage = body.get("usage") or {}
+    return Response(text=msg.get("content") or "", finish_reason=choices[0].get("finish_reason") or "stop",
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0), refusal=msg.get("refusal"))
