@@ -77,14 +77,14 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         datasets.disable_progress_bars()
     try:
         plan = make_plan(loaded, out=final, cache_dir=cache_dir)
-        writer = ArrowWriter(staging_dir=tmp / ".staging", recipe_hash=loaded.sha256)
+        writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
             stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
                                spill_dir=tmp / ".staging")
         finally:
             rejects.close()
-        splits = writer.finish(tmp, max_shard_size=recipe.output.max_shard_size)
+        splits = writer.finish()
         shutil.rmtree(tmp / ".staging", ignore_errors=True)
         manifest = build_manifest(loaded=loaded, stages=stages, splits=splits, counts=writer.counts,
                                   wall_seconds=time.perf_counter() - started, created=created, limit=limit)

@@ -89,7 +89,8 @@ def _shown(chat: list[dict[str, str]], n_images: int) -> list[dict[str, Any]]:
 
 
 def describe(plans: list[JobPlan]) -> list[str]:
-    lines = [f"estimates: text = chars/4 (+4 per message); image = {UNKNOWN_IMAGE_TOKENS} tokens; completion = "
+    lines = [f"estimates: text = chars/4 (+4 per message); image = {UNKNOWN_IMAGE_TOKENS} tokens (85 at detail: low); "
+             f"completion = "
              f"max_tokens (or 400)"]
     total = 0.0
     for jp in plans:
