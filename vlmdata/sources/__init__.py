@@ -19,6 +19,7 @@ from vlmdata.sources.dicom import DicomSpec, read_dicom
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
+from vlmdata.sources.shapes import ShapesSpec, read_shapes
 from vlmdata.sources.tabular import (
     CsvSpec,
     JsonlSpec,
@@ -42,6 +43,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     DicomSpec: read_dicom,
     CocoSpec: read_coco,
     VqaV2Spec: read_vqav2,
+    ShapesSpec: read_shapes,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 

@@ -1,0 +1,100 @@
+"""The procedural `shapes` source: deterministic bytes, ground truth checked against the pixels, imbalance."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from vlmdata.rows import Record
+from vlmdata.sources import read_source
+from vlmdata.sources.shapes import COLOURS, ShapesSpec
+
+
+def _records(**spec: object) -> list[Record]:
+    out = list(read_source(ShapesSpec(name="world", **spec)))
+    assert all(isinstance(r, Record) for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _blobs(record: Record) -> list[tuple[str, float]]:
+    """(colour name, centroid x) of each 8-connected blob of non-background pixels."""
+    pixels = np.asarray(Image.open(io.BytesIO(record.images[0].data)).convert("RGB"))
+    foreground = np.any(pixels != pixels[0, 0], axis=2)
+    seen = np.zeros_like(foreground)
+    blobs = []
+    for y, x in zip(*np.nonzero(foreground), strict=True):
+        if seen[y, x]:
+            continue
+        stack, members = [(y, x)], []
+        seen[y, x] = True
+        while stack:
+            cy, cx = stack.pop()
+            members.append((cy, cx))
+            for ny in range(cy - 1, cy + 2):
+                for nx in range(cx - 1, cx + 2):
+                    inside = 0 <= ny < foreground.shape[0] and 0 <= nx < foreground.shape[1]
+                    if inside and foreground[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        colours = Counter(tuple(pixels[p]) for p in members)
+        (rgb, _), = colours.most_common(1)
+        name = next(n for n, c in COLOURS.items() if c == rgb)
+        blobs.append((name, float(np.mean([p[1] for p in members]))))
+    return blobs
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    a, b, c = _records(count=5), _records(count=5), _records(count=5, seed=1)
+    assert [r.images[0].data for r in a] == [r.images[0].data for r in b]
+    assert [r.fields for r in a] == [r.fields for r in b]
+    assert [r.images[0].data for r in a] != [r.images[0].data for r in c]
+    assert Image.open(io.BytesIO(a[0].images[0].data)).size == (64, 64)
+    assert _records(count=1, tasks=["color"], image_size=48)[0].images[0].data != a[0].images[0].data
+
+
+def test_answers_match_the_pixels() -> None:
+    records = _records(count=25, max_count=6)
+    assert {r.task for r in records} == {"color", "shape", "count", "position", "caption"}
+    for r in records:
+        blobs = _blobs(r)
+        if r.task == "color":
+            assert [c for c, _ in blobs] == r.fields["answers"] and r.fields["question"] == "What colour is the shape?"
+        elif r.task == "count":
+            assert str(len(blobs)) == r.fields["answers"][0]
+        elif r.task == "position":
+            first, second = r.context["scene"]  # the scene lists the asked-about shape first
+            question = r.fields["question"]
+            assert question == f"Is the {first['kind']} left or right of the {second['kind']}?"
+            xs = sorted(x for _, x in blobs)
+            asked_x = xs[0] if r.fields["answers"] == ["left"] else xs[1]
+            assert len(blobs) == 2 and first["box"][0] <= asked_x <= first["box"][2]
+        elif r.task == "caption":
+            (colour, x), = blobs
+            size, caption_colour, kind, *where = r.fields["caption"][0].split()[1:]
+            third = ["left", "middle", "right"][min(int(x // (64 / 3)), 2)]
+            assert caption_colour == colour and where[-1] == third and kind == r.context["scene"][0]["kind"]
+        else:
+            assert len(blobs) == 1 and r.fields["answers"][0] == r.context["scene"][0]["kind"]
+
+
+def test_imbalance_sets_rows_per_task() -> None:
+    records = _records(count=4, tasks=["color", "count"], imbalance={"count": 11})
+    assert Counter(r.task for r in records) == {"color": 4, "count": 11}
+    assert len({r.locator for r in records}) == 15
+    with pytest.raises(ValidationError, match="imbalance"):
+        ShapesSpec(name="w", tasks=["color"], imbalance={"count": 3})
+
+
+def test_a_recipe_builds_shapes_into_vqa_and_caption_rows(ws) -> None:  # noqa: ANN001 - the shared fixture
+    built = ws.build({"name": "shapes", "seed": 0,
+                      "sources": [{"name": "world", "kind": "shapes", "count": 3, "tasks": ["count", "caption"]}]})
+    import datasets
+
+    rows = [row for split in datasets.load_from_disk(str(built.path)).values() for row in split]
+    assert Counter(r["task"] for r in rows) == {"count": 3, "caption": 3}
+    assert all(r["answers"] and r["messages"][-1]["role"] == "assistant" for r in rows)
