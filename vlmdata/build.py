@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.engines.local import RejectLog, run_local
+from vlmdata.engines.pool import default_workers
+from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
 from vlmdata.export import export
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
@@ -59,10 +61,21 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _engine(spec: EngineSpec, kind: str | None) -> EngineSpec:
+    """The recipe's `engine:`, or a default one of `kind` (the CLI's `--engine`) when that differs."""
+    if kind is None or kind == spec.kind:
+        return spec
+    return {"local": LocalEngine, "ray": RayEngine}[kind]()
+
+
 def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True,
-          cache_dir: Path | None = None) -> BuildResult:
-    """Build the dataset described by `loaded` into `out` (default: the recipe's output.path)."""
+          cache_dir: Path | None = None, engine: str | None = None, workers: int | None = None) -> BuildResult:
+    """Build the dataset described by `loaded` into `out` (default: the recipe's output.path).
+
+    `engine` ("local" or "ray") overrides the recipe's `engine.kind`; `workers` the local engine's
+    `engine.workers`; the output is the same either way."""
     recipe = loaded.recipe
+    engine_spec = _engine(recipe.engine, engine)
     final = (out or recipe.output_path()).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(final)
@@ -80,8 +93,15 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
-            stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
-                               spill_dir=tmp / ".staging")
+            if isinstance(engine_spec, RayEngine):
+                from vlmdata.engines.ray import run_ray  # the optional `ray` extra
+
+                stages = run_ray(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
+                                 spec=engine_spec)
+            else:
+                n_workers = workers or getattr(engine_spec, "workers", None) or default_workers()
+                stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
+                                   spill_dir=tmp / ".staging", workers=n_workers)
         finally:
             rejects.close()
         splits = writer.finish()

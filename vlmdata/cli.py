@@ -50,8 +50,12 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--cache", "cache", type=click.Path(file_okay=False), default=None,
               help="Synthesis cache folder (default: OUT/../.vlmdata-cache).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Where the steps run (default: the recipe's engine.kind, else local). Same output either way.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local engine: processes for per-row steps (default: engine.workers, else min(4, CPUs)).")
 def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
-          cache: str | None) -> None:
+          cache: str | None, engine: str | None, workers: int | None) -> None:
     """Build the dataset described by RECIPE."""
     from vlmdata.build import build as run_build
     from vlmdata.synth.client import SynthError
@@ -59,7 +63,7 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     loaded = _load(recipe, overrides)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
-                           cache_dir=Path(cache) if cache else None)
+                           cache_dir=Path(cache) if cache else None, engine=engine, workers=workers)
     except SynthError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

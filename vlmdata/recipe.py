@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
 from vlmdata.sources import AnySource
@@ -98,6 +99,7 @@ class Recipe(BaseModel):
     mix: MixSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
     batch_size: int = Field(default=256, ge=1)
+    engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
 
     def output_path(self) -> Path:
         return self.output.path or (Path.cwd() / "out" / self.name).resolve()
@@ -154,7 +156,9 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
 
 
 def recipe_hash(raw: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The hash every row's meta records. `engine` is left out: it changes where steps run, not the data."""
+    data = {k: v for k, v in raw.items() if k != "engine"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:

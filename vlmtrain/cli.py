@@ -1,4 +1,4 @@
-"""`vlmtrain` command line: tiny, validate, run, predict.
+"""`vlmtrain` command line: tiny, validate, run (--resume), predict, eval, merge, report.
 
 Kept light: torch, transformers and peft are imported inside the commands, so `--help` and config
 errors answer in well under a second. Config problems go to stderr, all at once, with exit code 2.
@@ -58,7 +58,8 @@ def validate(config: Path, overrides: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.lr=1e-4.")
-def run(config: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint-N (train.save_every).")
+def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
     """Fine-tune with LoRA as CONFIG says; writes runs/NAME/ (adapter, processor, config.yaml, log.jsonl)."""
     from vlmtrain.config import load_train_config
 
@@ -66,7 +67,7 @@ def run(config: Path, overrides: tuple[str, ...]) -> None:
         cfg = load_train_config(config, overrides=list(overrides))
         from vlmtrain.recipe import run as run_recipe
 
-        run_recipe(config=cfg, echo=click.echo)
+        run_recipe(config=cfg, echo=click.echo, resume=resume)
     except ConfigError as err:
         _fail(err)
 
@@ -75,8 +76,9 @@ def run(config: Path, overrides: tuple[str, ...]) -> None:
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--prompt", required=True, help="The question about the image.")
+@click.option("--system", default=None, help="A system message before the question (as in training rows).")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
-def predict(run_dir: Path, image: Path, prompt: str, max_new_tokens: int) -> None:
+def predict(run_dir: Path, image: Path, prompt: str, system: str | None, max_new_tokens: int) -> None:
     """Answer PROMPT about IMAGE with the base model + the LoRA adapter of RUN (greedy)."""
     from PIL import Image
 
@@ -84,5 +86,66 @@ def predict(run_dir: Path, image: Path, prompt: str, max_new_tokens: int) -> Non
 
     model, processor = load_run(run_dir=run_dir)
     with Image.open(image) as img:
-        answer = generate(model=model, processor=processor, image=img, prompt=prompt, max_new_tokens=max_new_tokens)
+        answer = generate(
+            model=model, processor=processor, image=img, prompt=prompt, system=system, max_new_tokens=max_new_tokens
+        )
     click.echo(answer.text)
+
+
+def _data_arg(value: str) -> tuple[Path, str]:
+    """`OUT[:split]` -> (folder, split); the split defaults to 'validation'."""
+    folder, sep, split = value.rpartition(":")
+    if sep and folder and "/" not in split and Path(folder).is_dir():
+        return Path(folder), split
+    return Path(value), "validation"
+
+
+@main.command(name="eval")
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data", required=True, metavar="OUT[:SPLIT]", help="A vlmdata output and split (default: validation).")
+@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--limit", type=int, default=None, help="Evaluate the first N rows only.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: the run folder.")
+def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batch_size: int, out: Path | None) -> None:
+    """Generate answers for a split with RUN (greedy, batched); score VQA accuracy and exact match per task."""
+    from vlmtrain.data import open_split
+    from vlmtrain.evaluate import evaluate
+    from vlmtrain.predict import load_run
+
+    folder, split = _data_arg(data)
+    try:
+        dataset = open_split(path=folder, split=split)
+    except ConfigError as err:
+        _fail(err)
+    model, processor = load_run(run_dir=run_dir)
+    result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
+                      batch_size=batch_size, limit=limit)
+    result.write(out_dir=out or run_dir)
+    for task, m in result.metrics.items():
+        click.echo(f"{task:<16} rows {int(m['rows']):>6}  vqa_accuracy {m['vqa_accuracy']:.4f}  "
+                   f"exact_match {m['exact_match']:.4f}")
+    click.echo(f"wrote predictions.jsonl and metrics.json to {out or run_dir}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def merge(run_dir: Path, out: Path) -> None:
+    """Merge RUN's LoRA adapter into the base weights; save model + processor to OUT (plain transformers)."""
+    from vlmtrain.merge import merge_run
+
+    merge_run(run_dir=run_dir, out=out)
+    click.echo(f"wrote the merged model and processor to {out}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Print RUN's continual scores (matrix, average accuracy, BWT, forgetting); write matrix/curves/losses PNGs."""
+    from vlmtrain.report import report as make_report
+
+    text, written = make_report(run_dir=run_dir)
+    click.echo(text)
+    for path in written:
+        click.echo(f"wrote {path}")

@@ -9,6 +9,11 @@ How the mask is found, robustly and for any chat template:
    tokens and returns the pixel values), ask the tokenizer for character offsets and the processor for
    where it expanded placeholders, and label a token iff it starts inside an answer span.
 Nothing searches for token strings, so the mask is right even when an answer contains role-like text.
+
+Per-family differences come from `vlmtrain.families` (never from class names): whether the processor
+takes images per row, and whether the family has a chat template at all. PaliGemma has none: its
+rows become `text` (the question, after the image tokens) and `suffix` (the answer), and the
+processor's `token_type_ids` mark the suffix + EOS, which are the supervised tokens.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlmdata.schema import image_count
+from vlmtrain.families import Family
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -94,22 +100,63 @@ class ChatCollator:
 
     processor: Any
     max_length: int
+    family: Family | None = None  # None: chat template, one flat image list (LLaVA-style)
+    carry_tasks: bool = False  # add `tasks` to the batch, for per-task losses (vlmtrain.trainer_multitask)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        import torch
-
-        texts, spans, images = [], [], []
+        per_row = []
         for row in rows:
             n_parts, n_images = image_count(row["messages"]), len(row["images"])
             if n_parts != n_images:
                 raise ValueError(f"row {row.get('id')}: {n_parts} image part(s) but {n_images} image(s)")
+            per_row.append([_to_pil(image) for image in row["images"]])
+        images: Any = [i for row_images in per_row for i in row_images]
+        if self.family is not None and self.family.nested_images:
+            images = per_row
+        if self.family is not None and self.family.prompt == "prefix_suffix":
+            batch = self._prefix_suffix(rows, images=images)
+        else:
+            batch = self._chat(rows, images=images)
+        if self.carry_tasks:  # each row's task (a list of B strings), popped before the forward pass
+            batch["tasks"] = [str(row["task"]) for row in rows]
+        return batch
+
+    def _prefix_suffix(self, rows: list[dict[str, Any]], *, images: Any) -> dict[str, torch.Tensor]:
+        """PaliGemma-style: one question, one answer per row; the processor labels the suffix + EOS."""
+        import torch
+
+        prefixes, suffixes = [], []
+        for row in rows:
+            roles = [turn["role"] for turn in row["messages"] if turn["role"] != "system"]
+            if roles != ["user", "assistant"]:
+                raise ValueError(
+                    f"row {row.get('id')}: a prefix/suffix model (no chat template) trains on one question and "
+                    f"one answer; this row has turns {roles}"
+                )
+            parts = [p for turn in row["messages"] if turn["role"] != "assistant" for p in turn["content"]]
+            prefix = "".join(p.get("text") or "" for p in parts if p["type"] == "text")
+            prefixes.append(self.processor.image_token * image_count(row["messages"]) + prefix)
+            suffixes.append("".join(p.get("text") or "" for p in row["messages"][-1]["content"]))
+        batch = self.processor(
+            text=prefixes, images=images or None, suffix=suffixes, return_tensors="pt",
+            padding=True, padding_side="right",
+        )
+        out = dict(batch)
+        out["labels"] = torch.as_tensor(out["labels"]).masked_fill(out["attention_mask"] == 0, IGNORE_INDEX)
+        image_ids = torch.tensor(_image_token_ids(self.processor), dtype=out["input_ids"].dtype)
+        return self._truncate(out, image_ids=image_ids, rows=rows)
+
+    def _chat(self, rows: list[dict[str, Any]], *, images: Any) -> dict[str, torch.Tensor]:
+        import torch
+
+        texts, spans = [], []
+        for row in rows:
             text, row_spans = assistant_spans(processor=self.processor, messages=row["messages"])
             texts.append(text)
             spans.append(row_spans)
-            images.extend(_to_pil(image) for image in row["images"])
         batch = self.processor(
             text=texts,
-            images=images or None,
+            images=images if any(images) else None,
             return_tensors="pt",
             padding=True,
             padding_side="right",

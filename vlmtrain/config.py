@@ -37,7 +37,16 @@ from pydantic import (
 )
 
 from vlmdata.config_io import load_config_dict
-from vlmdata.validation import ConfigError, did_you_mean, problems_from_validation_error
+from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
+from vlmtrain.config_multitask import ContinualSection, MultitaskSection
+from vlmtrain.config_tuning import (
+    Component,
+    ComponentsSection,
+    Method,
+    QuantSection,
+    plan_problems,
+    resolve_components,
+)
 
 ALL_LINEAR = "all-linear"
 
@@ -80,33 +89,69 @@ class ModelSection(_Section):
         raise ValueError(f"model folder not found: {local} (create a tiny one with `vlmtrain tiny {local}`, "
                          f"or name a hub model such as org/name)")
 
-class DataSection(_Section):
-    """A vlmdata output folder (a `DatasetDict` written with `save_to_disk`) and the split to train on."""
+def _dataset_folder(value: Path, info: ValidationInfo) -> Path:
+    """A `save_to_disk` folder: a DatasetDict (dataset_dict.json) or a single Dataset (state.json)."""
+    value = _resolve(value, info)
+    if not value.is_dir():
+        raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
+    if not (value / "dataset_dict.json").is_file() and not (value / "state.json").is_file():
+        raise ValueError(f"not a dataset saved with save_to_disk (no dataset_dict.json or state.json): {value}")
+    return value
+
+
+def _known_split(value: str, info: ValidationInfo) -> str:
+    """The split must exist in a DatasetDict; a single saved Dataset is its own split (`split` unused)."""
+    folder = info.data.get("path")
+    if folder is None or not (folder / "dataset_dict.json").is_file():  # path has its own problem, or a Dataset
+        return value
+    splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+    if value not in splits:
+        raise ValueError(f"no split '{value}' in {folder}{did_you_mean(value, splits)} (splits: {', '.join(splits)})")
+    return value
+
+
+class SourceSpec(_Section):
+    """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half."""
 
     path: Path
     split: str = "train"
+    weight: PositiveFloat = 1.0
+
+    check_path = field_validator("path")(_dataset_folder)
+    check_split = field_validator("split")(_known_split)
+
+
+class DataSection(_Section):
+    """What to train on: `path` (+ `split`) for one vlmdata output, or `sources` for several, weighted.
+
+    Each folder is a vlmdata output (a `DatasetDict` written with `save_to_disk`) or a single saved
+    `Dataset` in the same row contract. Rows longer than `max_length` tokens whose cut would split an
+    image, or leave no answer token, are rejected before training (see `vlmtrain.diagnostics`).
+    """
+
+    path: Path | None = None
+    split: str = "train"
+    sources: list[SourceSpec] | None = None
     max_length: PositiveInt = 1024
 
-    @field_validator("path")
-    @classmethod
-    def _dataset_folder(cls, value: Path, info: ValidationInfo) -> Path:
-        value = _resolve(value, info)
-        if not value.is_dir():
-            raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
-        if not (value / "dataset_dict.json").is_file():
-            raise ValueError(f"not a saved DatasetDict (no dataset_dict.json): {value}")
-        return value
+    check_path = field_validator("path")(_dataset_folder)
+    check_split = field_validator("split")(_known_split)
 
-    @field_validator("split")
-    @classmethod
-    def _known_split(cls, value: str, info: ValidationInfo) -> str:
-        folder = info.data.get("path")
-        if folder is None:  # the path already has its own problem
-            return value
-        splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
-        if value not in splits:
-            raise ValueError(f"no split '{value}' in {folder}{did_you_mean(value, splits)} (splits: {', '.join(splits)})")
-        return value
+    @model_validator(mode="after")
+    def _path_or_sources(self) -> DataSection:
+        if (self.path is None) == (self.sources is None):
+            raise ValueError("set either data.path (one dataset) or data.sources (a list), not both or neither")
+        if self.sources is not None and not self.sources:
+            raise ValueError("data.sources is empty; list at least one {path, split, weight}")
+        return self
+
+    @property
+    def all_sources(self) -> list[SourceSpec]:
+        """The sources to read; `data.path` is shorthand for one source of weight 1."""
+        if self.sources is not None:
+            return list(self.sources)
+        assert self.path is not None  # the validator guarantees one of the two
+        return [SourceSpec.model_construct(path=self.path, split=self.split, weight=1.0)]
 
 
 class LoraSection(_Section):
@@ -145,6 +190,8 @@ class TrainSection(_Section):
     lr: PositiveFloat = 2e-4
     weight_decay: NonNegativeFloat = 0.0
     warmup_steps: NonNegativeInt = 0
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)  # used when warmup_steps is 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on a GPU that has it, else fp32
     scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
     max_grad_norm: PositiveFloat = 1.0
     log_every: PositiveInt = 1
@@ -152,6 +199,7 @@ class TrainSection(_Section):
     gradient_checkpointing: bool = False
     num_workers: NonNegativeInt = 0
     device: Literal["auto", "cpu"] = "auto"
+    group_by_length: bool = False  # batches of similar token length (less padding), order seeded
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSection:
@@ -173,6 +221,43 @@ class OutputSection(_Section):
         return None if value is None else _resolve(value, info)
 
 
+class EvalSection(_Section):
+    """Generation-based evaluation during training: every `every` steps on `data` (`split`), first `limit` rows."""
+
+    every: PositiveInt
+    data: Path
+    split: str = "validation"
+    limit: PositiveInt | None = None
+    max_new_tokens: PositiveInt = 32
+    batch_size: PositiveInt = 8
+
+    check_data = field_validator("data")(_dataset_folder)
+
+    @field_validator("split")
+    @classmethod
+    def _eval_split(cls, value: str, info: ValidationInfo) -> str:
+        return _known_split(value, _DataInfo(info))
+
+
+class _DataInfo:
+    """A ValidationInfo stand-in whose `data['path']` is the eval section's `data` folder."""
+
+    def __init__(self, info: ValidationInfo) -> None:
+        self.data = {"path": info.data.get("data")}
+
+
+class StageSection(_Section):
+    """One stage of a staged run (e.g. `projector` then `sft`); it starts from the previous stage's weights.
+
+    `data` and `components` replace the top-level ones when given; `train` keys override the top level's.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    data: DataSection | None = None
+    components: ComponentsSection | None = None
+    train: TrainSection = TrainSection()
+
+
 class TrainConfig(_Section):
     """A whole fine-tuning run. Every random choice (LoRA init, data order) follows `seed`."""
 
@@ -183,6 +268,30 @@ class TrainConfig(_Section):
     lora: LoraSection = LoraSection()
     train: TrainSection = TrainSection()
     output: OutputSection = OutputSection()
+    eval: EvalSection | None = None
+    method: Method = "lora"
+    components: ComponentsSection | None = None
+    quant: QuantSection | None = None
+    stages: list[StageSection] | None = None
+    multitask: MultitaskSection | None = None  # task sampling + per-task loss weighting
+    continual: ContinualSection | None = None  # a task sequence, trained one after another
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_train_inherits(cls, data: Any) -> Any:
+        """A stage's `train:` keys override the top-level `train:` (so a stage writes only what differs)."""
+        if isinstance(data, dict) and isinstance(data.get("stages"), list):
+            top = data.get("train") if isinstance(data.get("train"), dict) else {}
+            data = {**data, "stages": [
+                {**s, "train": {**top, **(s.get("train") or {})}} if isinstance(s, dict) else s for s in data["stages"]
+            ]}
+        return data
+
+    def plan(self, stage: StageSection | None = None) -> dict[str, Component]:
+        """Per component (vision, projector, llm): train mode, LoRA r/alpha/dropout/targets and lr."""
+        components = self.components if stage is None or stage.components is None else stage.components
+        lr = self.train.lr if stage is None else stage.train.lr
+        return resolve_components(components=components, lora=self.lora, method=self.method, lr=lr)
 
     @model_validator(mode="after")
     def _default_output(self) -> TrainConfig:
@@ -199,9 +308,19 @@ class TrainConfig(_Section):
 def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "training config") -> TrainConfig:
     """Validate an already-loaded dict; every problem is raised together as one ConfigError."""
     try:
-        return TrainConfig.model_validate(data, context={"base_dir": Path(base_dir)})
+        config = TrainConfig.model_validate(data, context={"base_dir": Path(base_dir)})
     except ValidationError as err:
         raise ConfigError(problems_from_validation_error(err, model=TrainConfig, data=data), what=what) from None
+    found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
+    for i, stage in enumerate(config.stages or []):
+        found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
+    if config.continual is not None and config.stages:
+        found.append(("continual", "continual and stages cannot be combined; use one of them"))
+    if config.quant is not None and config.method != "qlora":
+        found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
+    if found:
+        raise ConfigError([Problem(path, message) for path, message in found], what=what)
+    return config
 
 
 def load_train_config(path: str | Path, *, overrides: Sequence[str] = ()) -> TrainConfig:

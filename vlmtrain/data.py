@@ -7,14 +7,19 @@ batch as a KeyError.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from vlmdata.schema import COLUMNS
 from vlmdata.validation import ConfigError, Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
+
+    from vlmtrain.config import DataSection
 
 
 def check_columns(*, columns: list[str], where: str) -> None:
@@ -34,7 +39,7 @@ def check_columns(*, columns: list[str], where: str) -> None:
 
 
 def open_split(*, path: Path, split: str) -> datasets.Dataset:
-    """The `split` of the DatasetDict saved at `path`, with images decoded to PIL on access."""
+    """The `split` of the DatasetDict saved at `path` (or the single Dataset saved there), images as PIL."""
     import datasets
 
     loaded = datasets.load_from_disk(str(path))
@@ -50,3 +55,46 @@ def open_split(*, path: Path, split: str) -> datasets.Dataset:
     if len(dataset) == 0:
         raise ConfigError([Problem("data.split", f"split '{split}' of {path} is empty")], what="dataset")
     return dataset
+
+
+def weighted_rows(*, n: int, weight: float, seed: int) -> list[int]:
+    """Row indices for a source of `n` rows at `weight`: whole copies, then a seeded subset for the fraction.
+
+    Why this and not sampling with replacement: weight 1.0 must mean "every row exactly once", and 2.0
+    "every row twice", so a single-source run is the dataset itself and weights read as multipliers.
+    """
+    whole, frac = int(weight), weight - int(weight)
+    extra = np.random.default_rng(seed).permutation(n)[: round(frac * n)]
+    return [i for _ in range(whole) for i in range(n)] + sorted(int(i) for i in extra)
+
+
+def open_sources(*, data: DataSection, seed: int) -> datasets.Dataset:
+    """All of `data.sources` (or `data.path`) as one Dataset, each source repeated/subsampled by its weight.
+
+    Rows keep their source order; the Trainer's sampler shuffles. Each source's subset is drawn with
+    `seed + its index`, so adding a source does not change which rows the others contribute.
+    """
+    import datasets
+
+    parts = []
+    for i, source in enumerate(data.all_sources):
+        dataset = open_split(path=source.path, split=source.split)
+        if source.weight != 1.0:
+            dataset = dataset.select(weighted_rows(n=len(dataset), weight=source.weight, seed=seed + i))
+        if len(dataset) == 0:
+            raise ConfigError(
+                [Problem(f"data.sources[{i}].weight", f"weight {source.weight} leaves no rows of {source.path}")],
+                what="dataset",
+            )
+        dataset = dataset.select_columns(list(COLUMNS))
+        if parts and dataset.features != parts[0].features:  # e.g. Sequence vs List from another version
+            dataset = dataset.cast(parts[0].features)
+        parts.append(dataset)
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def row_batches(dataset: datasets.Dataset, *, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The dataset as lists of row dicts, `batch_size` at a time (one Arrow read per batch, not per row)."""
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset[start : start + batch_size]
+        yield [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]

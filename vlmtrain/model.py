@@ -19,8 +19,11 @@ from vlmtrain.config import ALL_LINEAR, LoraSection, ModelSection
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-def load_base(*, model: ModelSection) -> tuple[torch.nn.Module, Any]:
-    """(model, processor) from `model.path`; remote code runs only when the config allows it."""
+def load_base(*, model: ModelSection, quantization: Any = None) -> tuple[torch.nn.Module, Any]:
+    """(model, processor) from `model.path`; remote code runs only when the config allows it.
+
+    `quantization` is a transformers `BitsAndBytesConfig` (see `vlmtrain.quant`) or None.
+    """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -29,8 +32,16 @@ def load_base(*, model: ModelSection) -> tuple[torch.nn.Module, Any]:
         str(model.path),
         dtype=getattr(torch, model.dtype),
         trust_remote_code=model.trust_remote_code,
+        quantization_config=quantization,
     )
     return network, processor
+
+
+def model_type(*, model: ModelSection) -> str:
+    """The `config.model_type` of the model folder (reads config.json only), e.g. 'llava', 'qwen2_vl'."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(model.path), trust_remote_code=model.trust_remote_code).model_type
 
 
 def language_model_prefix(model: torch.nn.Module) -> str:

@@ -24,28 +24,52 @@ class Prediction:
 
 
 def load_run(*, run_dir: Path) -> tuple[Any, Any]:
-    """(model with the run's adapter, processor), in eval mode."""
+    """(base + earlier stages + trained components + the run's adapter, processor), in eval mode."""
     from peft import PeftModel
     from transformers import AutoProcessor
 
     from vlmtrain.model import load_base
+    from vlmtrain.weights import load_trained, read_chain, replay
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a vlmtrain run folder (no config.yaml)")
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    base, _ = load_base(model=ModelSection.model_validate(raw["model"], context={"base_dir": run_dir}))
+    section = ModelSection.model_validate(raw["model"], context={"base_dir": run_dir})
+    quantization = None
+    if raw.get("method") == "qlora":
+        from vlmtrain.config_tuning import QuantSection
+        from vlmtrain.families import family_of
+        from vlmtrain.model import model_type
+        from vlmtrain.quant import bnb_config, skip_modules
+
+        family = family_of(model_type(model=section))
+        skip = skip_modules(model_path=str(section.path), family=family, trust_remote_code=section.trust_remote_code)
+        quantization = bnb_config(quant=QuantSection.model_validate(raw.get("quant") or {}), skip=skip)
+    base, _ = load_base(model=section, quantization=quantization)
     processor = AutoProcessor.from_pretrained(str(run_dir), trust_remote_code=bool(raw["model"].get("trust_remote_code")))
-    model = PeftModel.from_pretrained(base, str(run_dir))
+    # earlier stages (merged), then this run's fully trained components, then its adapter (kept apart)
+    model = replay(model=base, chain=read_chain(run_dir))
+    load_trained(model=model, folder=run_dir)
+    if (run_dir / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(model, str(run_dir))
     model.eval()
     return model, processor
 
 
-def generate(*, model: Any, processor: Any, image: Any, prompt: str, max_new_tokens: int = 32) -> Prediction:
-    """Greedy answer to `prompt` about one PIL `image`, rendered with the run's chat template."""
+def generate(
+    *, model: Any, processor: Any, image: Any, prompt: str, system: str | None = None, max_new_tokens: int = 32
+) -> Prediction:
+    """Greedy answer to `prompt` about one PIL `image`, rendered with the run's chat template.
+
+    `system`, when given, goes first as a system turn: a model trained on rows with a system message
+    answers best when asked the same way.
+    """
     import torch
 
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     inputs = processor(text=[text], images=[image.convert("RGB")], return_tensors="pt", add_special_tokens=False)
     param = next(model.parameters())

@@ -6,73 +6,151 @@ costs seconds, not a model load.
 
 A run writes to `runs/NAME/` (or `output.dir`):
     config.yaml                                  the resolved config (absolute paths, defaults filled in)
-    log.jsonl                                    one line per logged step: step, loss, lr, ...
+    log.jsonl                                    one line per logged step: step, loss, lr, ... (and eval scores)
+    rejected_rows.jsonl                          rows that cannot train at data.max_length: id, task, reason
+    checkpoint-N/                                with train.save_every; `vlmtrain run --resume` continues from the last
     adapter_config.json, adapter_model.safetensors   the LoRA adapter (peft format)
     tokenizer.json, processor_config.json, ...   the processor, so the run folder serves on its own
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from vlmdata.validation import ConfigError, Problem
 from vlmtrain.config import TrainConfig, config_to_yaml
 
 
 class FinetuneRecipe:
     """LoRA on the language model of a VLM, with loss on assistant answers only."""
 
-    def __init__(self, *, config: TrainConfig, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, *, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False,
+        chain: Sequence[Path] = (),
+    ) -> None:
         self.config = config
+        self.chain = list(chain)  # earlier stage folders this run starts from (vlmtrain.stages)
         self.echo = echo
+        self.resume = resume
+        self.main = os.environ.get("RANK", "0") == "0"  # under torchrun/accelerate only rank 0 writes files
 
     def setup(self) -> None:
         """Write the resolved config, open the data, load the model, add LoRA, build the Trainer."""
-        from transformers import set_seed
+        from transformers import AutoProcessor, set_seed
 
+        from vlmtrain.build import build_model
+        from vlmtrain.checkpoint import checkpoint_step, require_checkpoint, trim_log
         from vlmtrain.collate import ChatCollator
-        from vlmtrain.data import open_split
-        from vlmtrain.model import apply_lora, load_base, parameter_table
+        from vlmtrain.data import open_sources
+        from vlmtrain.diagnostics import diagnose
+        from vlmtrain.families import family_of
+        from vlmtrain.model import model_type
+        from vlmtrain.quant import GuardRelease
         from vlmtrain.trainer import build_trainer
 
         cfg = self.config
         set_seed(cfg.seed)
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(config_to_yaml(cfg), encoding="utf-8")
         self.log_path = self.run_dir / "log.jsonl"
-        self.log_path.write_text("", encoding="utf-8")
+        self.checkpoint = require_checkpoint(run_dir=self.run_dir) if self.resume else None
+        if self.main:
+            (self.run_dir / "config.yaml").write_text(config_to_yaml(cfg), encoding="utf-8")
+            if self.checkpoint is not None:
+                trim_log(log_path=self.log_path, step=checkpoint_step(self.checkpoint))
+                self.echo(f"resuming from {self.checkpoint}")
+            else:
+                self.log_path.write_text("", encoding="utf-8")
 
-        self.dataset = open_split(path=cfg.data.path, split=cfg.data.split)
-        self.echo(f"data: {len(self.dataset)} rows from {cfg.data.path} [{cfg.data.split}]")
+        dataset = open_sources(data=cfg.data, seed=cfg.seed)
+        for source in cfg.data.all_sources:
+            self.echo(f"data: {source.path} [{source.split}] x{source.weight:g}")
+        # Lengths and rejects come from the processor alone: no model is loaded or run for them.
+        processor = AutoProcessor.from_pretrained(str(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code)
+        self.processor = processor
+        family = family_of(model_type(model=cfg.model))
+        self.collator = ChatCollator(processor=processor, max_length=cfg.data.max_length, family=family)
+        diagnostics = diagnose(dataset=dataset, collator=self.collator)
+        self.echo(diagnostics.table())
+        if self.main:
+            diagnostics.write_rejected(path=self.run_dir / "rejected_rows.jsonl")
+        rejected = diagnostics.counts()
+        if rejected:
+            what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+            self.echo(f"rejected {sum(rejected.values())} of {len(dataset)} rows at data.max_length="
+                      f"{cfg.data.max_length} ({what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
+        kept = diagnostics.kept
+        if not kept:
+            raise ConfigError([Problem("data.max_length", f"every row is rejected at {cfg.data.max_length} tokens")],
+                              what="dataset")
+        self.dataset = dataset if len(kept) == len(dataset) else dataset.select(kept)
+        lengths = [min(diagnostics.lengths[i], cfg.data.max_length) for i in kept]
+        self.echo(f"data: {len(self.dataset)} rows to train on")
 
-        base, self.processor = load_base(model=cfg.model)
-        self.model = apply_lora(
-            model=base, lora=cfg.lora, seed=cfg.seed, gradient_checkpointing=cfg.train.gradient_checkpointing
-        )
-        self.echo(parameter_table(self.model))
+        built = build_model(config=cfg, chain=self.chain)  # no forward pass (see vlmtrain.quant)
+        self.model = built.model
+        self.echo(built.table())
 
-        self.collator = ChatCollator(processor=self.processor, max_length=cfg.data.max_length)
-        self.trainer = build_trainer(
+        build = build_trainer
+        if cfg.multitask is not None:  # per-task losses, task sampling, loss weighting
+            from vlmtrain.trainer_multitask import build_multitask_trainer
+
+            build = build_multitask_trainer
+        self.trainer = build(
             config=cfg,
             model=self.model,
             processor=self.processor,
             dataset=self.dataset,
             collator=self.collator,
             log_path=self.log_path,
+            lengths=lengths,
+            extra_callbacks=[*self._eval_callbacks(), *([GuardRelease(handle=built.guard)] if built.guard else [])],
+            param_groups=built.groups,
         )
+
+    def _eval_callbacks(self) -> list[Any]:
+        """The evaluation-during-training callback when the config has an `eval:` section."""
+        ev = self.config.eval
+        if ev is None:
+            return []
+        from vlmtrain.data import open_split
+        from vlmtrain.eval_callback import EvalCallback
+
+        dataset = open_split(path=ev.data, split=ev.split)
+        return [EvalCallback(dataset=dataset, processor=self.processor, every=ev.every, log_path=self.log_path,
+                             limit=ev.limit, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)]
 
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
-        self.trainer.train()
-        self.model.save_pretrained(str(self.run_dir))
-        self.processor.save_pretrained(str(self.run_dir))
-        self.echo(f"saved adapter, processor, config.yaml and log.jsonl to {self.run_dir}")
+        self.trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        if self.trainer.is_world_process_zero():
+            from vlmtrain.weights import save_trained, write_chain
+
+            if hasattr(self.model, "peft_config"):
+                self.model.save_pretrained(str(self.run_dir))
+            save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
+            write_chain(folder=self.run_dir, chain=self.chain)
+            self.processor.save_pretrained(str(self.run_dir))
+            self.echo(f"saved adapter, processor, config.yaml and log.jsonl to {self.run_dir}")
         return self.run_dir
 
 
-def run(*, config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
-    """Setup then train; the whole fine-tune in one call (what `vlmtrain run` and the tests use)."""
-    recipe = FinetuneRecipe(config=config, echo=echo)
+def run(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False) -> Path:
+    """Setup then train; the whole fine-tune in one call (what `vlmtrain run` and the tests use).
+
+    `resume` continues from the run folder's last `checkpoint-N` (see `vlmtrain.checkpoint`).
+    """
+    if config.continual is not None:
+        from vlmtrain.continual.runner import run_continual
+
+        return run_continual(config=config, echo=echo)
+    if config.stages:
+        from vlmtrain.stages import run_stages
+
+        return run_stages(config=config, echo=echo)
+    recipe = FinetuneRecipe(config=config, echo=echo, resume=resume)
     recipe.setup()
     return recipe.train()

@@ -6,7 +6,8 @@ entry builds a model and processor from config objects only, small enough that a
 runs in seconds; `write_tiny` saves them so `AutoModelForImageTextToText.from_pretrained(out)` and
 `AutoProcessor.from_pretrained(out)` load them like any checkpoint.
 
-Adding a family (qwen2_vl, idefics3, paligemma, ...) = one builder function + one `FAMILIES` entry.
+Adding a family = one builder function (`vlmtrain.tiny_builders`) + one `FAMILIES` entry here, and
+one entry in `vlmtrain.families` (module prefixes, image and prompt handling).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from vlmtrain.tiny_builders import build_idefics3, build_paligemma, build_qwen2_vl
 from vlmtrain.tiny_tokenizer import chat_template, train_tokenizer
 
 
@@ -113,6 +115,21 @@ FAMILIES: dict[str, TinyFamily] = {
         name="llava",
         description="LlavaForConditionalGeneration: CLIP 32px/patch 8 + Llama 2x64, 16 image tokens",
         build=_build_llava,
+    ),
+    "qwen2_vl": TinyFamily(
+        name="qwen2_vl",
+        description="Qwen2VLForConditionalGeneration: real Qwen2VLProcessor, 56px -> 4 tokens, M-RoPE 2x64",
+        build=build_qwen2_vl,
+    ),
+    "idefics3": TinyFamily(
+        name="idefics3",
+        description="Idefics3ForConditionalGeneration (SmolVLM-style): 32px, pixel shuffle -> 4 tokens, Llama 2x64",
+        build=build_idefics3,
+    ),
+    "paligemma": TinyFamily(
+        name="paligemma",
+        description="PaliGemmaForConditionalGeneration: SigLIP 32px -> 16 tokens, Gemma 2x64, prefix/suffix",
+        build=build_paligemma,
     ),
 }
 

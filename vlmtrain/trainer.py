@@ -8,6 +8,7 @@ collator and the config. This module imports transformers at the top; only the r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ class JsonlLogger(TrainerCallback):
             "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
             "epoch": logs.get("epoch"),
         }
+        # per-task and per-group values (`loss/<task>`, `weight/<task>`, ...) from trainer subclasses
+        record.update({k: float(v) for k, v in logs.items() if "/" in k and isinstance(v, int | float)})
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -50,6 +53,14 @@ def _checkpointing(*, enabled: bool) -> dict[str, Any]:
     return {key: True, f"{key}_kwargs": {"use_reentrant": False}}
 
 
+def _precision(*, precision: str, cpu: bool) -> dict[str, bool]:
+    """bf16/fp16 mixed precision flags: `auto` picks bf16 on a GPU that has it, fp16 on other GPUs, fp32 on CPU."""
+    gpu = torch.cuda.is_available() and not cpu
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
 def training_arguments(*, config: TrainConfig) -> TrainingArguments:
     """TrainingArguments from the `train` section: no hub, no trackers, all columns kept for the collator."""
     train = config.train
@@ -61,7 +72,7 @@ def training_arguments(*, config: TrainConfig) -> TrainingArguments:
         gradient_accumulation_steps=train.grad_accum,
         learning_rate=train.lr,
         weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_steps,
+        warmup_steps=train.warmup_steps if train.warmup_steps else train.warmup_ratio,  # < 1: a ratio
         lr_scheduler_type=train.scheduler,
         max_grad_norm=train.max_grad_norm,
         logging_strategy="steps",
@@ -73,6 +84,7 @@ def training_arguments(*, config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=train.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=train.device == "cpu",
+        **_precision(precision=train.precision, cpu=train.device == "cpu"),
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
@@ -83,15 +95,78 @@ def training_arguments(*, config: TrainConfig) -> TrainingArguments:
     )
 
 
+class VlmTrainer(Trainer):
+    """The stock Trainer, with our length-grouped sampler when `lengths` (tokens per row) are given.
+
+    Why a subclass for one method: `_get_train_sampler` is the Trainer's documented hook for the data
+    order; everything else (accelerate, checkpoints, resume, DDP sharding) stays stock.
+    """
+
+    def __init__(
+        self,
+        *,
+        lengths: Sequence[int] | None,
+        model: Any,
+        args: TrainingArguments,
+        train_dataset: Any,
+        data_collator: Any,
+        processing_class: Any,
+        callbacks: list[TrainerCallback],
+    ) -> None:
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            data_collator=data_collator,
+            processing_class=processing_class,
+            callbacks=callbacks,
+        )
+        self.lengths = None if lengths is None else list(lengths)
+        self.param_groups: list[dict[str, Any]] | None = None  # per-component groups (vlmtrain.optim)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """The configured optimizer over our per-component groups, each with its own lr and weight decay."""
+        if self.optimizer is None and self.param_groups is not None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            groups = [{k: v for k, v in g.items() if k != "names"} for g in self.param_groups]
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)  # a group's lr wins over the default
+        return super().create_optimizer(model)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        if self.lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        from vlmtrain.sampler_length import LengthGroupedSampler
+
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return LengthGroupedSampler(lengths=self.lengths, batch_size=self.args.per_device_train_batch_size, seed=seed)
+
+
 def build_trainer(
-    *, config: TrainConfig, model: Any, processor: Any, dataset: Any, collator: Any, log_path: Path
+    *,
+    config: TrainConfig,
+    model: Any,
+    processor: Any,
+    dataset: Any,
+    collator: Any,
+    log_path: Path,
+    lengths: Sequence[int] | None = None,
+    extra_callbacks: Sequence[TrainerCallback] = (),
+    param_groups: list[dict[str, Any]] | None = None,
 ) -> Trainer:
-    """The Trainer for one run; losses go to `log_path` (JSONL) as well as the progress bar."""
-    return Trainer(
+    """The Trainer for one run; losses go to `log_path` (JSONL) as well as the progress bar.
+
+    `lengths` (tokens per row of `dataset`) turn on length-grouped batching when
+    `train.group_by_length` is set; `extra_callbacks` run after the JSONL logger (e.g. evaluation).
+    `param_groups` (see `vlmtrain.optim.param_groups`) replace the Trainer's two default groups.
+    """
+    trainer = VlmTrainer(
+        lengths=lengths if config.train.group_by_length else None,
         model=model,
         args=training_arguments(config=config),
         train_dataset=dataset,
         data_collator=collator,
         processing_class=processor,
-        callbacks=[JsonlLogger(path=log_path)],
+        callbacks=[JsonlLogger(path=log_path), *extra_callbacks],
     )
+    trainer.param_groups = param_groups
+    return trainer

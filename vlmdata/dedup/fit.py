@@ -81,10 +81,10 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
         rep = first_of_groups(text_hash, alive & (text_hash != 0))
         _drop(state, rep, alive, "duplicate_exact", ids)
         if spec.text.method == "minhash":
-            from vlmdata.dedup.minhash import lsh_labels, optimal_bands
+            from vlmdata.dedup.minhash import dedup_bands, lsh_labels
 
             t = spec.text
-            bands, rows = (t.bands, t.rows) if t.bands and t.rows else optimal_bands(threshold=t.threshold,
+            bands, rows = (t.bands, t.rows) if t.bands and t.rows else dedup_bands(threshold=t.threshold,
                                                                                       num_perm=t.num_perm)
             sig = keys.column("sig").combine_chunks().values.to_numpy().reshape(n, t.num_perm)
             labels = lsh_labels(sig, bands=bands, rows=rows, threshold=t.threshold, active=alive)

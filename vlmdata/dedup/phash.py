@@ -40,10 +40,16 @@ def _grey(data: bytes, side: tuple[int, int]):
 
 
 def _pack(bits: np.ndarray) -> int:
-    value = 0
-    for b in bits.ravel():
-        value = (value << 1) | int(b)
-    return value
+    """Bits (row-major, first = most significant) -> int; packbits instead of a Python loop per bit."""
+    flat = bits.ravel()
+    return int.from_bytes(np.packbits(flat).tobytes(), "big") >> (-flat.size % 8)
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median's value (mean of the two middle values) without its per-call overhead (~10x)."""
+    flat = np.sort(values, axis=None)
+    mid = flat.size // 2
+    return float(flat[mid]) if flat.size % 2 else float((flat[mid - 1] + flat[mid]) / 2)
 
 
 def image_hash(data: bytes, *, method: str, hash_size: int) -> int:
@@ -58,7 +64,7 @@ def image_hash(data: bytes, *, method: str, hash_size: int) -> int:
         px = np.asarray(_grey(data, (4 * side, 4 * side)).resize((side, side), lanczos), dtype=np.float64)
         d = _dct_rows(side, hash_size)
         low = d @ px @ d.T  # == scipy dct(dct(px, axis=0), axis=1)[:h, :h] / 4 (scale: irrelevant)
-        return _pack(low > np.median(low))
+        return _pack(low > _median(low))
     if method == "dhash":
         px = np.asarray(_grey(data, (hash_size + 1, hash_size)).resize((hash_size + 1, hash_size), lanczos),
                         dtype=np.int16)
@@ -73,7 +79,7 @@ def image_hash(data: bytes, *, method: str, hash_size: int) -> int:
         side = 8 * hash_size
         px = np.asarray(_grey(data, (side, side)).resize((side, side), lanczos), dtype=np.float64)
         blocks = px.reshape(hash_size, 8, hash_size, 8).mean(axis=(1, 3))
-        return _pack(blocks > np.median(blocks))
+        return _pack(blocks > _median(blocks))
     raise ValueError(f"unknown hash method {method!r} (one of {', '.join(METHODS)})")
 
 

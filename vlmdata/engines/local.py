@@ -1,22 +1,31 @@
 """The local engine: stream each source in batches through the steps into the writer.
 
-Per-row steps (map, filter) stream: one batch is alive at a time. A `GlobalStep` is a barrier: the
-engine runs `key` on each batch while spilling the rows to a file under the staging folder, calls
-`fit` once on the compact keys, then replays the spilled rows through `apply` and the steps after it.
-So memory holds the keys (a few bytes a row), never all rows. Every Reject from a source or a step is
-counted under its stage and appended to rejects.jsonl at once.
+Per-row steps (map, filter) stream: a few batches are alive at a time. With `workers` > 1 each run of
+per-row steps (plus the `key` of the global step right after it) runs in forked worker processes, a
+batch per task, results taken back in order with a bounded number in flight (engines/pool.py), so the
+output is byte-identical to one process and memory stays flat. A step with `runs_on_driver`
+(synthesize: one cache, one rate limit, one budget) always runs here, in order.
+
+A `GlobalStep` is a barrier: the engine collects `key` of each batch while spilling the rows (pickled
+where they were produced, in the worker) to a file under the staging folder, calls `fit` once on the
+compact keys, then replays the spilled rows through `apply` and the steps after it, numbering them
+(`_idx`) in spill order. So memory holds the keys (a few bytes a row), never all rows. Every Reject
+from a source or a step is counted under its stage and appended to rejects.jsonl, in batch order.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from vlmdata.engines.packets import Entry, absorb, batched, run_steps
+from vlmdata.engines.pool import WorkerPool
 from vlmdata.plan import Plan
-from vlmdata.rows import Record, Reject
+from vlmdata.rows import Reject
 from vlmdata.sources import read_source
 from vlmdata.steps.base import GlobalStep, StageStats, Step
 from vlmdata.steps.write import ArrowWriter
@@ -38,113 +47,161 @@ class RejectLog:
         self._file.close()
 
 
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass
+class Batch:
+    """Rows between stages, with the funnel entries (and rejects) not yet absorbed by the driver."""
+
+    rows: list[Any]
+    log: list[Entry] = field(default_factory=list)
 
 
-def _keep(outputs: Iterable[Any], st: StageStats, rejects: RejectLog) -> list[Any]:
-    kept = []
-    for out in outputs:
-        if isinstance(out, Reject):
-            st.rejected[out.reason] += 1
-            rejects.add(out)
-        else:
-            kept.append(out)
-    st.rows_out += len(kept)
-    return kept
+@dataclass
+class Done:
+    """A segment's result for one batch. Before a barrier `rows` is None and `blob` holds the pickled
+    rows (written to the spill as they are) and `keys` the barrier's `key` columns."""
+
+    log: list[Entry]
+    n: int
+    rows: list[Any] | None = None
+    blob: bytes | None = None
+    keys: dict[str, Any] | None = None
 
 
-def _source_batches(plan: Plan, *, first: StageStats, rejects: RejectLog, limit: int | None,
-                    progress: bool) -> Iterator[list[Record]]:
+@dataclass
+class Segment:
+    """A run of per-row steps and the `key` of the barrier after it: one worker task per batch."""
+
+    steps: list[tuple[int, Step]]
+    key_step: GlobalStep | None
+
+    def __call__(self, batch: Batch) -> Done:
+        log = batch.log
+        rows = run_steps(batch.rows, self.steps, log)
+        if self.key_step is None:
+            return Done(log=log, n=len(rows), rows=rows)
+        keys = self.key_step.key(rows) if rows else None
+        return Done(log=log, n=len(rows), blob=pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), keys=keys)
+
+
+def _source_batches(plan: Plan, *, limit: int | None, progress: bool) -> Iterator[Batch]:
+    """Each source in chunks of `batch_size`; read errors ride along as stage-0 rejects of their batch."""
     from tqdm.auto import tqdm
 
     for spec in plan.sources:
         bar = tqdm(desc=f"load {spec.name}", unit="row", disable=not progress, leave=False)
-        for chunk in _batched(read_source(spec, limit=limit), plan.batch_size):
-            batch = []
-            for item in chunk:
-                if isinstance(item, Reject):
-                    first.rows_in += 1
-                    first.rejected[item.reason] += 1
-                    rejects.add(item)
-                else:
-                    batch.append(item)
+        for chunk in batched(read_source(spec, limit=limit), plan.batch_size):
+            bad = [x for x in chunk if isinstance(x, Reject)]
+            log = [Entry(stage=0, rows_in=len(bad), rows_out=0, rejects=bad)] if bad else []
             bar.update(len(chunk))
-            yield batch
+            yield Batch(rows=[x for x in chunk if not isinstance(x, Reject)] if bad else chunk, log=log)
         bar.close()
 
 
-def _map_steps(batches: Iterator[list[Any]], steps: list[Step], stats: list[StageStats],
-               rejects: RejectLog) -> Iterator[list[Any]]:
-    for batch in batches:
-        for step, st in zip(steps, stats, strict=True):
-            st.rows_in += len(batch)
-            batch = _keep(step.process(batch), st, rejects)
-        if batch:
-            yield batch
+def _segments(plan: Plan) -> list[tuple[Segment, bool]]:
+    """The plan cut into segments (and whether each may run in workers); a global step ends one."""
+    out: list[tuple[Segment, bool]] = []
+    run: list[tuple[int, Step]] = []
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, GlobalStep):
+            out.append((Segment(steps=run, key_step=step), bool(run)))
+            run = []
+        elif step.runs_on_driver:
+            if run:
+                out.append((Segment(steps=run, key_step=None), True))
+            out.append((Segment(steps=[(i, step)], key_step=None), False))
+            run = []
+        else:
+            run.append((i, step))
+    out.append((Segment(steps=run, key_step=None), bool(run)))
+    return out
 
 
-def _barrier(batches: Iterator[list[Any]], step: GlobalStep, st: StageStats, rejects: RejectLog,
-             spill: Path, progress: bool) -> Iterator[list[Any]]:
-    """Spill rows + collect keys, fit once, then replay the spilled rows through `apply`."""
+def _barrier(results: Iterator[Done], *, stage: int, step: GlobalStep, spill: Path, progress: bool,
+             stats: list[StageStats], rejects: RejectLog) -> Iterator[Batch]:
+    """Spill rows + collect keys, fit once, then replay the spilled rows (numbered) through `apply`."""
     import pyarrow as pa
     from tqdm.auto import tqdm
 
+    st = stats[stage]
     tables = []
     n = 0
     with spill.open("wb") as f:
-        for batch in batches:
-            for row in batch:
-                row["_idx"] = n
-                n += 1
-            cols = step.key(batch)
-            cols["_idx"] = [r["_idx"] for r in batch]
+        for done in results:
+            absorb(done.log, stats=stats, rejects=rejects)
+            if not done.n:
+                continue
+            cols = done.keys or {}
+            cols["_idx"] = pa.array(range(n, n + done.n), pa.int64())
             tables.append(pa.table(cols))
-            pickle.dump(batch, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(done.blob or b"")
+            n += done.n
     st.rows_in += n
     keys = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"_idx": pa.array([], pa.int64())})
+    del tables
     state = step.fit(keys)
-    del keys, tables
+    del keys
     st.details.update(step.report(state))
     bar = tqdm(desc=step.name, total=n, unit="row", disable=not progress, leave=False)
+    i = 0
     with spill.open("rb") as f:
         while True:
             try:
-                batch = pickle.load(f)
+                rows = pickle.load(f)
             except EOFError:
                 break
-            bar.update(len(batch))
-            kept = _keep(step.apply(batch, state), st, rejects)
-            if kept:
-                yield kept
+            for row in rows:
+                row["_idx"] = i
+                i += 1
+            bar.update(len(rows))
+            log: list[Entry] = []
+            yield Batch(rows=_apply(step, stage, rows, state, log), log=log)
     bar.close()
     spill.unlink(missing_ok=True)
 
 
+def _apply(step: GlobalStep, stage: int, rows: list[Any], state: Any, log: list[Entry]) -> list[Any]:
+    """`apply` over one replayed batch; its rows_in were counted at the barrier, so the entry adds 0."""
+    kept: list[Any] = []
+    rejects: list[Reject] = []
+    for out in step.apply(rows, state):
+        (rejects if isinstance(out, Reject) else kept).append(out)
+    log.append(Entry(stage=stage, rows_in=0, rows_out=len(kept), rejects=rejects))
+    return kept
+
+
+def _absorbed(results: Iterator[Done], stats: list[StageStats], rejects: RejectLog) -> Iterator[list[Any]]:
+    for done in results:
+        absorb(done.log, stats=stats, rejects=rejects)
+        if done.rows:
+            yield done.rows
+
+
 def run_local(plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int | None, progress: bool,
-              spill_dir: Path) -> list[StageStats]:
-    """Run the plan; returns the funnel (one StageStats per step, in order)."""
+              spill_dir: Path, workers: int = 1) -> list[StageStats]:
+    """Run the plan with `workers` processes for per-row steps; returns the funnel (one StageStats per step)."""
     stats = [StageStats(stage=step.name) for step in plan.steps]
-    stream: Iterator[list[Any]] = _source_batches(plan, first=stats[0], rejects=rejects, limit=limit, progress=progress)
-    i = 0
-    while i < len(plan.steps):
-        j = next((k for k in range(i, len(plan.steps)) if isinstance(plan.steps[k], GlobalStep)), len(plan.steps))
-        stream = _map_steps(stream, plan.steps[i:j], stats[i:j], rejects)
-        if j < len(plan.steps):
+    segments = _segments(plan)
+    pool = WorkerPool.start(workers=workers)
+    tasks = {id(seg): pool.register(seg) for seg, parallel in segments if parallel} if pool is not None else {}
+    try:
+        stream: Iterator[Batch] = _source_batches(plan, limit=limit, progress=progress)
+        for seg, _ in segments:
+            results: Iterator[Done] = (pool.map(tasks[id(seg)], stream) if pool is not None and id(seg) in tasks
+                                       else map(seg, stream))
+            if seg.key_step is None:
+                last = _absorbed(results, stats, rejects)
+                stream = (Batch(rows=rows) for rows in last)
+                continue
+            g = seg.key_step
             spill_dir.mkdir(parents=True, exist_ok=True)
-            g = plan.steps[j]
-            assert isinstance(g, GlobalStep)
-            stream = _barrier(stream, g, stats[j], rejects, spill_dir / f"{j:02d}-{g.name}.pkl", progress)
-        i = j + 1
-    for batch in stream:
-        writer.write(batch)
+            j = plan.steps.index(g)
+            stream = _barrier(results, stage=j, step=g, spill=spill_dir / f"{j:02d}-{g.name}.pkl", progress=progress,
+                              stats=stats, rejects=rejects)
+        for batch in stream:
+            writer.write(batch.rows)
+    finally:
+        if pool is not None:
+            pool.close()
     for step, st in zip(plan.steps, stats, strict=True):
         if not isinstance(step, GlobalStep):
             st.details.update(step.report())

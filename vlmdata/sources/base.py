@@ -120,6 +120,8 @@ def record_from_mapping(raw: dict[str, Any], *, spec: SourceSpec, locator: str, 
 
 
 def _jsonable(value: Any) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):  # the common case, without encoding
+        return True
     try:
         json.dumps(value)
     except (TypeError, ValueError):

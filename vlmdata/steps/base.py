@@ -47,6 +47,10 @@ class Step:
     """A named stage. `name` is the registered (YAML) name and the stage name in the manifest."""
 
     name: ClassVar[str] = "step"
+    # True for a step that owns state shared by the whole build (a request cache, a concurrency and
+    # rate limit, a budget): an engine that spreads batches over workers must run it in one place,
+    # over the batches in order, instead of copying it into every worker.
+    runs_on_driver: ClassVar[bool] = False
 
     def process(self, batch: list[Any]) -> Iterator[Row | Reject]:
         raise NotImplementedError

@@ -72,7 +72,7 @@ class DedupSpec(BaseModel):
     vqa_composite: bool = False
     against: list[ExistingPath] = Field(default_factory=list)
     against_ngram: int = Field(default=8, ge=1)
-    workers: int | None = Field(default=None, ge=1)  # image hashing processes; default min(4, CPUs)
+    workers: int | None = Field(default=None, ge=1)  # processes hashing `against` eval images; default min(4, CPUs)
 
     @model_validator(mode="after")
     def _composite(self) -> DedupSpec:
@@ -133,8 +133,9 @@ class DedupStep(GlobalStep):
             from vlmdata.dedup.phash import hash_images
 
             blobs = [b for r in batch for b in r["images"]]
+            # in-process: `key` is a per-batch map that the engine already spreads over its workers
             cols["img_hash"] = _lists(hash_images(blobs, method=self.image.method, hash_size=self.image.hash_size,
-                                                  workers=self.workers), lengths, pa.uint64())
+                                                  workers=1), lengths, pa.uint64())
         if self.spec.text is not None:
             texts = [normalize(role_text(r["messages"], list(self.spec.text.fields))) for r in batch]
             cols["text_hash"] = _u64([_digest(t) if t else 0 for t in texts])

@@ -43,6 +43,7 @@ TEXT_PROMPTS = (
 
 class SynthesizeStep(MapStep):
     name: ClassVar[str] = "synthesize"
+    runs_on_driver: ClassVar[bool] = True  # one cache, one rate limit, one budget for the whole build
 
     def __init__(self, *, specs: list[SynthesizeSpec], seed: int, base_dir: Path, cache_dir: Path) -> None:
         self.seed = seed

@@ -1,0 +1,79 @@
+"""Shared by bench_train.py and gpu_check.py: a random LLaVA at a chosen size, and vlmdata rows whose
+answer lengths vary widely (1 to ~`max_answer_words` words), built offline.
+
+The model comes from `vlmtrain.tiny`'s LLaVA builder (its processor, tokenizer, chat template and
+image-token layout), with the language model's config scaled up, so the benchmarks run the same code
+paths as training does on a real LLaVA.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from vlmdata.schema import image_part, message, text_part
+
+WORDS = (
+    'the', 'scan', 'shows', 'a', 'small', 'nodule', 'in', 'the', 'left', 'lung', 'with', 'mild',
+    'opacity', 'and', 'no', 'effusion;', 'the', 'heart', 'and', 'liver', 'look', 'normal,', 'the',
+    'image', 'is', 'an', 'axial', 'CT', 'of', 'the', 'chest', 'taken', 'on', 'day', 'three',
+)
+
+
+def build_llava(*, hidden: int, layers: int, intermediate: int, heads: int, seed: int) -> tuple[Any, Any]:
+    """(model, processor): tiny LLaVA's vision tower and processor, a Llama of the given size (random)."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from vlmtrain.tiny import FAMILIES
+
+    small, processor = FAMILIES["llava"].build(seed=seed)
+    config = small.config
+    text = config.text_config
+    text.hidden_size, text.num_hidden_layers, text.intermediate_size = hidden, layers, intermediate
+    text.num_attention_heads = text.num_key_value_heads = heads
+    text.head_dim = hidden // heads
+    text.max_position_embeddings = 2048
+    text.initializer_range = 0.02
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config = small.generation_config
+    return model, processor
+
+
+def parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def png(*, rng: np.random.Generator, size: int = 32) -> bytes:
+    from PIL import Image
+
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def rows(*, n: int, max_answer_words: int, seed: int) -> list[dict[str, Any]]:
+    """`n` one-image rows; answer lengths log-uniform in [1, max_answer_words] words (short and long mixed)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        words = int(np.exp(rng.uniform(0, np.log(max_answer_words))))
+        answer = " ".join(rng.choice(WORDS, size=words))
+        msgs = [message("user", [image_part(), text_part("Describe the image.")]),
+                message("assistant", [text_part(answer)])]
+        out.append({"id": f"r{i}", "task": "detail", "source": "bench", "images": [{"bytes": png(rng=rng), "path": None}],
+                    "messages": msgs, "answers": [], "meta": "{}"})
+    return out
+
+
+def dataset(*, n: int, max_answer_words: int, seed: int) -> Any:
+    """The rows as a `datasets.Dataset` in the vlmdata contract."""
+    import datasets
+
+    from vlmdata.schema import features
+
+    return datasets.Dataset.from_list(rows(n=n, max_answer_words=max_answer_words, seed=seed), features=features())

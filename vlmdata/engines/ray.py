@@ -1,0 +1,191 @@
+"""The Ray Data engine: the plan's very steps, run as Ray Data maps over packets (see packets.py).
+
+    vlmdata build recipe.yaml --engine ray          # or `engine: {kind: ray, address: ...}` in the recipe
+
+How each kind of step runs (the engine looks at a step's base class and `runs_on_driver`, never its name):
+- per-row steps (`MapStep`, `FilterStep`): fused into one `Dataset.map` per run of them, one packet
+  (= one batch) per call; their rejects travel in the packet's log;
+- a `GlobalStep`: `key` runs in the map before it, the dataset is materialized (rows stay in Ray's
+  object store), the driver reads only the small columns (keys, logs, row counts) in `seq` order,
+  numbers the rows (`_idx`, as the local engine does), calls `fit` once, and `ray.put`s the state for
+  the `apply` that opens the next map;
+- a step with `runs_on_driver` (synthesize: one request cache, one concurrency and rate limit, one
+  budget for the whole build) runs in the driver over the packets in `seq` order, exactly as in the
+  local engine; its input and output stream through the driver.
+The driver writes the packets' rows in `seq` order, so the output is the local engine's, row for row.
+Ray is imported here only: `vlmdata` without the `ray` extra never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from vlmdata.engines.packets import Entry, absorb, batched, in_order, loads, packet, run, run_steps
+from vlmdata.engines.spec import RayEngine
+from vlmdata.plan import Plan
+from vlmdata.rows import Reject
+from vlmdata.sources import read_source
+from vlmdata.steps.base import GlobalStep, StageStats, Step
+from vlmdata.steps.write import ArrowWriter
+
+
+@dataclass
+class Head:
+    """A global step's `apply`, waiting for the next map: its stage, the step and `ray.put((state, offsets))`."""
+
+    stage: int
+    step: GlobalStep
+    ref: Any
+
+
+@dataclass
+class StageFn:
+    """One Ray map over packets: `apply` of the previous barrier, per-row steps, `key` of the next barrier."""
+
+    head: Head | None
+    steps: list[tuple[int, Step]]
+    key_step: GlobalStep | None
+
+    def __call__(self, rec: dict[str, Any]) -> dict[str, Any]:
+        import ray
+
+        seq = int(rec["seq"])
+        rows = loads(rec["rows"])
+        log: list[Entry] = loads(rec.get("log"), default=[])
+        if self.head is not None:
+            state, offsets = ray.get(self.head.ref)
+            for k, row in enumerate(rows):
+                row["_idx"] = offsets[seq] + k
+            rows = run(self.head.stage, self.head.step.apply(rows, state), rows_in=0, log=log)
+        rows = run_steps(rows, self.steps, log)
+        keys = None
+        if self.key_step is not None and rows:
+            import pyarrow as pa
+
+            keys = pa.table(self.key_step.key(rows))
+        return packet(seq=seq, rows=rows, log=log, keys=keys)
+
+
+def _connect(spec: RayEngine, *, progress: bool) -> bool:
+    """Join the running Ray, `spec.address`, `RAY_ADDRESS`, or start a local one; True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = spec.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=progress)
+    else:
+        ray.init(num_cpus=spec.num_cpus, include_dashboard=False, log_to_driver=progress)
+    return True
+
+
+def _put(packets: Iterator[dict[str, Any]]) -> Any:
+    """Packets → a Ray dataset, one block per packet, streamed into the object store (not held here)."""
+    import pyarrow as pa
+    import ray
+
+    refs = [ray.put(pa.table({k: [v] for k, v in p.items()},
+                             schema=pa.schema([("seq", pa.int64()), ("n", pa.int64()), ("rows", pa.large_binary()),
+                                               ("log", pa.large_binary()), ("keys", pa.large_binary())])))
+            for p in packets]
+    if not refs:
+        refs = [ray.put(pa.table({"seq": pa.array([], pa.int64()), "n": pa.array([], pa.int64()),
+                                  "rows": pa.array([], pa.large_binary()), "log": pa.array([], pa.large_binary()),
+                                  "keys": pa.array([], pa.large_binary())}))]
+    return ray.data.from_arrow_refs(refs)
+
+
+def _sources(plan: Plan, *, limit: int | None) -> Iterator[dict[str, Any]]:
+    """The local engine's batches: each source in chunks of `batch_size`; read errors are stage-0 rejects."""
+    seq = 0
+    for spec in plan.sources:
+        for chunk in batched(read_source(spec, limit=limit), plan.batch_size):
+            bad = [x for x in chunk if isinstance(x, Reject)]
+            log = [Entry(stage=0, rows_in=len(bad), rows_out=0, rejects=bad)] if bad else []
+            yield packet(seq=seq, rows=[x for x in chunk if not isinstance(x, Reject)], log=log)
+            seq += 1
+
+
+def _barrier(ds: Any, stage: int, step: GlobalStep, *, stats: list[StageStats], rejects: Any) -> tuple[Any, Head]:
+    """Materialize, number the rows in `seq` order, `fit` once; returns the rows (logs dropped) and the Head."""
+    import pyarrow as pa
+    import ray
+
+    ds = ds.materialize()
+    small = sorted(ds.select_columns(["seq", "n", "log", "keys"]).take_all(), key=lambda r: r["seq"])
+    offsets: dict[int, int] = {}
+    tables = []
+    n = 0
+    for rec in small:
+        absorb(loads(rec["log"], default=[]), stats=stats, rejects=rejects)
+        offsets[int(rec["seq"])] = n
+        if rec["keys"] is not None:
+            t = loads(rec["keys"])
+            tables.append(t.append_column("_idx", pa.array(range(n, n + t.num_rows), pa.int64())))
+        n += int(rec["n"])
+    stats[stage].rows_in += n
+    keys = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"_idx": pa.array([], pa.int64())})
+    state = step.fit(keys)
+    del keys, tables
+    stats[stage].details.update(step.report(state))
+    return ds.drop_columns(["log", "keys"]), Head(stage=stage, step=step, ref=ray.put((state, offsets)))
+
+
+def _on_driver(ds: Any, stage: int, step: Step) -> Any:
+    """Run `step` here over the packets in `seq` order (one cache, one rate limit); logs travel on."""
+    def packets() -> Iterator[dict[str, Any]]:
+        for rec in in_order(ds.iter_rows()):
+            log = loads(rec["log"], default=[])
+            rows = loads(rec["rows"])
+            rows = run(stage, step.process(rows), rows_in=len(rows), log=log)
+            yield packet(seq=int(rec["seq"]), rows=rows, log=log)
+
+    return _put(packets())
+
+
+def run_ray(plan: Plan, *, writer: ArrowWriter, rejects: Any, limit: int | None, progress: bool,
+            spec: RayEngine) -> list[StageStats]:
+    """Run the plan on Ray Data; returns the funnel (one StageStats per step, in order), like `run_local`."""
+    try:
+        import ray
+        from ray.data import DataContext
+    except ImportError as e:
+        raise ImportError(f"engine kind 'ray' needs Ray Data: pip install 'vlmdata[ray]' ({e})") from None
+
+    started = _connect(spec, progress=progress)
+    ctx = DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+    ctx.execution_options.preserve_order = True  # packets come back in seq order: `in_order` buffers nothing
+    ctx.enable_progress_bars = progress
+    try:
+        stats = [StageStats(stage=step.name) for step in plan.steps]
+        ds = _put(_sources(plan, limit=limit))
+        head: Head | None = None
+        pending: list[tuple[int, Step]] = []
+        for i, step in enumerate(plan.steps):
+            if isinstance(step, GlobalStep):
+                ds, head = _barrier(ds.map(StageFn(head=head, steps=pending, key_step=step)), i, step,
+                                    stats=stats, rejects=rejects)
+                pending = []
+            elif step.runs_on_driver:
+                ds = _on_driver(ds.map(StageFn(head=head, steps=pending, key_step=None)), i, step)
+                head, pending = None, []
+            else:
+                pending.append((i, step))
+        for rec in in_order(ds.map(StageFn(head=head, steps=pending, key_step=None)).iter_rows()):
+            absorb(loads(rec["log"], default=[]), stats=stats, rejects=rejects)
+            rows = loads(rec["rows"])
+            if rows:
+                writer.write(rows)
+        for step, st in zip(plan.steps, stats, strict=True):
+            if not isinstance(step, GlobalStep):
+                st.details.update(step.report())
+        return stats
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        if started:
+            ray.shutdown()

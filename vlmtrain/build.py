@@ -1,0 +1,69 @@
+"""Building the model a run trains: load (quantised for QLoRA), replay earlier stages, apply the plan.
+
+Why one function: the recipe, the stage runner and the tests all need the very same model, built in
+the very same order (quantise -> earlier stages -> prepare for k-bit -> LoRA/full -> groups), and no
+forward pass happens anywhere on the way: an eval-mode forward of a 4-bit model before training
+silently kills LoRA gradients (see `vlmtrain.quant`), so for QLoRA a guard makes one raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmtrain.config import TrainConfig
+from vlmtrain.config_tuning import Component, QuantSection
+from vlmtrain.families import Family, family_of
+
+
+@dataclass(kw_only=True)
+class Built:
+    """The model to train, what it is, and what the optimizer and Trainer need to know about it.
+
+    `guard` is the eval-forward guard of a quantised model (None otherwise); pass
+    `vlmtrain.quant.GuardRelease(handle=guard)` to the Trainer so training lifts it.
+    """
+
+    model: Any
+    family: Family
+    plan: dict[str, Component]
+    groups: list[dict[str, Any]]
+    guard: Any = None
+
+    def table(self) -> str:
+        from vlmtrain.optim import component_table
+
+        return component_table(model=self.model, family=self.family, plan=self.plan)
+
+
+def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
+    """The model of `config` (its top-level components), started from the stage folders in `chain`."""
+    from peft import prepare_model_for_kbit_training
+
+    from vlmtrain.model import load_base, model_type
+    from vlmtrain.optim import param_groups
+    from vlmtrain.quant import bnb_config, guard_eval_forward, skip_modules
+    from vlmtrain.tuning import apply_plan
+    from vlmtrain.weights import replay
+
+    family = family_of(model_type(model=config.model))
+    plan = config.plan()
+    quantization = None
+    if config.method == "qlora":
+        skip = skip_modules(
+            model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
+        )
+        quantization = bnb_config(quant=config.quant or QuantSection(), skip=skip)
+    base, _ = load_base(model=config.model, quantization=quantization)
+    base = replay(model=base, chain=chain)
+    gc = config.train.gradient_checkpointing
+    if quantization is not None:
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gc)
+    model = apply_plan(model=base, family=family, plan=plan, seed=config.seed, gradient_checkpointing=gc)
+    groups = param_groups(
+        model=model, family=family, plan=plan, weight_decay=config.train.weight_decay, default_lr=config.train.lr
+    )
+    guard = guard_eval_forward(model) if quantization is not None else None
+    return Built(model=model, family=family, plan=plan, groups=groups, guard=guard)

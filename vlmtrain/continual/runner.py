@@ -1,0 +1,214 @@
+"""The continual recipe: train the stages of `continual.sequence` one after another, score after each.
+
+Read it top to bottom: open every stage's rows as one table (replay stores indices into it), build
+the model once (optionally starting from `init_from`'s adapter), then per stage k:
+
+    strategy.before_task → train on stage k's rows + the strategy's extra rows (a MultitaskTrainer,
+    which adds strategy.extra_loss to every step) → strategy.after_task (Fisher, snapshot) →
+    evaluate on every stage's eval rows → row k of the accuracy matrix R
+
+Every stage is scored after every stage (seen or not), so R is full: the lower triangle and the
+diagonal give average accuracy, BWT and forgetting (`vlmtrain.continual.metrics`); the upper triangle
+shows what a stage knew before it was trained. Scores are greedy answers (`continual.eval`) against
+the rows' reference answers, with `vqa_accuracy` or `exact_match`.
+
+Writes to runs/NAME/: config.yaml, continual.json (stages, matrix, summary, per-stage eval metrics),
+tasks/K-STAGE/log.jsonl (each stage's training log), and the final adapter + processor.
+Rows are not length-checked here (unlike `FinetuneRecipe`): keep `data.max_length` above the rows'.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlmdata.schema import COLUMNS
+from vlmdata.validation import ConfigError, Problem
+from vlmtrain.config import OutputSection, TrainConfig, config_to_yaml
+from vlmtrain.config_multitask import ContinualSection
+from vlmtrain.continual.ewc import EWCStrategy
+from vlmtrain.continual.lwf import LwFStrategy
+from vlmtrain.continual.metrics import summary
+from vlmtrain.continual.replay import ReplayBuffer, ReplayStrategy
+from vlmtrain.continual.strategy import Combined, Strategy
+
+
+@dataclass(kw_only=True)
+class Stage:
+    """One stage: its name, its rows in the training table, its evaluation rows, whether it trains."""
+
+    name: str
+    rows: list[int]
+    eval: Any  # a datasets.Dataset
+    train: bool
+
+
+def build_strategy(*, continual: ContinualSection, seed: int) -> Strategy:
+    """The configured strategy; several (e.g. [replay, lwf]) combine in the order given."""
+    made: list[Strategy] = []
+    for name in continual.strategies:
+        if name == "replay":
+            r = continual.replay
+            made.append(ReplayStrategy(buffer=ReplayBuffer(mode=r.mode, size=r.size, ratio=r.ratio, seed=seed)))
+        elif name == "ewc":
+            e = continual.ewc
+            made.append(EWCStrategy(lam=e.lambda_, gamma=e.gamma, num_samples=e.num_samples))
+        elif name == "lwf":
+            w = continual.lwf
+            made.append(LwFStrategy(alpha=w.alpha, temperature=w.temperature, teacher=w.teacher))
+    return made[0] if len(made) == 1 else Combined(made)
+
+
+def _select(dataset: Any, *, tasks: list[str] | None, limit: int | None) -> Any:
+    keep = [i for i, t in enumerate(dataset["task"]) if tasks is None or t in tasks]
+    return dataset.select(keep[:limit] if limit is not None else keep)
+
+
+def open_stages(*, config: TrainConfig) -> tuple[Any, list[Stage]]:
+    """(the training table: every stage's rows, one Dataset; the stages, rows indexing that table)."""
+    import datasets
+
+    from vlmtrain.data import open_sources, open_split
+
+    continual = config.continual
+    assert continual is not None
+    ev = continual.eval
+    parts, stages, problems = [], [], []
+    needs_base = any(s.tasks is not None for s in continual.sequence)
+    base = open_sources(data=config.data, seed=config.seed) if needs_base else None
+    if base is not None:
+        parts.append(base)
+        base_eval = datasets.concatenate_datasets(
+            [open_split(path=s.path, split=ev.split).select_columns(list(COLUMNS)) for s in config.data.all_sources])
+        base_tasks = list(base["task"])
+    offset = len(base) if base is not None else 0
+    for i, spec in enumerate(continual.sequence):
+        if spec.tasks is not None:
+            rows = [r for r, t in enumerate(base_tasks) if t in spec.tasks]
+            evaluation = _select(base_eval, tasks=spec.tasks, limit=ev.limit)
+        else:
+            assert spec.data is not None
+            part = open_split(path=spec.data, split=spec.split).select_columns(list(COLUMNS))
+            if parts and part.features != parts[0].features:
+                part = part.cast(parts[0].features)
+            rows = list(range(offset, offset + len(part)))
+            parts.append(part)
+            offset += len(part)
+            evaluation = _select(open_split(path=spec.data, split=spec.eval_split), tasks=None, limit=ev.limit)
+        if not rows or len(evaluation) == 0:
+            problems.append(Problem(f"continual.sequence[{i}]", f"stage '{spec.name}' has {len(rows)} training "
+                                    f"and {len(evaluation)} evaluation rows; it needs both"))
+        stages.append(Stage(name=spec.name, rows=rows, eval=evaluation, train=spec.train))
+    if problems:
+        raise ConfigError(problems, what="continual data")
+    table = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return table, stages
+
+
+def load_adapter(*, model: Any, run_dir: Path) -> None:
+    """Start from a previous run's LoRA weights (same base model and LoRA settings)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    result = set_peft_model_state_dict(model, load_file(str(run_dir / "adapter_model.safetensors")))
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise ConfigError([Problem("continual.init_from", f"adapter of {run_dir} does not fit this model's LoRA "
+                                   f"(unexpected {unexpected[:3]}); use the same lora: settings")], what="continual")
+
+
+def score_stage(*, model: Any, processor: Any, dataset: Any, continual: ContinualSection) -> dict[str, Any]:
+    """Greedy answers on a stage's eval rows; `metrics` per task and overall (see `vlmtrain.evaluate`)."""
+    from vlmtrain.evaluate import evaluate
+
+    ev = continual.eval
+    result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=ev.max_new_tokens,
+                      batch_size=ev.batch_size)
+    return result.metrics
+
+
+def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
+    """Train the sequence, write continual.json and the final adapter; returns the run folder."""
+    import torch
+    from transformers import AutoProcessor, set_seed
+
+    from vlmtrain.build import build_model
+    from vlmtrain.collate import ChatCollator
+    from vlmtrain.families import family_of
+    from vlmtrain.model import model_type
+    from vlmtrain.trainer_multitask import build_multitask_trainer
+    from vlmtrain.weights import save_trained, write_chain
+
+    continual = config.continual
+    assert continual is not None
+    set_seed(config.seed)
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
+    table, stages = open_stages(config=config)
+    processor = AutoProcessor.from_pretrained(str(config.model.path), trust_remote_code=config.model.trust_remote_code)
+    collator = ChatCollator(processor=processor, max_length=config.data.max_length,
+                            family=family_of(model_type(model=config.model)))
+    built = build_model(config=config)
+    model = built.model
+    if continual.init_from is not None:
+        load_adapter(model=model, run_dir=continual.init_from)
+        echo(f"continual: starting from the adapter of {continual.init_from}")
+    if "lwf" in continual.strategies and continual.lwf.teacher == "base" and not hasattr(model, "disable_adapter"):
+        raise ConfigError([Problem("continual.lwf.teacher", "teacher 'base' needs a LoRA adapter to disable "
+                                   "(method lora or qlora); use teacher: snapshot")], what="continual")
+    strategy = build_strategy(continual=continual, seed=config.seed)
+    task_rows = [s.rows for s in stages]
+    all_tasks = sorted(set(table["task"]))
+    matrix: list[list[float]] = []
+    evals: list[list[dict[str, Any]]] = []
+    for k, stage in enumerate(stages):
+        strategy.before_task(task_index=k, model=model, task_rows=task_rows)
+        if stage.train:
+            rows = stage.rows + strategy.extra_rows(task_index=k)
+            folder = run_dir / "tasks" / f"{k}-{stage.name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "log.jsonl").write_text("", encoding="utf-8")
+            stage_config = config.model_copy(update={"output": OutputSection(dir=folder), "seed": config.seed + k})
+            echo(f"continual: stage {k} '{stage.name}': {len(stage.rows)} rows + {len(rows) - len(stage.rows)} replayed")
+            trainer = build_multitask_trainer(
+                config=stage_config, model=model, processor=processor, dataset=table.select(rows),
+                collator=collator, log_path=folder / "log.jsonl", param_groups=built.groups, strategy=strategy,
+                tasks=all_tasks,
+            )
+            trainer.train()
+        order = np.random.default_rng([config.seed, k]).permutation(len(stage.rows))
+        loader = torch.utils.data.DataLoader(table.select([stage.rows[i] for i in order]), batch_size=1,
+                                             collate_fn=collator)
+        strategy.after_task(task_index=k, model=model, dataloader=loader)
+        metrics = [score_stage(model=model, processor=processor, dataset=s.eval, continual=continual) for s in stages]
+        matrix.append([m["overall"][continual.eval.metric] for m in metrics])
+        evals.append(metrics)
+        echo(f"continual: after '{stage.name}': " + "  ".join(f"{s.name} {v:.3f}" for s, v in zip(stages, matrix[-1],
+                                                                                               strict=True)))
+        _write(run_dir=run_dir, continual=continual, stages=stages, matrix=matrix, evals=evals)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(run_dir))
+    save_trained(model=model, folder=run_dir)
+    write_chain(folder=run_dir, chain=[])
+    processor.save_pretrained(str(run_dir))
+    echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
+    return run_dir
+
+
+def _write(*, run_dir: Path, continual: ContinualSection, stages: list[Stage], matrix: list[list[float]],
+           evals: list[list[dict[str, Any]]]) -> None:
+    """continual.json; the summary (average accuracy, BWT, forgetting) once every stage has been trained."""
+    record: dict[str, Any] = {
+        "stages": [s.name for s in stages], "metric": continual.eval.metric,
+        "strategy": continual.strategies or ["naive"], "matrix": matrix,
+    }
+    if len(matrix) == len(stages):
+        record.update(summary(matrix))
+    record["evals"] = evals
+    (run_dir / "continual.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,136 @@
+"""Generation-based evaluation: greedy answers on a split, scored per task with the official VQA metric.
+
+Why generation and not the validation loss: the loss of a teacher-forced answer says little about
+what the model says when asked, and published VQA numbers are accuracies of generated answers. Each
+row is asked what its last assistant turn answered (the conversation up to it, with its images);
+the answer is scored against the row's `answers` (all human answers for VQA) with
+`vlmdata.answers.vqa_accuracy` and `exact_match`. Rows without `answers` (free text) are scored
+against their own last assistant turn.
+
+`predictions.jsonl` holds one line per row (id, task, prediction, answers, scores); `metrics.json`
+the mean scores per task and overall (a mean over rows, so large tasks weigh more).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlmdata.answers import exact_match, vqa_accuracy
+from vlmtrain.collate import _to_pil
+from vlmtrain.data import row_batches
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+METRICS = ("vqa_accuracy", "exact_match")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """One record per evaluated row, and the mean scores per task plus 'overall'."""
+
+    predictions: list[dict[str, Any]]
+    metrics: dict[str, dict[str, float]]
+
+    def write(self, *, out_dir: Path) -> None:
+        """`predictions.jsonl` and `metrics.json` into `out_dir` (created if needed)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
+            for record in self.predictions:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        (out_dir / "metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """(the turns before the last assistant turn, that turn's text): what to ask and what was answered."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None or last == 0:
+        raise ValueError("a row to evaluate needs an assistant turn after a user turn")
+    answer = "".join(p["text"] or "" for p in messages[last]["content"] if p["type"] == "text")
+    return messages[:last], answer
+
+
+def score(*, prediction: str, references: list[str]) -> dict[str, float]:
+    """Both metrics of one prediction against its reference answers."""
+    return {"vqa_accuracy": vqa_accuracy(prediction, references), "exact_match": exact_match(prediction, references)}
+
+
+def summarise(predictions: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean of each metric per task and overall, with the row count (`rows`)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in predictions:
+        groups[record["task"]].append(record)
+        groups["overall"].append(record)
+    return {
+        task: {"rows": float(len(recs)), **{m: sum(r["scores"][m] for r in recs) / len(recs) for m in METRICS}}
+        for task, recs in sorted(groups.items())
+    }
+
+
+def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
+    """Greedy answers for a batch of rows (left-padded so every prompt ends where generation starts)."""
+    import torch
+
+    texts, images = [], []
+    for row in rows:
+        prompt, _ = split_prompt(row["messages"])
+        texts.append(processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
+        images.extend(_to_pil(image) for image in row["images"])
+    inputs = processor(
+        text=texts,
+        images=images or None,
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+        add_special_tokens=False,  # the chat template already wrote BOS
+    )
+    param = next(model.parameters())
+    inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    new = out[:, inputs["input_ids"].shape[1] :]
+    return [processor.decode(ids, skip_special_tokens=True).strip() for ids in new.tolist()]
+
+
+def evaluate(
+    *,
+    model: Any,
+    processor: Any,
+    dataset: datasets.Dataset,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    limit: int | None = None,
+) -> EvalResult:
+    """Generate for the first `limit` rows (all by default) in dataset order and score each per task.
+
+    The model is put in eval mode for the duration and returned to its previous mode, so the same
+    function serves `vlmtrain eval` and evaluation during training.
+    """
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    was_training = model.training
+    model.eval()
+    predictions: list[dict[str, Any]] = []
+    try:
+        for rows in row_batches(dataset, batch_size=batch_size):
+            answers = generate_answers(model=model, processor=processor, rows=rows, max_new_tokens=max_new_tokens)
+            for row, prediction in zip(rows, answers, strict=True):
+                references = list(row["answers"]) or [split_prompt(row["messages"])[1]]
+                predictions.append(
+                    {
+                        "id": row["id"],
+                        "task": row["task"],
+                        "prediction": prediction,
+                        "answers": references,
+                        "scores": score(prediction=prediction, references=references),
+                    }
+                )
+    finally:
+        model.train(was_training)
+    return EvalResult(predictions=predictions, metrics=summarise(predictions))
