@@ -9,6 +9,7 @@ cost accounting works on cached rows too. The `batches` table is the Batch API l
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()  # `put` is called from the client's worker threads
 
     def get(self, key: str) -> Response | None:
         row = self._db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens, refusal FROM responses "
@@ -61,6 +63,11 @@ class ResponseCache:
         return found
 
     def put(self, key: str, response: Response, *, job: str, model: str) -> None:
+        """Store and commit one answer (safe from any thread; durable before it returns)."""
+        with self._lock:
+            self._put(key, response, job=job, model=model)
+
+    def _put(self, key: str, response: Response, *, job: str, model: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (key, job, model, response.text, response.finish_reason, response.refusal,
                           response.prompt_tokens, response.completion_tokens, time.time()))

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -131,11 +132,14 @@ class SynthClient:
             api.close()
         await self.api.close()
 
-    def _post(self, shard: int, body: dict[str, Any]) -> Response | Failure:
-        """One chat.completions call in a worker thread, parsed there too (off the event loop). The raw
-        body, not a typed ChatCompletion: the SDK's request transform and response models cost more CPU
-        than the call; its status errors still apply."""
-        return response_from_body(json.loads(self._shards[shard].post("/chat/completions", body=body, cast_to=bytes)))
+    def _post(self, shard: int, body: dict[str, Any], persist: Callable[[Response], None] | None) -> Response | Failure:
+        """One chat.completions call in a worker thread, parsed and persisted there too (off the event
+        loop). The raw body, not a typed ChatCompletion: the SDK's request transform and response models
+        cost more CPU than the call; its status errors still apply."""
+        got = response_from_body(json.loads(self._shards[shard].post("/chat/completions", body=body, cast_to=bytes)))
+        if persist is not None and isinstance(got, Response):
+            persist(got)  # committed before the request counts as done: a kill -9 after this loses nothing
+        return got
 
     async def preflight(self) -> None:
         """GET /models: proves the endpoint answers and accepts the key before any row is processed."""
@@ -154,8 +158,10 @@ class SynthClient:
                 raise SynthError(f"{self.where}: {self.base_url} denied access (HTTP 403): {e.message}") from None
             # other statuses (e.g. a proxy without /models) still prove the endpoint is there
 
-    async def complete(self, request: Request, *, tokens: int) -> Response | Failure:
-        """One request with retries; `tokens` is its estimate for the tpm limit."""
+    async def complete(self, request: Request, *, tokens: int,
+                       persist: Callable[[Response], None] | None = None) -> Response | Failure:
+        """One request with retries; `tokens` is its estimate for the tpm limit; `persist` stores a good
+        answer from the worker thread (the cache write, so the event loop only schedules requests)."""
         import openai
 
         async with self.semaphore:
@@ -168,7 +174,7 @@ class SynthClient:
                 self._inflight[shard] += 1
                 try:
                     return await asyncio.get_running_loop().run_in_executor(self._threads, self._post, shard,
-                                                                             request.body)
+                                                                             request.body, persist)
                 except openai.RateLimitError as e:
                     last, hint = Failure("rate_limited", f"HTTP 429: {e.message}"), retry_after(e.response.headers)
                 except openai.InternalServerError as e:

@@ -79,9 +79,9 @@ async def run_job(*, job: JobState, cache: ResponseCache, requests: list[Request
                     outcomes[r.key] = _account(ledger, got)
             else:
                 async def one(r: Request) -> None:
-                    got = await client.complete(r, tokens=sum(estimate(spec, r)))
-                    if not isinstance(got, Failure):
-                        cache.put(r.key, got, job=spec.name, model=spec.model)
+                    got = await client.complete(r, tokens=sum(estimate(spec, r)),
+                                                persist=lambda resp, key=r.key: cache.put(key, resp, job=spec.name,
+                                                                                          model=spec.model))
                     outcomes[r.key] = _account(ledger, got)
 
                 await asyncio.gather(*(one(r) for r in to_send.values()))
