@@ -41,13 +41,11 @@ def _flatten(content: list[dict[str, Any]]) -> str:
 
 
 def _rows(out_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    import datasets
+    from vlmdata.arrow_io import iter_rows, splits
 
-    dd = datasets.load_from_disk(str(out_dir))
-    for split, ds in dd.items():
-        for table in ds.with_format("arrow").iter(batch_size=256):  # raw image bytes, no PIL decode
-            for row in table.to_pylist():
-                yield split, row
+    for split in splits(out_dir):
+        for row in iter_rows(out_dir, split):  # raw image bytes, no PIL decode, no memory map
+            yield split, row
 
 
 def _save_images(row: dict[str, Any], *, images_dir: Path, rel_to: Path) -> list[str]:

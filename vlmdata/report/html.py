@@ -118,21 +118,32 @@ def _chat(row: dict[str, Any]) -> str:
 
 
 def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
-    import datasets
+    """`per_task` random rows of each task: reservoir sampling over the task column, then one more pass
+    that keeps only the chosen rows (memory stays flat however large the split)."""
+    from vlmdata.arrow_io import iter_batches, iter_rows, splits
 
-    dd = datasets.load_from_disk(str(out_dir))
-    split = "train" if "train" in dd else next(iter(dd))
-    ds = dd[split].with_format("arrow")
-    by_task: dict[str, list[int]] = defaultdict(list)
-    for i, task in enumerate(ds.data.column("task").to_pylist()):
-        by_task[task].append(i)
+    names = splits(out_dir)
+    split = "train" if "train" in names else names[0]
     rng = random.Random(seed)
+    seen: dict[str, int] = defaultdict(int)
+    chosen: dict[str, list[int]] = defaultdict(list)
+    offset = 0
+    for batch in iter_batches(out_dir, split, columns=["task"]):
+        for i, task in enumerate(batch.column(0).to_pylist()):
+            seen[task] += 1
+            if len(chosen[task]) < per_task:
+                chosen[task].append(offset + i)
+            else:
+                j = rng.randrange(seen[task])
+                if j < per_task:
+                    chosen[task][j] = offset + i
+        offset += batch.num_rows
+    wanted = {i for idx in chosen.values() for i in idx}
+    rows = {i: row for i, row in enumerate(iter_rows(out_dir, split)) if i in wanted}
     parts = []
-    for task in sorted(by_task):
-        idx = sorted(rng.sample(by_task[task], min(per_task, len(by_task[task]))))
-        rows = ds[idx].to_pylist() if idx else []
-        parts.append(f"<h3>{_e(task)} <span class='muted'>({len(by_task[task])} rows in {split})</span></h3>")
-        parts.extend(_chat(r) for r in rows)
+    for task in sorted(chosen):
+        parts.append(f"<h3>{_e(task)} <span class='muted'>({seen[task]} rows in {split})</span></h3>")
+        parts.extend(_chat(rows[i]) for i in sorted(chosen[task]))
     return "".join(parts)
 
 
