@@ -6,8 +6,8 @@ Data (generated, no synthesis): N/2 small PNG/JPEG images (some byte-identical c
 other names), and two JSONL files of VQA rows (tasks `vqa` and `count`, 3 % exact duplicate rows),
 each image used by about two questions.
 
-- vlmdata: load (decode + verify + pixel sha) → instruct → normalize / filter / dedup (whichever the
-  Recipe model has when this runs) → split (grouped by image) → mix (T=2, one epoch) → write.
+- vlmdata: load (decode + verify + pixel sha) → instruct → normalize → filter → dedup (phash + VQA
+  composite keys) → split (grouped by image cluster) → mix (T=2, one epoch) → write.
 - baseline: `Dataset.from_generator` → `.map` (decode, verify, pixel sha, chat turns) → `.filter`
   (min side) → pandas `drop_duplicates` on the content id → `train_test_split` → `save_to_disk`.
   It splits by row, so it leaks images between train and test; the leak is counted and printed.
@@ -28,12 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-OPTIONAL = {  # sections other stages add to the Recipe; used only if the model has them
-    "normalize": {"answers": "vqa"},
-    "filter": [{"image_size": {"min_side": 8}}],
-    "dedup": {"images": {"method": "phash", "max_distance": 4}, "vqa_composite": True},
-}
 
 
 def make_data(root: Path, n_rows: int, seed: int = 0) -> None:
@@ -70,17 +64,16 @@ def make_data(root: Path, n_rows: int, seed: int = 0) -> None:
 
 
 def recipe_dict(root: Path) -> dict:
-    from vlmdata.recipe import Recipe
-
-    recipe = {
+    return {
         "name": "bench", "seed": 0,
         "sources": [{"name": t, "kind": "jsonl", "path": str(root / f"{t}.jsonl"), "task": t} for t in ("vqa", "count")],
         "instruct": {"vqa": {"suffix": "Answer briefly."}, "count": {"suffix": "Answer with a number."}},
         "split": {"validation": 0.05, "test": 0.05, "group_by": "image_cluster"},
+        "normalize": {"answers": "vqa"},
+        "filter": [{"image_size": {"min_side": 8}}],
+        "dedup": {"images": {"method": "phash", "max_distance": 4}, "vqa_composite": True},
         "mix": {"temperature": 2.0, "epochs": 1.0},
     }
-    recipe.update({k: v for k, v in OPTIONAL.items() if k in Recipe.model_fields})
-    return recipe
 
 
 def run_vlmdata(root: Path) -> None:
@@ -88,21 +81,10 @@ def run_vlmdata(root: Path) -> None:
 
     from vlmdata.build import build
     from vlmdata.recipe import load_recipe
-    from vlmdata.validation import ConfigError
 
-    recipe = recipe_dict(root)
     path = root / "recipe.yaml"
-    while True:
-        path.write_text(yaml.safe_dump(recipe))
-        try:
-            loaded = load_recipe(path)
-            break
-        except ConfigError as e:  # an optional section's syntax moved on: drop it, say so
-            bad = {p.path.split(".")[0].split("[")[0] for p in e.problems} & set(OPTIONAL)
-            if not bad:
-                raise
-            print(f"note: dropped {sorted(bad)}: {e}", file=sys.stderr)
-            recipe = {k: v for k, v in recipe.items() if k not in bad}
+    path.write_text(yaml.safe_dump(recipe_dict(root)))
+    loaded = load_recipe(path)
     res = build(loaded, out=root / "out_vlmdata", progress=False)
     steps = [s["stage"] for s in res.manifest["stages"]]
     print(json.dumps({"rows": res.manifest["rows"], "splits": res.manifest["splits"], "steps": steps}))
@@ -168,8 +150,6 @@ def measure(which: str, root: Path) -> tuple[float, float, dict]:
     secs = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{which} failed:\n{err[-3000:]}")
-    if "note:" in err:
-        print(err.strip().splitlines()[0][:300])
     return secs, usage.ru_maxrss / 1024, json.loads(out.strip().splitlines()[-1])
 
 
