@@ -40,15 +40,15 @@ from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
+    ALL_LINEAR,
     Component,
     ComponentsSection,
     Method,
     QuantSection,
+    check_targets,
     plan_problems,
     resolve_components,
 )
-
-ALL_LINEAR = "all-linear"
 
 
 class _Section(BaseModel):
@@ -165,19 +165,7 @@ class LoraSection(_Section):
     @field_validator("targets")
     @classmethod
     def _targets(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            if value != ALL_LINEAR:
-                raise ValueError(
-                    f"'{value}' is neither '{ALL_LINEAR}' nor a list of module names"
-                    f"{did_you_mean(value, [ALL_LINEAR])}"
-                )
-            return value
-        if not value:
-            raise ValueError(f"empty list; name modules such as [q_proj, v_proj], or write '{ALL_LINEAR}'")
-        bad = [t for t in value if not t.replace("_", "").replace(".", "").isalnum()]
-        if bad:
-            raise ValueError(f"not module names: {', '.join(map(repr, bad))}")
-        return value
+        return check_targets(value)
 
 
 class TrainSection(_Section):
