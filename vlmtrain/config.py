@@ -187,6 +187,7 @@ class TrainSection(_Section):
     gradient_checkpointing: bool = False
     num_workers: NonNegativeInt = 0
     device: Literal["auto", "cpu"] = "auto"
+    report_to: list[Literal["tensorboard"]] = Field(default_factory=list)  # log.jsonl + PNGs are always written
     group_by_length: bool = False  # batches of similar token length (less padding), order seeded
 
     @model_validator(mode="after")

@@ -107,9 +107,19 @@ class FinetuneRecipe:
             collator=self.collator,
             log_path=self.log_path,
             lengths=lengths,
-            extra_callbacks=[*self._eval_callbacks(), *([GuardRelease(handle=built.guard)] if built.guard else [])],
+            extra_callbacks=[*self._eval_callbacks(), *self._tracker_callbacks(),
+                             *([GuardRelease(handle=built.guard)] if built.guard else [])],
             param_groups=built.groups,
         )
+
+    def _tracker_callbacks(self) -> list[Any]:
+        """TensorBoard (`train.report_to: [tensorboard]`), writing to runs/NAME/tensorboard."""
+        if "tensorboard" not in self.config.train.report_to:
+            return []
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(self.run_dir / "tensorboard")))]
 
     def _eval_callbacks(self) -> list[Any]:
         """The evaluation-during-training callback when the config has an `eval:` section."""
@@ -134,7 +144,12 @@ class FinetuneRecipe:
             save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
             write_chain(folder=self.run_dir, chain=self.chain)
             self.processor.save_pretrained(str(self.run_dir))
-            self.echo(f"saved adapter, processor, config.yaml and log.jsonl to {self.run_dir}")
+            from vlmtrain.report import plot_losses, read_logs
+
+            logs = read_logs(run_dir=self.run_dir)
+            if logs:  # per-task loss and learning-rate curves
+                plot_losses(logs=logs, path=self.run_dir / "losses.png")
+            self.echo(f"saved adapter, processor, config.yaml, log.jsonl and losses.png to {self.run_dir}")
         return self.run_dir
 
 

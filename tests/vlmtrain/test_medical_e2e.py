@@ -25,7 +25,8 @@ def test_medical_recipe_builds_and_trains(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
 
     run_dir = tmp_path / "run"
-    sets = [f"model.path={tiny}", f"data.path={data}", f"output.dir={run_dir}", "train.steps=20", "train.log_every=1"]
+    sets = [f"model.path={tiny}", f"data.path={data}", f"output.dir={run_dir}", "train.steps=20", "train.log_every=1",
+            "train.report_to=[tensorboard]"]
     args = ["run", str(ROOT / "recipes" / "train" / "medical-tiny.yaml")]
     for s in sets:
         args += ["--set", s]
@@ -37,6 +38,17 @@ def test_medical_recipe_builds_and_trains(tmp_path: Path) -> None:
     first = sum(r["loss"] for r in log[:3]) / 3
     last = sum(r["loss"] for r in log[-3:]) / 3
     assert last < 0.75 * first, f"loss did not fall: {first:.2f} -> {last:.2f}"
+
+    from PIL import Image
+
+    with Image.open(run_dir / "losses.png") as im:  # loss and learning-rate curves, drawn
+        assert im.width > 300 and len(set(im.convert("L").getdata())) > 10
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) == 20 and abs(losses[0] - log[0]["loss"]) < 1e-3
 
     from datasets import load_from_disk
 
