@@ -37,6 +37,57 @@ def codes_of(keys: Sequence[Hashable | None]) -> tuple[np.ndarray, np.ndarray]:
     return codes, codes >= 0
 
 
+_MUL = np.uint64(0x9E3779B97F4A7C15)  # a large odd multiplier (2^64 / golden ratio)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64 (wraps mod 2^64)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def sequence_groups(rep: np.ndarray, offsets: np.ndarray,
+                    extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows as ordered sequences of ints (rep[offsets[r]:offsets[r + 1]], plus extra[r] when given) → (codes, has).
+
+    Rows with equal sequences (and equal extra) get equal codes; empty rows have no key (has False).
+    Same grouping as `codes_of` over the tuples, without a Python object per row: a uint64 hash of
+    each sequence (order matters), checked against each group's first row, with `codes_of` as the
+    fallback should two different sequences ever share a hash.
+    """
+    n = offsets.size - 1
+    lengths = np.diff(offsets)
+    has = lengths > 0
+    codes = np.zeros(n, dtype=np.uint64)
+    if not has.any():
+        return codes, has
+    starts = offsets[:-1]
+    pos = (np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(starts, lengths)).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        terms = rep.astype(np.uint64) * np.power(_MUL, pos)
+        h = np.add.reduceat(terms, starts[has]) if terms.size else np.zeros(0, np.uint64)
+        h = _mix(h ^ _mix(lengths[has].astype(np.uint64)))
+        if extra is not None:
+            h = _mix(h ^ (extra[has].astype(np.uint64) * _MUL))
+    codes[has] = h
+    # exactness: every row must equal its group's first row, element for element
+    first = first_of_groups(codes, has)
+    rows = np.flatnonzero(has)
+    f = first[rows]
+    ok = np.array_equal(lengths[rows], lengths[f]) and (extra is None or np.array_equal(extra[rows], extra[f]))
+    if ok:
+        shift = np.repeat(offsets[first[has]] - starts[has], lengths[has])
+        j = np.arange(int(offsets[-1]), dtype=np.int64)
+        ok = np.array_equal(rep, rep[j + shift])
+    if ok:
+        return codes, has
+    keys = [tuple(rep[starts[r]:starts[r] + lengths[r]].tolist()) if lengths[r] else None for r in range(n)]
+    if extra is not None:
+        keys = [None if k is None else (k, int(extra[r])) for r, k in enumerate(keys)]
+    return codes_of(keys)
+
+
 def image_clusters(hashes: np.ndarray, *, max_distance: int,
                    evals: Sequence[EvalSet]) -> tuple[np.ndarray, np.ndarray]:
     """One near-duplicate search over our images and every eval set's images together.

@@ -10,26 +10,38 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vlmdata.dedup.decide import CODE, codes_of, first_of_groups, gram_hits, image_clusters
+from vlmdata.dedup.decide import CODE, first_of_groups, gram_hits, image_clusters, sequence_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlmdata.steps.dedup import DedupSpec, DedupState, ImageDedup
 
 
+def _offsets(keys: Any, name: str) -> np.ndarray:
+    """A list column → its offsets (n + 1,) int64, starting at 0 (nulls count as empty lists)."""
+    import pyarrow.compute as pc
+
+    lengths = pc.fill_null(pc.list_value_length(keys.column(name)), 0).to_numpy()
+    return np.r_[0, np.cumsum(lengths, dtype=np.int64)]
+
+
 def _flat(keys: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A list column → (values, offsets (n + 1,))."""
-    col = keys.column(name).combine_chunks()
-    offsets = col.offsets.to_numpy().astype(np.int64)
-    values = col.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
-    return values, offsets - offsets[0]
+    """A numeric list column → (values, offsets (n + 1,))."""
+    import pyarrow.compute as pc
+
+    values = pc.list_flatten(keys.column(name)).to_numpy()
+    return values, _offsets(keys, name)
 
 
-def _drop(state: DedupState, rep: np.ndarray, alive: np.ndarray, reason: str, ids: list[str]) -> None:
+def _drop(state: DedupState, rep: np.ndarray, alive: np.ndarray, reason: str, id_col: Any) -> None:
     gone = np.flatnonzero(alive & (rep >= 0) & (rep != np.arange(rep.size)))
     state.reason[gone] = CODE[reason]
     alive[gone] = False
-    for i in gone.tolist():
-        state.dup_of[i] = ids[int(rep[i])]
+    # only the dropped rows' representatives' ids become Python strings
+    if gone.size:
+        reps, inv = np.unique(rep[gone], return_inverse=True)
+        names = [str(x) for x in id_col.take(reps).to_pylist()]
+        for i, k in zip(gone.tolist(), inv.ravel().tolist(), strict=True):
+            state.dup_of[i] = names[k]
     state.summary["removed"][reason] = int(gone.size)
 
 
@@ -37,26 +49,28 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
     from vlmdata.dedup.against import load_eval_set
     from vlmdata.steps.dedup import DedupState
 
-    keys = keys.sort_by("_idx")
     n = keys.num_rows
-    if n and keys.column("_idx")[n - 1].as_py() != n - 1:
-        raise ValueError("dedup: _idx must number the rows 0..n-1")
-    ids = [str(x) for x in keys.column("id").to_pylist()] if n else []
+    if n and not np.array_equal(keys.column("_idx").to_numpy(), np.arange(n)):  # the local engine: already so
+        keys = keys.sort_by("_idx")
+        if keys.column("_idx")[n - 1].as_py() != n - 1:
+            raise ValueError("dedup: _idx must number the rows 0..n-1")
+    ids = keys.column("id") if n else None
     state = DedupState(reason=np.zeros(n, dtype=np.uint8), summary={"removed": {}})
     alive = np.ones(n, dtype=bool)
-    sha, sha_off = _flat(keys, "img_sha") if n else (np.empty(0, object), np.zeros(1, np.int64))
+    sha_off = _offsets(keys, "img_sha") if n else np.zeros(1, np.int64)
+    n_sha = int(sha_off[-1])
     n_img = np.diff(sha_off)
     img_row = np.repeat(np.arange(n), n_img)
 
     evals = [load_eval_set(p, ngram=spec.against_ngram, method=image.method, hash_size=image.hash_size,
                            workers=workers) for p in spec.against]
     names = [e.name if [x.name for x in evals].count(e.name) == 1 else str(p) for e, p in zip(evals, spec.against, strict=True)]
-    rep_img = np.arange(sha.size)
+    rep_img = np.arange(n_sha)
     if "img_hash" in keys.column_names and n:
         hashes, _ = _flat(keys, "img_hash")
         rep_img, hit = image_clusters(hashes.astype(np.uint64), max_distance=image.max_distance, evals=evals)
         if spec.images is None:
-            rep_img = np.arange(sha.size)
+            rep_img = np.arange(n_sha)
         # -- contaminated: an image near an eval image, or a question n-gram of an eval question
         eval_set_of = np.repeat(np.arange(len(evals)), [e.image_hashes.size for e in evals])
         eval_row_of = np.concatenate([e.image_owner for e in evals]) if evals else np.empty(0, np.int64)
@@ -92,21 +106,26 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
             state.summary["minhash"] = {"bands": bands, "rows": rows}
 
     if spec.images is not None and n:
-        first = sha_off[:-1]
-        groups = [tuple(rep_img[first[r]:first[r] + n_img[r]].tolist()) if n_img[r] else None for r in range(n)]
-        if spec.vqa_composite:
-            q = keys.column("q_hash").to_numpy()
-            groups = [None if g is None else (g, int(q[r])) for r, g in enumerate(groups)]
-        codes, has = codes_of(groups)
+        q = keys.column("q_hash").to_numpy() if spec.vqa_composite else None
+        codes, has = sequence_groups(rep_img, sha_off, q)
         _drop(state, first_of_groups(codes, alive & has), alive, "duplicate_vqa" if spec.vqa_composite
               else "duplicate_image", ids)
         state.summary["image_clusters"] = int(np.unique(rep_img).size)
 
     # image_cluster: the sha of the first image's cluster representative ("" for text-only rows)
-    first_rep = np.where(n_img > 0, rep_img[np.minimum(sha_off[:-1], max(sha.size - 1, 0))], -1) if n else \
+    first_rep = np.where(n_img > 0, rep_img[np.minimum(sha_off[:-1], max(n_sha - 1, 0))], -1) if n else \
         np.empty(0, np.int64)
     uniq, inv = np.unique(first_rep, return_inverse=True)
-    state.clusters = ["" if u < 0 else str(sha[u]) for u in uniq.tolist()]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vlmdata.steps.dedup import Clusters
+
+    parts = [pa.array([""], pa.string())] if uniq.size and uniq[0] < 0 else []
+    if n and uniq.size and uniq[-1] >= 0:
+        parts.append(pc.cast(pc.list_flatten(keys.column("img_sha")).take(uniq[uniq >= 0]), pa.string()))
+    state.clusters = Clusters(pa.concat_arrays([p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p
+                                                for p in parts]) if parts else None)
     state.cluster = inv.ravel()
     state.summary["kept"] = int(alive.sum())
     return state

@@ -81,13 +81,28 @@ class DedupSpec(BaseModel):
         return self
 
 
+class Clusters:
+    """The image_cluster strings, kept as one Arrow string array (no Python str per cluster until read)."""
+
+    def __init__(self, values: Any = None) -> None:
+        import pyarrow as pa
+
+        self.values = pa.array([], pa.string()) if values is None else values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, k: int) -> str:
+        return str(self.values[k].as_py())
+
+
 @dataclass
 class DedupState:
     reason: Any  # (n,) uint8 code into decide.REASONS, 0 = kept
     dup_of: dict[int, str] = field(default_factory=dict)  # dropped _idx → id of the row it duplicates
     eval_set: dict[int, str] = field(default_factory=dict)  # contaminated _idx → eval set name
     cluster: Any = None  # (n,) int64 index into clusters
-    clusters: list[str] = field(default_factory=list)
+    clusters: Clusters = field(default_factory=Clusters)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
