@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray  # the dev extra installs it; a missing ray is a failure, not a skip
 from openai_server import FakeOpenAI
 from synth_kit import llava_recipe, serve
 from vlmdata_kit import Workspace
 
-ray = pytest.importorskip("ray")
 ROOT = Path(__file__).parents[2]
 SAME = ("stages", "splits", "tasks", "sources", "rows", "rejects", "rejected_total")
 

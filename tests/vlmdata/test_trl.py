@@ -13,9 +13,8 @@ import math
 from pathlib import Path
 
 import pytest
+import trl  # noqa: F401  (the dev extra installs it; a missing trl is a failure, not a skip)
 from vlmdata_kit import Workspace
-
-pytest.importorskip("trl")
 
 
 @pytest.mark.slow
