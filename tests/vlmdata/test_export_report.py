@@ -111,3 +111,29 @@ def test_report_renders_in_headless_chromium(medical_out: Path, tmp_path: Path) 
         lo, hi = grey.getextrema()
         assert hi - lo > 100  # not a blank page: text and images drew
         assert len(set(grey.resize((60, 120)).getdata())) > 20
+
+
+def test_report_shows_dropped_duplicates_beside_the_kept_image(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((8, 8, 3)) * 255).astype("uint8")
+    photo = Image.fromarray(base).resize((128, 128), Image.Resampling.BICUBIC)
+    photo.save(tmp_path / "a.png")
+    photo.resize((96, 96)).save(tmp_path / "a_small.jpg", quality=90)  # a near-duplicate
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")).save(tmp_path / "b.png")
+    rows = [{"image": "a.png", "question": "What is shown?", "answers": ["noise"]},
+            {"image": "a_small.jpg", "question": "What is shown here?", "answers": ["noise"]},
+            {"image": "b.png", "question": "What is shown?", "answers": ["static"]}]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.yaml").write_text(
+        "name: dups\nsources:\n  - {name: qa, kind: jsonl, path: qa.jsonl}\n"
+        "dedup: {images: {method: phash, max_distance: 4}}\n")
+    out = build(load_recipe(tmp_path / "r.yaml"), out=tmp_path / "out", progress=False).path
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["duplicate_image"]
+    assert rejects[0]["thumb"].startswith("data:image/jpeg;base64,")
+    page = (out / "report.html").read_text()
+    section = page[page.index("id='duplicates'"):page.index("id='samples'")]
+    assert section.count("<img") == 2 and "alt='kept'" in section and rejects[0]["duplicate_of"] in section

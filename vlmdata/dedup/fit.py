@@ -128,6 +128,10 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
                                                 for p in parts]) if parts else None)
     state.cluster = inv.ravel()
     state.summary["kept"] = int(alive.sum())
+    image_dups = np.flatnonzero(np.isin(state.reason, [CODE["duplicate_image"], CODE["duplicate_vqa"]]))
+    from vlmdata.steps.dedup import SHOWN_DUPLICATES
+
+    state.show = set(image_dups[:SHOWN_DUPLICATES].tolist())  # deterministic: the first by _idx
     return state
 
 

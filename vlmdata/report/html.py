@@ -147,16 +147,33 @@ def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
     return "".join(parts)
 
 
+def _kept_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
+    """Thumbnails of the kept rows that duplicates point at (one streaming pass over the ids)."""
+    from vlmdata.arrow_io import iter_batches, splits
+
+    found: dict[str, str] = {}
+    if not ids:
+        return found
+    for split in splits(out_dir):
+        for batch in iter_batches(out_dir, split, columns=["id", "images"]):
+            for rid, images in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                if rid in ids and rid not in found and images:
+                    found[rid] = thumbnail_uri(images[0]["bytes"], size=160)
+    return found
+
+
 def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
     from vlmdata.report.manifest import read_manifest
 
     manifest = read_manifest(out_dir)
     rejects_html, duplicates = _rejects(out_dir, manifest)
     samples_html = _samples(out_dir, per_task=per_task, seed=seed)
+    kept = _kept_images(out_dir, {d["duplicate_of"] for d in duplicates})
     dup_html = "".join(
         f"<div class='pair'><img class='thumb' alt='dropped' src='{_e(d['thumb'])}'>"
-        f"<div><b>{_e(d['reason'])}</b><br>dropped <code>{_e(d.get('id'))}</code><br>kept <code>{_e(d['duplicate_of'])}"
-        f"</code></div></div>" for d in duplicates
+        + (f"<img class='thumb' alt='kept' src='{kept[d['duplicate_of']]}'>" if d["duplicate_of"] in kept else "")
+        + f"<div><b>{_e(d['reason'])}</b><br>dropped <code>{_e(d.get('id'))}</code> (left)<br>kept "
+        f"<code>{_e(d['duplicate_of'])}</code> (right)</div></div>" for d in duplicates
     ) or "<p class='muted'>No duplicate pairs recorded.</p>"
     splits = ", ".join(f"{k}: {v}" for k, v in manifest.get("splits", {}).items())
     body = f"""

@@ -104,6 +104,10 @@ class DedupState:
     cluster: Any = None  # (n,) int64 index into clusters
     clusters: Clusters = field(default_factory=Clusters)
     summary: dict[str, Any] = field(default_factory=dict)
+    show: set[int] = field(default_factory=set)  # the first dropped image duplicates (by _idx): get a thumbnail
+
+
+SHOWN_DUPLICATES = 12  # how many image duplicates carry a thumbnail into rejects.jsonl (for report.html)
 
 
 def _u64(values: Any) -> Any:
@@ -185,6 +189,10 @@ class DedupStep(GlobalStep):
                 extra = {"duplicate_of": state.dup_of[i]}
                 if i in state.eval_set:
                     extra["eval_set"] = state.eval_set[i]
+                if i in state.show and row.get("images"):
+                    from vlmdata.report.html import thumbnail_uri
+
+                    extra["thumb"] = thumbnail_uri(row["images"][0], size=160)
                 reason = REASONS[code]
                 yield Reject(source=row.get("source", ""), locator=(row.get("meta") or {}).get("locator", ""),
                              reason=reason, detail=f"{reason}: duplicates {extra['duplicate_of']}",
