@@ -32,6 +32,12 @@ def _eval_rows(*, data: Path, tasks: Sequence[str], limit: int) -> Any:
     return dataset.select(keep)
 
 
+# The tiny tokenizer spells some answers in many pieces ("yellow", "triangle": 6 tokens; captions up to 24),
+# so generation must be allowed that many tokens or the right answer is cut off and scored wrong.
+ANSWER_TOKENS = 8
+CAPTION_TOKENS = 32
+
+
 def _score(*, model: Any, processor: Any, rows: Any, max_new_tokens: int) -> dict[str, float]:
     from vlmtrain.evaluate import evaluate
 
@@ -63,7 +69,7 @@ def base_scores(*, base: Path, rows: Any, echo: Any) -> Results:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(str(base))
-    scores = _score(model=model, processor=AutoProcessor.from_pretrained(str(base)), rows=rows, max_new_tokens=4)
+    scores = _score(model=model, processor=AutoProcessor.from_pretrained(str(base)), rows=rows, max_new_tokens=ANSWER_TOKENS)
     echo("  base: " + "  ".join(f"{t} {v:.2f}" for t, v in scores.items()))
     return {"base model (captions only), no LoRA": {t: [v] for t, v in scores.items()}}
 
@@ -73,7 +79,7 @@ def learns(*, common: list[str], seeds: Sequence[int], rows: Any, steps: int, ec
     results: Results = {}
     for seed in seeds:
         out = lora_run(name="efficacy-lora", overrides=[*common, f"seed={seed}", f"train.steps={steps}"],
-                       rows=rows, max_new_tokens=4, echo=echo)
+                       rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
         _add(results, "LoRA, 4 VQA tasks", out["scores"])
     return results
 
@@ -86,7 +92,7 @@ def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: An
         for seed in seeds:
             out = lora_run(name="efficacy-lora", overrides=[
                 *common, f"seed={seed}", f"train.steps={steps}", f"data.path={data}",
-                f"multitask.sampling.temperature={t}"], rows=rows, max_new_tokens=4, echo=echo)
+                f"multitask.sampling.temperature={t}"], rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
             _add(results, f"T={t:g}", out["scores"])
     return results
 
@@ -113,7 +119,7 @@ def weighting(*, common: list[str], vqa: Path, caption: Path, seeds: Sequence[in
         for seed in seeds:
             out = lora_run(name="efficacy-lora", overrides=[
                 *common, f"seed={seed}", f"train.steps={steps}", f"data.path={mixed}",
-                f"multitask.loss.weighting={mode}"], rows=rows, max_new_tokens=12, echo=echo)
+                f"multitask.loss.weighting={mode}"], rows=rows, max_new_tokens=CAPTION_TOKENS, echo=echo)
             last = out["last"]
             extra = {f"w({t})": last[f"weight/{t}"] for t in ("color", "count", "caption") if f"weight/{t}" in last}
             _add(results, mode, {**out["scores"], **extra})
