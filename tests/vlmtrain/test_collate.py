@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from train_rows import make_row, png, vqa_row
+from train_rows import make_row, png, supervised_runs, vqa_row
 
 from vlmdata.schema import assistant_texts, image_part, message, text_part
 from vlmtrain.collate import IGNORE_INDEX, ChatCollator, assistant_spans
@@ -13,17 +13,6 @@ from vlmtrain.collate import IGNORE_INDEX, ChatCollator, assistant_spans
 IMAGE_TOKENS_PER_IMAGE = 16  # tiny LLaVA: 32 px / patch 8 = 4 x 4
 
 
-def _supervised_runs(labels: list[int]) -> list[list[int]]:
-    """Contiguous stretches of supervised token ids."""
-    runs: list[list[int]] = []
-    previous = IGNORE_INDEX
-    for token in labels:
-        if token != IGNORE_INDEX:
-            if previous == IGNORE_INDEX:
-                runs.append([])
-            runs[-1].append(token)
-        previous = token
-    return runs
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -74,7 +63,7 @@ def test_only_assistant_answers_and_end_of_turn_are_supervised(llava_processor):
 
     assert batch["pixel_values"].shape[0] == 3  # 1 + 2 + 0 images, in order
     for b, row in enumerate(rows):
-        runs = _supervised_runs(batch["labels"][b].tolist())
+        runs = supervised_runs(batch["labels"][b].tolist())
         decoded = [tok.decode(run, skip_special_tokens=False) for run in runs]
         assert decoded == [answer + eos for answer in assistant_texts(row["messages"])]
 
@@ -129,6 +118,6 @@ def test_rows_from_a_saved_dataset_collate(llava_processor, colour_dataset):
     batch = ChatCollator(processor=llava_processor, max_length=512)([dataset[0], dataset[1]])
     tok = llava_processor.tokenizer
     for b in range(2):
-        runs = _supervised_runs(batch["labels"][b].tolist())
+        runs = supervised_runs(batch["labels"][b].tolist())
         expected = assistant_texts(dataset[b]["messages"])
         assert [tok.decode(r, skip_special_tokens=False) for r in runs] == [a + tok.eos_token for a in expected]

@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from tiny_cache import config_text, tiny_dir
-from train_rows import make_row, png, vqa_row
+from train_rows import make_row, png, supervised_runs, vqa_row
 
 from vlmdata.schema import assistant_texts, image_part, message, text_part
 from vlmtrain.collate import IGNORE_INDEX, ChatCollator
@@ -24,17 +24,6 @@ CLASSES = {
 }
 
 
-def _runs(labels: list[int]) -> list[list[int]]:
-    """Contiguous stretches of supervised token ids."""
-    runs: list[list[int]] = []
-    previous = IGNORE_INDEX
-    for token in labels:
-        if token != IGNORE_INDEX:
-            if previous == IGNORE_INDEX:
-                runs.append([])
-            runs[-1].append(token)
-        previous = token
-    return runs
 
 
 def _rows(*, multi_turn: bool) -> list[dict]:
@@ -86,7 +75,7 @@ def test_collator_supervises_exactly_the_answers(family):
     batch = ChatCollator(processor=processor, max_length=512, family=table)(rows)
     tok = processor.tokenizer
     for b, row in enumerate(rows):
-        runs = _runs(batch["labels"][b].tolist())
+        runs = supervised_runs(batch["labels"][b].tolist())
         decoded = [tok.decode(run, skip_special_tokens=False) for run in runs]
         assert decoded == [answer + tok.eos_token for answer in assistant_texts(row["messages"])]
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()

@@ -57,3 +57,16 @@ def save_dataset(*, path: Path, splits: dict[str, list[dict[str, Any]]]) -> Path
     )
     dd.save_to_disk(str(path))
     return path
+
+
+def supervised_runs(labels: list[int]) -> list[list[int]]:
+    """Contiguous stretches of supervised token ids (labels != -100), for decoding what a collator trains on."""
+    runs: list[list[int]] = []
+    previous = -100
+    for token in labels:
+        if token != -100:
+            if previous == -100:
+                runs.append([])
+            runs[-1].append(token)
+        previous = token
+    return runs
