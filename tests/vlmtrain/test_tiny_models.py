@@ -6,7 +6,6 @@ import pytest
 from train_rows import png
 
 from vlmdata.validation import ConfigError
-from vlmtrain.config import LoraSection
 from vlmtrain.tiny import FAMILIES, write_tiny
 
 
@@ -57,20 +56,22 @@ def test_same_seed_same_weights_and_unknown_family(tmp_path):
         write_tiny(out=tmp_path, family="lava")
 
 
-def test_lora_targets_only_the_language_model(llava_model):
-    import copy
+def test_lora_targets_only_the_language_model(tiny_llava, colour_dataset, tmp_path):
+    from vlmtrain.build import build_model
+    from vlmtrain.config import validate_train_config
 
-    from vlmtrain.model import apply_lora, parameter_table
-
-    peft_model = apply_lora(model=copy.deepcopy(llava_model), lora=LoraSection(r=4), seed=0)
+    config = validate_train_config({"name": "t", "model": {"path": str(tiny_llava)},
+                                    "data": {"path": str(colour_dataset)}, "lora": {"r": 4}}, base_dir=tmp_path)
+    built = build_model(config=config)  # the path `vlmtrain run` takes
+    peft_model = built.model
     adapted = {n for n, _ in peft_model.named_modules() if n.endswith(".lora_A")}
     assert adapted and all(".language_model." in n for n in adapted)
     kinds = {n.split(".")[-2] for n in adapted}
     assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    table = parameter_table(peft_model)
-    assert "model.vision_tower" in table and "model.language_model" in table
+    rows = {line.split()[0]: line for line in built.table().splitlines()}
+    assert "lora r=4" in rows["llm"] and rows["vision"].split()[2] == "0"  # the vision tower trains nothing
 
 
 def test_unknown_lora_target_is_a_config_problem(llava_model):
