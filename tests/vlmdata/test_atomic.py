@@ -29,12 +29,16 @@ def leftovers(parent: Path) -> list[str]:
 
 def crash_on_call(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, *, after: int,
                   exc: type[BaseException] = RuntimeError) -> None:
+    import multiprocessing
+
     original = getattr(cls, method)
-    calls = {"n": 0}
+    calls = multiprocessing.Value("i", 0)  # shared with the engine's forked workers: one count for the build
 
     def wrapped(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > after:
+        with calls.get_lock():
+            calls.value += 1
+            n = calls.value
+        if n > after:
             raise exc("simulated crash")
         return original(self, *args, **kwargs)
 
