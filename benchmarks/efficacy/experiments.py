@@ -10,7 +10,7 @@ from typing import Any
 
 from setup import RECIPES
 
-VQA = ("color", "shape", "count", "position")
+VQA = ("color", "size", "shape", "count", "position")
 Results = dict[str, dict[str, list[float]]]
 
 
@@ -74,19 +74,24 @@ def base_scores(*, base: Path, rows: Any, echo: Any) -> Results:
     return {"base model (captions only), no LoRA": {t: [v] for t, v in scores.items()}}
 
 
-def learns(*, common: list[str], seeds: Sequence[int], rows: Any, steps: int, echo: Any) -> Results:
-    """(a) LoRA on the four VQA tasks at once (balanced, T=1, equal weighting)."""
+def learns(*, common: list[str], seeds: Sequence[int], rows: Any, steps: int, echo: Any,
+           label: str = "LoRA", extra: Sequence[str] = ()) -> Results:
+    """(a) LoRA on the five VQA tasks at once (balanced, T=1, equal weighting); with `extra` overrides
+    (e.g. `method=qlora`) the same runs with another method, for (e)."""
     results: Results = {}
     for seed in seeds:
-        out = lora_run(name="efficacy-lora", overrides=[*common, f"seed={seed}", f"train.steps={steps}"],
+        out = lora_run(name="efficacy-lora", overrides=[*common, f"seed={seed}", f"train.steps={steps}", *extra],
                        rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
-        _add(results, "LoRA, 4 VQA tasks", out["scores"])
+        _add(results, label, {**out["scores"], "mean": sum(out["scores"].values()) / len(out["scores"])})
     return results
+
+
+QLORA = ["method=qlora", "quant.bits=4", "quant.quant_type=nf4", "quant.double_quant=true"]
 
 
 def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: Any, steps: int,
                 temperatures: Sequence[float], echo: Any) -> Results:
-    """(b) colour:shape = 20:1 training rows; the same steps at each sampling temperature."""
+    """(b) colour:size = 20:1 training rows; the same steps at each sampling temperature."""
     results: Results = {}
     for t in temperatures:
         for seed in seeds:
@@ -111,8 +116,8 @@ def _concat(*, vqa: Path, caption: Path) -> Path:
 
 def weighting(*, common: list[str], vqa: Path, caption: Path, seeds: Sequence[int], rows: Any, steps: int,
               echo: Any) -> Results:
-    """(c) the four VQA tasks (one-token answers, high initial loss) with captions (long answers the base
-    already knows, low loss): equal vs uncertainty weighting; scored on colour, count and captions."""
+    """(c) the five VQA tasks (one-word answers, high initial loss) with captions (long answers the base
+    already knows, low loss): equal vs uncertainty weighting; scored on colour, size and captions."""
     results: Results = {}
     mixed = _concat(vqa=vqa, caption=caption)
     for mode in ("equal", "uncertainty"):
@@ -121,14 +126,14 @@ def weighting(*, common: list[str], vqa: Path, caption: Path, seeds: Sequence[in
                 *common, f"seed={seed}", f"train.steps={steps}", f"data.path={mixed}",
                 f"multitask.loss.weighting={mode}"], rows=rows, max_new_tokens=CAPTION_TOKENS, echo=echo)
             last = out["last"]
-            extra = {f"w({t})": last[f"weight/{t}"] for t in ("color", "count", "caption") if f"weight/{t}" in last}
+            extra = {f"w({t})": last[f"weight/{t}"] for t in ("color", "size", "caption") if f"weight/{t}" in last}
             _add(results, mode, {**out["scores"], **extra})
     return results
 
 
 def continual(*, common: list[str], seeds: Sequence[int], steps: int, strategies: dict[str, list[str]],
               work: Path, echo: Any) -> Results:
-    """(d) colour → shape → count, one stage after another, per strategy; BWT, forgetting, final accuracy."""
+    """(d) colour → size → count, one stage after another, per strategy; BWT, forgetting, final accuracy."""
     from vlmtrain.recipe import run
 
     results: Results = {}

@@ -20,15 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import experiments  # noqa: E402
 from setup import ROOT, build_datasets, pretrain_base  # noqa: E402
 
-SIZES = {  # steps and seeds per experiment; --quick is a direction check (tests/vlmtrain/test_efficacy_quick.py)
-    "full": {"pretrain": 300, "lora": 120, "stage": 60, "limit": 40, "seeds": [0, 1, 2], "temps": [1.0, 3.0]},
-    "quick": {"pretrain": 150, "lora": 60, "stage": 30, "limit": 20, "seeds": [0], "temps": [1.0, 3.0]},
+SIZES = {  # steps and seeds per experiment; --quick is a direction check of the whole pipeline
+    "full": {"pretrain": 1000, "lora": 500, "stage": 80, "limit": 60, "seeds": [0, 1, 2], "temps": [1.0, 3.0]},
+    "quick": {"pretrain": 400, "lora": 120, "stage": 40, "limit": 20, "seeds": [0], "temps": [1.0, 3.0]},
 }
 STRATEGIES = {
     "naive": ["continual.strategy=naive"],
     "replay": ["continual.strategy=replay"],
     "ewc": ["continual.strategy=ewc"],
     "lwf": ["continual.strategy=lwf"],
+    "replay + lwf": ["continual.strategy=[replay, lwf]"],
 }
 
 
@@ -74,39 +75,57 @@ def main() -> None:
     vqa_rows = experiments._eval_rows(data=data["shapes"], tasks=experiments.VQA, limit=size["limit"])
     seeds = size["seeds"]
     sections = []
+    timings = {}
     echo("(a) LoRA learns")
+    t = time.time()
     a = experiments.base_scores(base=base, rows=vqa_rows, echo=echo)
-    a.update(experiments.learns(common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo))
-    sections.append(("(a) LoRA learns: VQA accuracy, base model vs LoRA on the four tasks (chance: colour 1/6, "
-                     "shape 1/3, count 1/3, position 1/2)", table(a)))
+    lora = experiments.learns(common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo)
+    a.update(lora)
+    timings["a"] = time.time() - t
+    sections.append(("(a) LoRA learns: VQA accuracy of the base model and of LoRA on the five tasks together "
+                     "(chance: colour 1/6, size 1/2, shape 1/3, count 1/3, position 1/2)", table(a)))
     _write(args=args, size=size, sections=sections, started=started)
     echo("(b) temperature")
-    two = experiments._eval_rows(data=data["shapes"], tasks=("color", "shape"), limit=size["limit"])
+    t = time.time()
+    two = experiments._eval_rows(data=data["shapes"], tasks=("color", "size"), limit=size["limit"])
     b = experiments.temperature(common=common, data=data["shapes-imbalanced"], seeds=seeds, rows=two,
                                 steps=size["lora"], temperatures=size["temps"], echo=echo)
-    sections.append(("(b) Sampling temperature on a 20:1 mix (colour 1000 rows : shape 50 rows), same steps; "
+    timings["b"] = time.time() - t
+    sections.append(("(b) Sampling temperature on a 20:1 mix (colour 2000 rows : size 100 rows), same steps; "
                      "accuracy per task on balanced validation rows", table(b)))
     _write(args=args, size=size, sections=sections, started=started)
     echo("(c) loss weighting")
-    c_rows = experiments._eval_rows(data=data["shapes"], tasks=("color", "count"), limit=size["limit"])
+    t = time.time()
+    c_rows = experiments._eval_rows(data=data["shapes"], tasks=("color", "size"), limit=size["limit"])
     cap_rows = experiments._eval_rows(data=data["shapes-caption"], tasks=("caption",), limit=size["limit"])
     from datasets import concatenate_datasets
 
     c = experiments.weighting(common=common, vqa=data["shapes"], caption=data["shapes-caption"], seeds=seeds,
                               rows=concatenate_datasets([c_rows, cap_rows.cast(c_rows.features)]),
                               steps=size["lora"], echo=echo)
-    sections.append(("(c) Equal vs uncertainty weighting: colour + count questions with captions (caption = exact "
-                     "match of the whole caption); w(task) = exp(-s_task) at the end", table(c)))
+    timings["c"] = time.time() - t
+    sections.append(("(c) Equal vs uncertainty weighting: the five VQA tasks with captions, scored on colour, size "
+                     "and captions (caption = exact match of the whole caption); w(task) = exp(-s_task) at the end",
+                     table(c)))
     _write(args=args, size=size, sections=sections, started=started)
     echo("(d) continual")
+    t = time.time()
     d = experiments.continual(common=[f"model.path={base}", f"data.path={data['shapes']}",
                                       f"continual.eval.limit={size['limit']}"],
                               seeds=seeds, steps=size["stage"], strategies=STRATEGIES, work=work, echo=echo)
-    sections.append(("(d) Continual colour → shape → count: backward transfer (BWT, 0 = no forgetting), "
+    timings["d"] = time.time() - t
+    sections.append(("(d) Continual colour → size → count: backward transfer (BWT, 0 = no forgetting), "
                      "forgetting, final average accuracy, and each stage's accuracy right after it", table(d)))
-    qlora = ("Not run yet: the QLoRA path exists (`method: qlora`), but this benchmark does not include the "
-             "QLoRA-vs-LoRA run; pending.")
-    sections.append(("(e) QLoRA (4-bit) vs LoRA", qlora))
+    _write(args=args, size=size, sections=sections, started=started)
+    echo("(e) QLoRA vs LoRA")
+    t = time.time()
+    e = experiments.learns(common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo,
+                           label="QLoRA (NF4 4-bit, double quant)", extra=experiments.QLORA)
+    e = {"LoRA (fp32), the runs of (a)": lora[next(iter(lora))], **e}
+    timings["e"] = time.time() - t
+    sections.append(("(e) QLoRA (4-bit NF4 base) vs LoRA (fp32 base): the same config, seeds and steps as (a)",
+                     table(e)))
+    sections.append(("Wall time per experiment", ", ".join(f"({k}) {v / 60:.1f} min" for k, v in timings.items())))
     _write(args=args, size=size, sections=sections, started=started)
     echo(f"wrote {args.results}")
 

@@ -17,13 +17,16 @@ RECIPES = ROOT / "recipes"
 DATASETS = ("shapes", "shapes-pretrain", "shapes-imbalanced", "shapes-caption")
 
 
-def build_datasets(*, work: Path, overrides: dict[str, list[str]]) -> dict[str, Path]:
-    """Every recipes/shapes*.yaml into work/data/NAME (skipped when already built); {name: folder}."""
+def build_datasets(*, work: Path, overrides: dict[str, list[str]],
+                   names: tuple[str, ...] = DATASETS) -> dict[str, Path]:
+    """recipes/NAME.yaml for each name into work/data/NAME (skipped when already built); {name: folder}.
+
+    `overrides` are `--set` style edits per recipe (the CI test builds smaller worlds with them)."""
     from vlmdata.build import build
     from vlmdata.recipe import load_recipe
 
     out = {}
-    for name in DATASETS:
+    for name in names:
         folder = work / "data" / name
         if not (folder / "dataset_dict.json").is_file():
             loaded = load_recipe(RECIPES / f"{name}.yaml", overrides=overrides.get(name, []))

@@ -58,15 +58,25 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
 
 
 def test_answers_match_the_pixels() -> None:
-    records = _records(count=25, max_count=6)
-    assert {r.task for r in records} == {"color", "shape", "count", "position", "caption"}
+    records = _records(count=25, max_count=6, tasks=["color", "shape", "size", "count", "position", "relation", "caption"])
+    assert {r.task for r in records} == {"color", "shape", "size", "count", "position", "relation", "caption"}
     for r in records:
         blobs = _blobs(r)
         if r.task == "color":
             assert [c for c, _ in blobs] == r.fields["answers"] and r.fields["question"] == "What colour is the shape?"
+        elif r.task == "size":
+            box = r.context["scene"][0]["box"]
+            side = (box[2] - box[0]) / 64  # small: 14-20 % of the side (rounded to pixels), large: 30-42 %
+            assert len(blobs) == 1 and r.fields["answers"] == ["small" if side < 0.25 else "large"]
+            assert r.fields["answers"] == [r.context["scene"][0]["size"]]
         elif r.task == "count":
             assert str(len(blobs)) == r.fields["answers"][0]
         elif r.task == "position":
+            (_, x), = blobs  # one shape, wholly inside the half the answer names
+            box = r.context["scene"][0]["box"]
+            assert r.fields["question"] == "Is the shape on the left or on the right?"
+            assert (box[2] < 32 and x < 32) if r.fields["answers"] == ["left"] else (box[0] > 32 and x > 32)
+        elif r.task == "relation":
             first, second = r.context["scene"]  # the scene lists the asked-about shape first
             question = r.fields["question"]
             assert question == f"Is the {first['kind']} left or right of the {second['kind']}?"
@@ -80,6 +90,7 @@ def test_answers_match_the_pixels() -> None:
             assert caption_colour == colour and where[-1] == third and kind == r.context["scene"][0]["kind"]
         else:
             assert len(blobs) == 1 and r.fields["answers"][0] == r.context["scene"][0]["kind"]
+            assert r.context["scene"][0]["size"] == "large"  # shape questions are asked of large shapes
 
 
 def test_imbalance_sets_rows_per_task() -> None:

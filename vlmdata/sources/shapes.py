@@ -10,9 +10,11 @@ the same recipe gives the same bytes and the same row ids. Shapes never touch ea
 
 Rows per task (`count` each, or `imbalance[task]`); the row's `task` is the task name:
 - color:    one shape; "What colour is the shape?" → "red"
-- shape:    one shape; "What shape is this?" → "circle"
-- count:    1..max_count shapes; "How many shapes are there?" → "3"
-- position: two shapes of different kinds, one per half; "Is the circle left or right of the square?"
+- shape:    one large shape; "What shape is this?" → "circle"
+- size:     one shape; "Is the shape small or large?" → "small" (side 14–20 % or 30–42 % of the image)
+- count:    1..max_count small shapes; "How many shapes are there?" → "3"
+- position: one shape wholly in the left or right half; "Is the shape on the left or on the right?" → "left"
+- relation: two shapes of different kinds, one per half; "Is the circle left or right of the square?"
 - caption:  one shape; caption "a small red circle on the left" (size, colour, kind, third of the image)
 The scene (every shape's kind, colour, box) goes into the row's context, so it reaches `meta`.
 """
@@ -29,7 +31,7 @@ from pydantic import Field, model_validator
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
 
-TaskName = Literal["color", "shape", "count", "position", "caption"]
+TaskName = Literal["color", "shape", "size", "count", "position", "relation", "caption"]
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 220),
     "yellow": (235, 215, 40), "purple": (140, 50, 180), "orange": (245, 140, 20),
@@ -102,14 +104,26 @@ def _scene(task: str, rng: random.Random, size: int, max_count: int) -> tuple[li
     """(shapes, fields) for one row; retried by the caller when a placement does not fit."""
     taken: list = []
     if task in ("color", "shape"):
-        shape = _shape(rng, size=size, taken=taken)
+        # shape questions use large shapes: a 4-px triangle and a 4-px circle differ by a pixel or two
+        shape = _shape(rng, size=size, taken=taken, label="large" if task == "shape" else None)
         question = "What colour is the shape?" if task == "color" else "What shape is this?"
         return [shape], {"question": question, "answers": [shape["color"] if task == "color" else shape["kind"]]}
+    if task == "size":
+        shape = _shape(rng, size=size, taken=taken)
+        return [shape], {"question": "Is the shape small or large?", "answers": [shape["size"]] if shape else []}
     if task == "count":
         n = rng.randint(1, max_count)
         shapes = [_shape(rng, size=size, taken=taken, label="small") for _ in range(n)]
         return shapes, {"question": "How many shapes are there?", "answers": [str(n)]}
     if task == "position":
+        left = rng.random() < 0.5
+        x_range = (0, size // 2 - 4) if left else (size // 2 + 2, size)
+        shape = _shape(rng, size=size, taken=taken, x_range=x_range)
+        if shape is not None and not (shape["box"][2] < size // 2 if left else shape["box"][0] > size // 2):
+            shape = None  # the whole shape must lie in its half (retried by the caller)
+        return [shape], {"question": "Is the shape on the left or on the right?",
+                         "answers": ["left" if left else "right"]}
+    if task == "relation":
         a, b = rng.sample(KINDS, 2)
         halves = [(0, size // 2 - 4), (size // 2 + 2, size)]
         rng.shuffle(halves)
