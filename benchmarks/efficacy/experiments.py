@@ -59,6 +59,17 @@ def lora_run(*, name: str, overrides: Sequence[str], rows: Any, max_new_tokens: 
     return {"scores": scores, "last": log[-1] if log else {}}
 
 
+def majority(*, rows: Any) -> Results:
+    """The score of always giving each task's most frequent answer: a model that ignores the image gets this."""
+    from collections import Counter
+
+    per_task: dict[str, Counter] = {}
+    for task, answers in zip(rows["task"], rows["answers"], strict=True):
+        per_task.setdefault(task, Counter())[answers[0]] += 1
+    return {"most frequent answer (ignores the image)": {
+        t: [c.most_common(1)[0][1] / sum(c.values())] for t, c in sorted(per_task.items())}}
+
+
 def _add(results: Results, row: str, values: dict[str, float]) -> None:
     for column, value in values.items():
         results.setdefault(row, {}).setdefault(column, []).append(value)
@@ -89,16 +100,18 @@ def learns(*, common: list[str], seeds: Sequence[int], rows: Any, steps: int, ec
 QLORA = ["method=qlora", "quant.bits=4", "quant.quant_type=nf4", "quant.double_quant=true"]
 
 
-def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: Any, steps: int,
+def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: Any, budgets: Sequence[int],
                 temperatures: Sequence[float], echo: Any) -> Results:
-    """(b) colour:size = 20:1 training rows; the same steps at each sampling temperature."""
+    """(b) colour:size = 20:1 training rows; for each budget of steps, the same steps at each temperature
+    (a short budget starves the minority task at T=1; a long one lets every task converge anyway)."""
     results: Results = {}
-    for t in temperatures:
-        for seed in seeds:
-            out = lora_run(name="efficacy-lora", overrides=[
-                *common, f"seed={seed}", f"train.steps={steps}", f"data.path={data}",
-                f"multitask.sampling.temperature={t}"], rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
-            _add(results, f"T={t:g}", out["scores"])
+    for steps in budgets:
+        for t in temperatures:
+            for seed in seeds:
+                out = lora_run(name="efficacy-lora", overrides=[
+                    *common, f"seed={seed}", f"train.steps={steps}", f"data.path={data}",
+                    f"multitask.sampling.temperature={t}"], rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
+                _add(results, f"{steps} steps, T={t:g}", out["scores"])
     return results
 
 
