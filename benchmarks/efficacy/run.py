@@ -1,7 +1,7 @@
-"""Efficacy benchmark of vlmtrain's multi-task and continual fine-tuning, on CPU, in minutes.
+"""Efficacy benchmark of vlmtrain's multi-task and continual fine-tuning, on CPU (full: ≈30 min on 2 cores).
 
-    python benchmarks/efficacy/run.py                 # the full benchmark -> benchmarks/efficacy/RESULTS.md
-    python benchmarks/efficacy/run.py --quick --out /tmp/eff --results /tmp/eff/RESULTS.md
+    python benchmarks/efficacy/run.py            # 3 seeds -> benchmarks/efficacy/RESULTS.md
+    python benchmarks/efficacy/run.py --quick    # 1 seed, small -> runs/efficacy-quick/RESULTS.md
 
 See README.md for the protocol. Every number in RESULTS.md is the mean ± standard deviation over the
 seeds listed (seed = LoRA init + data order; the base model and the datasets are fixed).
@@ -98,10 +98,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, fewer steps: a check of direction only")
     parser.add_argument("--out", type=Path, default=None,
                         help="work folder: data, base model, runs, results (default runs/efficacy[-quick])")
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where to write the tables (default: RESULTS.md here; with --quick, in the work folder, "
+                             "so a quick check never overwrites the full results)")
     args = parser.parse_args()
     size = SIZES["quick" if args.quick else "full"]
     work = (args.out or ROOT / "runs" / ("efficacy-quick" if args.quick else "efficacy")).resolve()
+    if args.results is None:
+        args.results = work / "RESULTS.md" if args.quick else Path(__file__).resolve().parent / "RESULTS.md"
     echo = print
     data = build_datasets(work=work, overrides={})
     base = pretrain_base(work=work, data=data["shapes-pretrain"], steps=size["pretrain"], echo=lambda _: None)
