@@ -20,7 +20,7 @@ def _config(*, name: str, overrides: Sequence[str]) -> Any:
     return load_train_config(RECIPES / "train" / f"{name}.yaml", overrides=list(overrides))
 
 
-def _eval_rows(*, data: Path, tasks: Sequence[str], limit: int) -> Any:
+def eval_rows(*, data: Path, tasks: Sequence[str], limit: int) -> Any:
     from vlmtrain.data import open_split
 
     dataset = open_split(path=data, split="validation")
@@ -100,6 +100,11 @@ def learns(*, common: list[str], seeds: Sequence[int], rows: Any, steps: int, ec
 QLORA = ["method=qlora", "quant.bits=4", "quant.quant_type=nf4", "quant.double_quant=true"]
 
 
+def temperature_label(*, steps: int, temperature: float) -> str:
+    """The row of (b) for one budget and temperature (also how verdicts.py finds it)."""
+    return f"{steps} steps, T={temperature:g}"
+
+
 def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: Any, budgets: Sequence[int],
                 temperatures: Sequence[float], echo: Any) -> Results:
     """(b) colour:size = 20:1 training rows; for each budget of steps, the same steps at each temperature
@@ -111,7 +116,7 @@ def temperature(*, common: list[str], data: Path, seeds: Sequence[int], rows: An
                 out = lora_run(name="efficacy-lora", overrides=[
                     *common, f"seed={seed}", f"train.steps={steps}", f"data.path={data}",
                     f"multitask.sampling.temperature={t}"], rows=rows, max_new_tokens=ANSWER_TOKENS, echo=echo)
-                _add(results, f"{steps} steps, T={t:g}", out["scores"])
+                _add(results, temperature_label(steps=steps, temperature=t), out["scores"])
     return results
 
 

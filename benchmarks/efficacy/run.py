@@ -110,57 +110,57 @@ def main() -> None:
     data = build_datasets(work=work, overrides={})
     base = pretrain_base(work=work, data=data["shapes-pretrain"], steps=size["pretrain"], echo=lambda _: None)
     common = [f"model.path={base}", f"data.path={data['shapes']}", f"output.dir={work / 'lora'}"]
-    vqa_rows = experiments._eval_rows(data=data["shapes"], tasks=experiments.VQA, limit=size["limit"])
+    vqa_rows = experiments.eval_rows(data=data["shapes"], tasks=experiments.VQA, limit=size["limit"])
+    color_size = experiments.eval_rows(data=data["shapes"], tasks=("color", "size"), limit=size["limit"])
     seeds = size["seeds"]
-    sections = []
-    timings = {}
+    sections: list[tuple[str, str]] = []
+    timings: dict[str, float] = {}
+
+    def run(key: str, compute: Callable[[], experiments.Results]) -> experiments.Results:
+        return cached(work=work, key=key, size=size, timings=timings, compute=compute)
+
+    def report(title: str, results: experiments.Results) -> None:
+        """Add one table and rewrite RESULTS.md, so a long run shows what it has so far."""
+        sections.append((title, table(results)))
+        _write(args=args, size=size, sections=sections, timings=timings)
+
     echo("(a) LoRA learns")
-    a = experiments.majority(rows=vqa_rows)
-    a.update(cached(work=work, key="a-base", size=size, timings=timings,
-                    compute=lambda: experiments.base_scores(base=base, rows=vqa_rows, echo=echo)))
-    lora = cached(work=work, key="a-lora", size=size, timings=timings, compute=lambda: experiments.learns(
-        common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo))
-    a.update(lora)
-    sections.append(("(a) LoRA learns: VQA accuracy of the base model and of LoRA on the five tasks together "
-                     "(chance: colour 1/6, size 1/2, shape 1/3, count 1/3, position 1/2)", table(a)))
-    _write(args=args, size=size, sections=sections, timings=timings)
+    a = {**experiments.majority(rows=vqa_rows),
+         **run("a-base", lambda: experiments.base_scores(base=base, rows=vqa_rows, echo=echo))}
+    a["LoRA"] = lora = run("a-lora", lambda: experiments.learns(
+        common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo))["LoRA"]
+    report("(a) LoRA learns: VQA accuracy of the base model and of LoRA on the five tasks together "
+           "(chance: colour 1/6, size 1/2, shape 1/3, count 1/3, position 1/2)", a)
     echo("(b) temperature")
-    two = experiments._eval_rows(data=data["shapes"], tasks=("color", "size"), limit=size["limit"])
-    b = cached(work=work, key="b", size=size, timings=timings, compute=lambda: experiments.temperature(
-        common=common, data=data["shapes-imbalanced"], seeds=seeds, rows=two, budgets=size["budgets"],
+    b = run("b", lambda: experiments.temperature(
+        common=common, data=data["shapes-imbalanced"], seeds=seeds, rows=color_size, budgets=size["budgets"],
         temperatures=size["temps"], echo=echo))
-    sections.append(("(b) Sampling temperature on a 20:1 mix (colour 2000 rows : size 100 rows), the same steps "
-                     "at each T, at a short and a long budget; accuracy per task on balanced validation rows",
-                     table(b)))
-    _write(args=args, size=size, sections=sections, timings=timings)
+    report("(b) Sampling temperature on a 20:1 mix (colour 2000 rows : size 100 rows), the same steps at each T, "
+           "at a short and a long budget; accuracy per task on balanced validation rows", b)
     echo("(c) loss weighting")
-    c_rows = experiments._eval_rows(data=data["shapes"], tasks=("color", "size"), limit=size["limit"])
-    cap_rows = experiments._eval_rows(data=data["shapes-caption"], tasks=("caption",), limit=size["limit"])
     from datasets import concatenate_datasets
 
-    c_all = concatenate_datasets([c_rows, cap_rows.cast(c_rows.features)])
-    c = cached(work=work, key="c", size=size, timings=timings, compute=lambda: experiments.weighting(
-        common=common, vqa=data["shapes"], caption=data["shapes-caption"], seeds=seeds, rows=c_all,
-        steps=size["lora"], echo=echo))
-    sections.append(("(c) Equal vs uncertainty weighting: the five VQA tasks with captions, scored on colour, size "
-                     "and captions (caption = exact match of the whole caption); w(task) = exp(-s_task) at the end",
-                     table(c)))
-    _write(args=args, size=size, sections=sections, timings=timings)
+    captions = experiments.eval_rows(data=data["shapes-caption"], tasks=("caption",), limit=size["limit"])
+    c_rows = concatenate_datasets([color_size, captions.cast(color_size.features)])
+    c = run("c", lambda: experiments.weighting(common=common, vqa=data["shapes"], caption=data["shapes-caption"],
+                                               seeds=seeds, rows=c_rows, steps=size["lora"], echo=echo))
+    report("(c) Equal vs uncertainty weighting: the five VQA tasks with captions, scored on colour, size and "
+           "captions (caption = exact match of the whole caption); w(task) = exp(-s_task) at the end", c)
     echo("(d) continual")
-    d = cached(work=work, key="d", size=size, timings=timings, compute=lambda: experiments.continual(
+    d = run("d", lambda: experiments.continual(
         common=[f"model.path={base}", f"data.path={data['shapes']}", f"continual.eval.limit={size['limit']}"],
         seeds=seeds, steps=size["stage"], strategies=STRATEGIES, work=work, echo=echo))
-    sections.append(("(d) Continual colour → size → count: backward transfer (BWT, 0 = no forgetting), "
-                     "forgetting, final average accuracy, and each stage's accuracy right after it", table(d)))
-    _write(args=args, size=size, sections=sections, timings=timings)
+    report("(d) Continual colour → size → count: backward transfer (BWT, 0 = no forgetting), forgetting, final "
+           "average accuracy, and each stage's accuracy right after it", d)
     echo("(e) QLoRA vs LoRA")
-    e = cached(work=work, key="e", size=size, timings=timings, compute=lambda: experiments.learns(
+    (qlora,) = run("e", lambda: experiments.learns(
         common=common, seeds=seeds, rows=vqa_rows, steps=size["lora"], echo=echo,
-        label="QLoRA (NF4 4-bit, double quant)", extra=experiments.QLORA))
-    e = {"LoRA (fp32), the runs of (a)": lora[next(iter(lora))], **e}
+        label="QLoRA (NF4 4-bit, double quant)", extra=experiments.QLORA)).values()
+    e = {"LoRA (fp32), the runs of (a)": lora, "QLoRA (NF4 4-bit, double quant)": qlora}
+    sections.insert(0, ("What the tables show (computed from them)", verdicts.summary(
+        lora=lora, b=b, budgets=size["budgets"], temperatures=size["temps"], c=c, d=d, qlora=qlora)))
     sections.append(("(e) QLoRA (4-bit NF4 base) vs LoRA (fp32 base): the same config, seeds and steps as (a)",
                      table(e)))
-    sections.insert(0, ("What the tables show (computed from them)", verdicts.summary(a=a, b=b, c=c, d=d, e=e)))
     sections.append(("Wall time per experiment", ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())))
     _write(args=args, size=size, sections=sections, timings=timings)
     echo(f"wrote {args.results}")

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import statistics
 
-from experiments import Results
+from experiments import Results, temperature_label
 
 
 def _mean(values: list[float]) -> float:
     return statistics.mean(values)
 
 
-def learns(a: Results, *, threshold: float = 0.95) -> str:
-    (label, lora), = ((k, v) for k, v in a.items() if k.startswith("LoRA"))
+def learns(lora: dict[str, list[float]], *, threshold: float = 0.95) -> str:
     tasks = [t for t in lora if t != "mean"]
     passed = [t for t in tasks if _mean(lora[t]) >= threshold]
     rest = ", ".join(f"{t} {_mean(lora[t]):.2f}" for t in tasks if t not in passed)
@@ -26,20 +25,19 @@ def learns(a: Results, *, threshold: float = 0.95) -> str:
             f"from 0 for the base model; the others: {rest or 'none'} (compare the most-frequent-answer row).")
 
 
-def temperature(b: Results, *, minority: str, majority: str) -> list[str]:
+def temperature(b: Results, *, budgets: list[int], temperatures: list[float], minority: str,
+                majority: str) -> list[str]:
     lines = []
-    budgets = dict.fromkeys(k.split(",")[0] for k in b)
-    for budget in budgets:
-        rows = {k.split("T=")[1]: v for k, v in b.items() if k.startswith(budget + ",")}
-        if "1" not in rows:
-            continue
-        for t, v in rows.items():
-            if t == "1":
+    for steps in budgets:
+        ref = b[temperature_label(steps=steps, temperature=1.0)]
+        for t in temperatures:
+            if t == 1.0:
                 continue
-            gain = _mean(v[minority]) - _mean(rows["1"][minority])
-            cost = _mean(v[majority]) - _mean(rows["1"][majority])
+            row = b[temperature_label(steps=steps, temperature=t)]
+            gain = _mean(row[minority]) - _mean(ref[minority])
+            cost = _mean(row[majority]) - _mean(ref[majority])
             ok = "lifts" if gain > 0.02 else "does NOT lift"
-            lines.append(f"(b) {budget}: T={t} {ok} the minority task ({minority} {gain:+.3f} vs T=1); "
+            lines.append(f"(b) {steps} steps: T={t:g} {ok} the minority task ({minority} {gain:+.3f} vs T=1); "
                          f"majority ({majority}) {cost:+.3f}.")
     return lines
 
@@ -54,27 +52,24 @@ def weighting(c: Results) -> str:
 
 
 def continual(d: Results) -> list[str]:
-    naive = _mean(d["naive"]["BWT"])
+    naive = d["naive"]
+    diag = [k for k in naive if k.startswith("R[")]
+    naive_bwt, naive_plasticity = _mean(naive["BWT"]), _mean([_mean(naive[k]) for k in diag])
     lines = []
     for label, row in d.items():
         if label == "naive":
             continue
-        bwt = _mean(row["BWT"])
-        diag = [k for k in row if k.startswith("R[")]
-        plasticity = _mean([_mean(row[k]) for k in diag])
-        naive_plasticity = _mean([_mean(d["naive"][k]) for k in diag])
-        ok = "closer to 0 than naive" if abs(bwt) < abs(naive) else "NOT closer to 0 than naive"
-        lines.append(f"(d) {label}: BWT {bwt:+.3f} vs naive {naive:+.3f}: {ok}; each task right after its stage "
-                     f"(mean R[i][i]) {plasticity:.3f} vs naive {naive_plasticity:.3f}.")
+        bwt, plasticity = _mean(row["BWT"]), _mean([_mean(row[k]) for k in diag])
+        ok = "closer to 0 than naive" if abs(bwt) < abs(naive_bwt) else "NOT closer to 0 than naive"
+        lines.append(f"(d) {label}: BWT {bwt:+.3f} vs naive {naive_bwt:+.3f}: {ok}; each task right after its "
+                     f"stage (mean R[i][i]) {plasticity:.3f} vs naive {naive_plasticity:.3f}.")
     return lines
 
 
-def quantised(e: Results) -> str:
-    lora, qlora = (v["mean"] for v in e.values())
-    return f"(e) QLoRA − LoRA mean accuracy over the five tasks: {_mean(qlora) - _mean(lora):+.3f}."
-
-
-def summary(*, a: Results, b: Results, c: Results, d: Results, e: Results) -> str:
-    lines = [learns(a), *temperature(b, minority="size", majority="color"), weighting(c), *continual(d),
-             quantised(e)]
+def summary(*, lora: dict[str, list[float]], b: Results, budgets: list[int], temperatures: list[float],
+            c: Results, d: Results, qlora: dict[str, list[float]]) -> str:
+    quantised = f"(e) QLoRA − LoRA mean accuracy over the five tasks: {_mean(qlora['mean']) - _mean(lora['mean']):+.3f}."
+    lines = [learns(lora), *temperature(b, budgets=budgets, temperatures=temperatures, minority="size",
+                                         majority="color"),
+             weighting(c), *continual(d), quantised]
     return "\n".join(f"- {line}" for line in lines)

@@ -35,7 +35,7 @@ def test_lora_lifts_unseen_questions_from_zero_to_well_above_chance(world):
     import experiments
 
     work, data, base = world
-    rows = experiments._eval_rows(data=data["shapes"], tasks=("color", "size"), limit=30)
+    rows = experiments.eval_rows(data=data["shapes"], tasks=("color", "size"), limit=30)
     before = experiments.base_scores(base=base, rows=rows, echo=lambda _: None)
     (before,) = before.values()
     assert before["color"] == [0.0] and before["size"] == [0.0]  # never asked a question: it writes captions
