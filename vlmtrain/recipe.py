@@ -1,4 +1,4 @@
-"""The LoRA fine-tuning recipe: read it top to bottom, `setup` then `train`.
+"""The LoRA fine-tuning recipe: read it top to bottom, `setup`, `train`, then `cleanup`.
 
 Why a recipe: one place shows everything a run does, in order. The config is validated before this
 runs (see `vlmtrain.config`); `setup` opens the data before it loads the model, so a bad dataset
@@ -111,6 +111,9 @@ class FinetuneRecipe:
                              *([GuardRelease(handle=built.guard)] if built.guard else [])],
             param_groups=built.groups,
         )
+        from vlmtrain.distributed import close_at_exit
+
+        close_at_exit()  # under torchrun: the process group is closed even if `cleanup` is never called
 
     def _tracker_callbacks(self) -> list[Any]:
         """TensorBoard (`train.report_to: [tensorboard]`), writing to runs/NAME/tensorboard."""
@@ -150,7 +153,17 @@ class FinetuneRecipe:
             if logs:  # per-task loss and learning-rate curves
                 plot_losses(logs=logs, path=self.run_dir / "losses.png")
             self.echo(f"saved adapter, processor, config.yaml, log.jsonl and losses.png to {self.run_dir}")
+        from vlmtrain.distributed import wait_for_everyone
+
+        wait_for_everyone()  # under torchrun no rank returns before rank 0 has saved
         return self.run_dir
+
+    def cleanup(self) -> None:
+        """Close the torchrun process group (a no-op in one process). Call once, after the last `train`:
+        a multi-stage run keeps one group across its stages."""
+        from vlmtrain.distributed import close_process_group
+
+        close_process_group()
 
 
 def run(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False) -> Path:
@@ -168,4 +181,6 @@ def run(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: boo
         return run_stages(config=config, echo=echo)
     recipe = FinetuneRecipe(config=config, echo=echo, resume=resume)
     recipe.setup()
-    return recipe.train()
+    folder = recipe.train()
+    recipe.cleanup()
+    return folder

@@ -56,8 +56,10 @@ def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print) -> P
         recipe.setup()
         chain.append(recipe.train())
     final = config.run_dir
-    shutil.copytree(chain[-1], final, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*"))
-    write_chain(folder=final, chain=chain[:-1])
-    (final / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
-    echo(f"stages done; the last stage ({config.stages[-1].name}) is copied to {final}")
+    if recipe.main:  # under torchrun only rank 0 writes files
+        shutil.copytree(chain[-1], final, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*"))
+        write_chain(folder=final, chain=chain[:-1])
+        (final / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
+        echo(f"stages done; the last stage ({config.stages[-1].name}) is copied to {final}")
+    recipe.cleanup()
     return final

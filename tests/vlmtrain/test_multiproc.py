@@ -31,6 +31,7 @@ recipe = FinetuneRecipe(config=load_train_config(sys.argv[1]))
 recipe.setup()
 recipe.trainer.add_callback(RankLog())
 recipe.train()
+recipe.cleanup()
 """
 
 
