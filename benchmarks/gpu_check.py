@@ -1,14 +1,19 @@
-"""QLoRA (4-bit NF4 base) vs LoRA (bf16 base) on a ~1B-parameter random LLaVA: peak memory and tokens/s.
+"""QLoRA (4-bit NF4 base) vs LoRA (bf16 base) on a ~1B-parameter random LLaVA: memory and tokens/s.
 
     bash benchmarks/gpu_check.sh                             # on a GPU machine (< 5 minutes)
     python benchmarks/gpu_check.py --device cpu --tiny       # dry run of the same code paths on CPU
 
 The model (`vlm_fixtures.build_llava`, Llama 2048 x 20 layers ≈ 1.0B parameters) is saved once in
-bf16 and loaded twice through `from_pretrained`, as a user's checkpoint would be: plain bf16, and 4-bit
-NF4 with double quantisation and bf16 compute (`BitsAndBytesConfig`; vision tower, projector and LM
-head kept unquantised). Both get LoRA r=16 on every linear layer of the LLM and train `--steps`
-AdamW steps on the same batches (ChatCollator, fixed-length answers); the first `--warmup` steps are
-not timed. Peak memory is `torch.cuda.max_memory_allocated` from before the load (weights included).
+bf16 and loaded three times through `from_pretrained`, as a user's checkpoint would be: plain bf16
+(`lora-bf16`), and twice as 4-bit NF4 with double quantisation and bf16 compute, loaded by vlmtrain's
+own `bnb_config` and skip list (vision tower, projector, LM head and narrow layers unquantised): as
+vlmtrain does by default (`qlora-4bit`: the frozen unquantised weights stay bf16) and with
+`quant.upcast: true` (`qlora-4bit-upcast`: every unquantised weight cast to fp32, which is what peft's
+`prepare_model_for_kbit_training` does). Each gets LoRA r=16 on every linear layer of the LLM and trains `--steps` AdamW
+steps on the same batches (ChatCollator, fixed-length answers); the first `--warmup` steps are not
+timed. "weights" is `torch.cuda.memory_allocated` after the load, the adapters and the optimiser are
+built (no activations yet); "peak" is `torch.cuda.max_memory_allocated` over the whole run; both net of
+"before", what was still allocated when the mode started (an earlier mode's leftovers).
 """
 
 from __future__ import annotations
@@ -23,25 +28,31 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+MODES = ("lora-bf16", "qlora-4bit", "qlora-4bit-upcast")
 SIZES = {"1b": {"hidden": 2048, "layers": 20, "intermediate": 5632, "heads": 16},
          "tiny": {"hidden": 128, "layers": 2, "intermediate": 256, "heads": 4}}
 
 
 def _load(folder: Path, *, mode: str, device: str) -> Any:
-    """The saved model as bf16, or as 4-bit NF4 (bitsandbytes) prepared for k-bit training."""
+    """The saved model as bf16, or as 4-bit NF4 the way `vlmtrain` loads it (its skip list and bnb config)."""
     import torch
-    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+    from transformers import AutoModelForImageTextToText
+
+    from vlmtrain.config_tuning import QuantSection
+    from vlmtrain.families import family_of
+    from vlmtrain.quant import bnb_config, skip_modules, upcast_floats
 
     if mode == "lora-bf16":
         return AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.bfloat16).to(device)
-    from peft import prepare_model_for_kbit_training
-
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16,
-                               llm_int8_skip_modules=["lm_head", "multi_modal_projector", "vision_tower"])
-    model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.bfloat16, quantization_config=quant,
-                                                        device_map={"": device})
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    quant = QuantSection(bits=4, quant_type="nf4", double_quant=True, compute_dtype="bfloat16",
+                         upcast=mode == "qlora-4bit-upcast")
+    skip = skip_modules(model_path=str(folder), family=family_of("llava"), trust_remote_code=False)
+    model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.bfloat16, device_map={"": device},
+                                                        quantization_config=bnb_config(quant=quant, skip=skip))
+    model.requires_grad_(False)
+    if quant.upcast:  # what peft's prepare_model_for_kbit_training does: every unquantised weight to fp32
+        upcast_floats(model=model, only_trainable=False)
+    return model
 
 
 def _measure(folder: Path, *, mode: str, device: str, batches: list[dict[str, Any]], steps: int, warmup: int) -> dict:
@@ -51,14 +62,17 @@ def _measure(folder: Path, *, mode: str, device: str, batches: list[dict[str, An
     from vlmtrain.model import lora_target_regex
 
     cuda = device.startswith("cuda")
+    before = 0.0
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**30  # anything an earlier mode left behind
     base = _load(folder, mode=mode, device=device)
     torch.manual_seed(0)
     model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                                             target_modules=lora_target_regex(model=base, targets="all-linear")))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    weights = torch.cuda.memory_allocated() / 2**30 - before if cuda else float("nan")  # no activations yet
     model.train()
     tokens, losses, start = 0, [], 0.0
     for step in range(warmup + steps):
@@ -79,10 +93,11 @@ def _measure(folder: Path, *, mode: str, device: str, batches: list[dict[str, An
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    peak = torch.cuda.max_memory_allocated() / 2**30 - before if cuda else float("nan")
     del model, base, optimizer
     gc.collect()
-    return {"mode": mode, "peak_gib": peak, "tokens_s": tokens / seconds, "first_loss": losses[0],
+    return {"mode": mode, "before_gib": before, "weights_gib": weights, "peak_gib": peak,
+            "tokens_s": tokens / seconds, "first_loss": losses[0],
             "last_loss": losses[-1]}
 
 
@@ -94,6 +109,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--answer-words", type=int, default=120)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, in the order to run; the first "
+                        "is the baseline of the ratios")
     args = parser.parse_args()
 
     import torch
@@ -115,7 +132,7 @@ def main() -> None:
         model.to(torch.bfloat16).save_pretrained(tmp)
         processor.save_pretrained(tmp)
         del model
-        for mode in ("lora-bf16", "qlora-4bit"):
+        for mode in args.modes.split(","):
             try:
                 results.append(_measure(Path(tmp), mode=mode, device=args.device, batches=batches,
                                         steps=args.steps, warmup=args.warmup))
@@ -124,17 +141,21 @@ def main() -> None:
     tokens = int(batches[0]["attention_mask"].sum())
     print(f"model: {params / 1e9:.3f}B parameters, device {args.device}, batch {args.batch} x {tokens // args.batch} "
           f"tokens, {args.steps} timed steps")
-    print(f"{'mode':<12} {'peak GiB':>9} {'tokens/s':>10} {'first loss':>11} {'last loss':>10}")
+    print(f"{'mode':<17} {'before GiB':>10} {'weights GiB':>11} {'peak GiB':>9} {'tokens/s':>10} {'first loss':>11} "
+          f"{'last loss':>10}")
     for r in results:
         if "error" in r:
-            print(f"{r['mode']:<12} failed: {r['error']}")
+            print(f"{r['mode']:<17} failed: {r['error']}")
         else:
-            print(f"{r['mode']:<12} {r['peak_gib']:>9.2f} {r['tokens_s']:>10.1f} {r['first_loss']:>11.4f} "
-                  f"{r['last_loss']:>10.4f}")
-    ok = [r for r in results if "error" not in r]
-    if len(ok) == 2 and args.device.startswith("cuda"):
-        print(f"memory qlora/lora: {ok[1]['peak_gib'] / ok[0]['peak_gib']:.2f}  "
-              f"speed qlora/lora: {ok[1]['tokens_s'] / ok[0]['tokens_s']:.2f}")
+            print(f"{r['mode']:<17} {r['before_gib']:>10.2f} {r['weights_gib']:>11.2f} {r['peak_gib']:>9.2f} "
+                  f"{r['tokens_s']:>10.1f} "
+                  f"{r['first_loss']:>11.4f} {r['last_loss']:>10.4f}")
+    base = results[0]
+    if "error" not in base and args.device.startswith("cuda"):
+        for r in results[1:]:
+            if "error" not in r:
+                print(f"{r['mode']} / {base['mode']}: weights {r['weights_gib'] / base['weights_gib']:.2f}  "
+                      f"peak memory {r['peak_gib'] / base['peak_gib']:.2f}  speed {r['tokens_s'] / base['tokens_s']:.2f}")
 
 
 if __name__ == "__main__":

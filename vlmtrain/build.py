@@ -40,28 +40,29 @@ class Built:
 
 def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     """The model of `config` (its top-level components), started from the stage folders in `chain`."""
-    from peft import prepare_model_for_kbit_training
-
     from vlmtrain.model import load_base, model_type
     from vlmtrain.optim import param_groups
-    from vlmtrain.quant import bnb_config, guard_eval_forward, skip_modules
+    from vlmtrain.quant import bnb_config, guard_eval_forward, skip_modules, upcast_floats
     from vlmtrain.tuning import apply_plan
     from vlmtrain.weights import replay
 
     family = family_of(model_type(model=config.model))
     plan = config.plan()
     quantization = None
+    quant = config.quant or QuantSection()
     if config.method == "qlora":
         skip = skip_modules(
             model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
         )
-        quantization = bnb_config(quant=config.quant or QuantSection(), skip=skip)
+        quantization = bnb_config(quant=quant, skip=skip)
     base, _ = load_base(model=config.model, quantization=quantization)
     base = replay(model=base, chain=chain)
     gc = config.train.gradient_checkpointing
-    if quantization is not None:
-        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gc)
+    if quantization is not None and quant.upcast:
+        upcast_floats(model=base, only_trainable=False)
     model = apply_plan(model=base, family=family, plan=plan, seed=config.seed, gradient_checkpointing=gc)
+    if quantization is not None:  # what trains keeps fp32 weights, whatever model.dtype stores
+        upcast_floats(model=model, only_trainable=True)
     groups = param_groups(
         model=model, family=family, plan=plan, weight_decay=config.train.weight_decay, default_lr=config.train.lr
     )

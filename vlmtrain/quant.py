@@ -58,6 +58,25 @@ def bnb_config(*, quant: QuantSection, skip: list[str]) -> Any:
     )
 
 
+def upcast_floats(*, model: torch.nn.Module, only_trainable: bool) -> int:
+    """Cast fp16/bf16 parameters (never the quantised ones) to fp32 in place; returns how many were cast.
+
+    Why not peft's `prepare_model_for_kbit_training`: it casts *every* unquantised weight to fp32, so the
+    norms, embeddings and LM head then run in fp32 and the activations they produce are fp32 too; on a GPU
+    that makes QLoRA use more memory than bf16 LoRA (see `QuantSection.upcast`). We cast the weights that
+    train (fp32 masters for the optimiser) always, and the frozen ones only when the config asks.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        low = param.dtype in (torch.float16, torch.bfloat16)
+        if low and type(param).__name__ not in ("Params4bit", "Int8Params") and (param.requires_grad or not only_trainable):
+            param.data = param.data.to(torch.float32)
+            cast += 1
+    return cast
+
+
 def guard_eval_forward(model: torch.nn.Module) -> Any:
     """Make an eval-mode forward of `model` raise until the returned handle is removed.
 

@@ -73,3 +73,46 @@ def test_qlora_run_trains_through_the_trainer(colour_dataset, write_config, tmp_
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 10 and log[-1]["loss"] < 0.5 * log[0]["loss"], [r["loss"] for r in log]
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("upcast", [False, True])
+def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast, colour_dataset, write_config,
+                                                                            tmp_path):
+    """The frozen unquantised weights stay bf16 by default (peft's prepare would make them fp32 and the
+    activations with them); what trains is fp32 either way; gradients flow and the loss falls in bf16."""
+    import torch
+
+    from vlmtrain.config import load_train_config
+    from vlmtrain.recipe import FinetuneRecipe
+
+    body = (f"method: qlora\nquant: {{bits: 4, compute_dtype: bfloat16, upcast: {str(upcast).lower()}}}\n"
+            "components: {projector: {train: full, lr: 1.0e-3}, llm: {train: lora, r: 8}}\n"
+            "train: {steps: 4, batch_size: 4, lr: 1.0e-2, scheduler: constant, device: cpu}\n")
+    text = config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "run", body=body)
+    path = write_config(text.replace("model: {path: ", "model: {dtype: bfloat16, path: "))
+    recipe = FinetuneRecipe(config=load_train_config(path), echo=lambda _: None)
+    recipe.setup()
+    model = recipe.model
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    norms = {d for n, d in dtypes.items() if ".language_model." in n and "norm" in n}
+    assert norms == {torch.float32 if upcast else torch.bfloat16}
+    vision = {d for n, d in dtypes.items() if ".vision_tower." in n}
+    assert vision == {torch.float32 if upcast else torch.bfloat16}
+    trained = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trained) and any("multi_modal_projector" in n for n in trained)
+    assert set(trained.values()) == {torch.float32}  # fp32 masters for everything the optimiser steps
+
+    batch = _batch(recipe)
+    model.train()
+    recipe.trainer.create_optimizer()
+    losses = []
+    for _ in range(6):
+        recipe.trainer.optimizer.zero_grad()
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
+                   if p.requires_grad and "lora_A" not in n)
+        losses.append(loss.item())
+        recipe.trainer.optimizer.step()
+    assert losses[-1] < 0.7 * losses[0], losses
