@@ -125,6 +125,8 @@ class ChatCollator:
         """PaliGemma-style: one question, one answer per row; the processor labels the suffix + EOS."""
         import torch
 
+        from vlmtrain.prompting import prefix_prompt
+
         prefixes, suffixes = [], []
         for row in rows:
             roles = [turn["role"] for turn in row["messages"] if turn["role"] != "system"]
@@ -133,9 +135,7 @@ class ChatCollator:
                     f"row {row.get('id')}: a prefix/suffix model (no chat template) trains on one question and "
                     f"one answer; this row has turns {roles}"
                 )
-            parts = [p for turn in row["messages"] if turn["role"] != "assistant" for p in turn["content"]]
-            prefix = "".join(p.get("text") or "" for p in parts if p["type"] == "text")
-            prefixes.append(self.processor.image_token * image_count(row["messages"]) + prefix)
+            prefixes.append(prefix_prompt(processor=self.processor, messages=row["messages"][:-1]))
             suffixes.append("".join(p.get("text") or "" for p in row["messages"][-1]["content"]))
         batch = self.processor(
             text=prefixes, images=images or None, suffix=suffixes, return_tensors="pt",

@@ -76,19 +76,11 @@ def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], 
     """Greedy answers for a batch of rows (left-padded so every prompt ends where generation starts)."""
     import torch
 
-    texts, images = [], []
-    for row in rows:
-        prompt, _ = split_prompt(row["messages"])
-        texts.append(processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True))
-        images.extend(_to_pil(image) for image in row["images"])
-    inputs = processor(
-        text=texts,
-        images=images or None,
-        return_tensors="pt",
-        padding=True,
-        padding_side="left",
-        add_special_tokens=False,  # the chat template already wrote BOS
-    )
+    from vlmtrain.prompting import family_of_model, prompt_inputs
+
+    prompts = [split_prompt(row["messages"])[0] for row in rows]
+    images = [_to_pil(image) for row in rows for image in row["images"]]
+    inputs = prompt_inputs(processor=processor, family=family_of_model(model), prompts=prompts, images=images)
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
     pad = processor.tokenizer.pad_token_id

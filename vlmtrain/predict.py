@@ -60,18 +60,20 @@ def load_run(*, run_dir: Path) -> tuple[Any, Any]:
 def generate(
     *, model: Any, processor: Any, image: Any, prompt: str, system: str | None = None, max_new_tokens: int = 32
 ) -> Prediction:
-    """Greedy answer to `prompt` about one PIL `image`, rendered with the run's chat template.
+    """Greedy answer to `prompt` about one PIL `image`, asked as the model was trained (`vlmtrain.prompting`).
 
     `system`, when given, goes first as a system turn: a model trained on rows with a system message
     answers best when asked the same way.
     """
     import torch
 
+    from vlmtrain.prompting import family_of_model, prompt_inputs
+
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     if system is not None:
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = processor(text=[text], images=[image.convert("RGB")], return_tensors="pt", add_special_tokens=False)
+    inputs = prompt_inputs(processor=processor, family=family_of_model(model), prompts=[messages],
+                           images=[image.convert("RGB")])
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
     with torch.no_grad():

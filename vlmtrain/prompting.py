@@ -1,0 +1,46 @@
+"""The prompt a model answers from at inference, rendered exactly as it was trained (see `vlmtrain.collate`).
+
+Why one place: `vlmtrain eval`, `vlmtrain predict`, evaluation during training and the continual
+runner all generate, and each must ask the model the way the collator taught it; a prompt that differs
+by one token (a doubled BOS, a missing separator) costs accuracy silently.
+
+- chat families: the processor's chat template with the generation prompt. The template writes BOS,
+  so the processor must not add special tokens again.
+- prefix/suffix families (PaliGemma, no chat template): the image tokens, then the question's text; the
+  processor inserts BOS after the images and the "\\n" that ends the prefix, as it does in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlmdata.schema import image_count
+from vlmtrain.families import Family, family_of
+
+
+def question_text(messages: list[dict[str, Any]]) -> str:
+    """The text of every non-assistant turn, joined: a prefix/suffix model's whole question."""
+    parts = [p for turn in messages if turn["role"] != "assistant" for p in turn["content"]]
+    return "".join(p.get("text") or "" for p in parts if p["type"] == "text")
+
+
+def prefix_prompt(*, processor: Any, messages: list[dict[str, Any]]) -> str:
+    """A prefix/suffix model's prompt: one image token per image part, then the question."""
+    return processor.image_token * image_count(messages) + question_text(messages)
+
+
+def family_of_model(model: Any) -> Family:
+    """The family of a loaded model (a peft wrapper forwards `config` to the model it wraps)."""
+    return family_of(model.config.model_type)
+
+
+def prompt_inputs(*, processor: Any, family: Family, prompts: list[list[dict[str, Any]]], images: list[Any]) -> Any:
+    """Processor outputs (PyTorch tensors, left-padded so every prompt ends where generation starts) for
+    `prompts` (each the turns before the answer) and their `images` in order."""
+    kwargs: dict[str, Any] = {"images": images or None, "return_tensors": "pt", "padding": True,
+                              "padding_side": "left"}
+    if family.prompt == "prefix_suffix":
+        texts = [prefix_prompt(processor=processor, messages=p) for p in prompts]
+        return processor(text=texts, **kwargs)
+    texts = [processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    return processor(text=texts, add_special_tokens=False, **kwargs)
