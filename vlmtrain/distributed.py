@@ -12,6 +12,7 @@ PyTorch documents. Single-process runs never open a group, so all of this is a n
 from __future__ import annotations
 
 import atexit
+import os
 
 _registered = False
 
@@ -20,6 +21,12 @@ def _initialized() -> bool:
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
+
+
+def is_main_process() -> bool:
+    """Rank 0, or no torchrun at all: the one process that writes files. Read from the environment that
+    torchrun/accelerate set, so it is right before the process group exists."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def wait_for_everyone() -> None:

@@ -15,13 +15,13 @@ A run writes to `runs/NAME/` (or `output.dir`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from vlmdata.validation import ConfigError, Problem
 from vlmtrain.config import TrainConfig, config_to_yaml
+from vlmtrain.distributed import is_main_process
 
 
 class FinetuneRecipe:
@@ -35,7 +35,7 @@ class FinetuneRecipe:
         self.chain = list(chain)  # earlier stage folders this run starts from (vlmtrain.stages)
         self.echo = echo
         self.resume = resume
-        self.main = os.environ.get("RANK", "0") == "0"  # under torchrun/accelerate only rank 0 writes files
+        self.main = is_main_process()  # under torchrun/accelerate only rank 0 writes files
 
     def setup(self) -> None:
         """Write the resolved config, open the data, load the model, add LoRA, build the Trainer."""
@@ -173,8 +173,11 @@ def run(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: boo
     """
     if config.continual is not None:
         from vlmtrain.continual.runner import run_continual
+        from vlmtrain.distributed import close_process_group
 
-        return run_continual(config=config, echo=echo)
+        folder = run_continual(config=config, echo=echo)
+        close_process_group()
+        return folder
     if config.stages:
         from vlmtrain.stages import run_stages
 

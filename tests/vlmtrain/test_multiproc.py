@@ -1,5 +1,6 @@
 """The same config under `torchrun --nproc_per_node 2` (CPU, gloo): both ranks log the same loss, only
-rank 0 writes the run folder, and the adapter has the single-process run's tensor names and shapes."""
+rank 0 writes the run folder, and the adapter has the single-process run's tensor names and shapes; a
+continual run under `torchrun -m vlmtrain` writes one accuracy matrix and exits cleanly."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from train_rows import COLOURS, save_dataset, vqa_row
 
 from vlmtrain.cli import main
 
@@ -77,3 +79,33 @@ def test_torchrun_two_processes_agree_and_save_the_same_adapter(tiny_llava, colo
     assert [r["step"] for r in log] == [1, 2, 3]  # rank 0 alone wrote the log: no duplicate lines
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in ranks[0]])
     assert _tensors(tmp_path / "two") == _tensors(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_torchrun_continual_run_through_the_cli_writes_one_matrix(tiny_llava, tmp_path):
+    """`torchrun -m vlmtrain run` on a 2-stage replay + EWC + LwF sequence: both ranks train and score, rank 0
+    alone writes continual.json, the per-stage logs (no duplicate lines) and the adapter, and the run exits 0."""
+    rows = [{**vqa_row(colour=c), "task": "colour" if i % 2 else "name", "answers": [c]} for i, c in
+            enumerate(list(COLOURS) * 2)]
+    data = save_dataset(path=tmp_path / "data", splits={"train": rows * 2, "validation": rows[:4]})
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"name: cl\nseed: 0\nmodel: {{path: {tiny_llava}}}\ndata: {{path: {data}, max_length: 64}}\n"
+        "lora: {r: 4, alpha: 8, dropout: 0.0}\n"
+        "train: {steps: 3, batch_size: 2, lr: 1.0e-2, scheduler: constant, device: cpu}\n"
+        "continual: {sequence: [{name: a, tasks: [name]}, {name: b, tasks: [colour]}], strategy: [replay, ewc, lwf], "
+        "replay: {size: 4}, ewc: {lambda: 10.0, num_samples: 4}, eval: {max_new_tokens: 3, batch_size: 4}}\n"
+        f"output: {{dir: {tmp_path / 'run'}}}\n"
+    )
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vlmtrain", "run", str(config)],
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "run"
+    record = json.loads((run / "continual.json").read_text())
+    assert record["stages"] == ["a", "b"] and len(record["matrix"]) == 2 and "bwt" in record
+    for stage in ("0-a", "1-b"):
+        log = [json.loads(line) for line in (run / "tasks" / stage / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2, 3]  # rank 0 alone wrote it
+    assert (run / "adapter_model.safetensors").is_file()

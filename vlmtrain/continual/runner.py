@@ -139,6 +139,7 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
 
     from vlmtrain.build import build_model
     from vlmtrain.collate import ChatCollator
+    from vlmtrain.distributed import is_main_process, wait_for_everyone
     from vlmtrain.families import family_of
     from vlmtrain.model import model_type
     from vlmtrain.trainer_multitask import build_multitask_trainer
@@ -149,7 +150,9 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
     set_seed(config.seed)
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
+    main = is_main_process()  # under torchrun every rank trains and scores; only rank 0 writes files
+    if main:
+        (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
     table, stages = open_stages(config=config)
     processor = AutoProcessor.from_pretrained(str(config.model.path), trust_remote_code=config.model.trust_remote_code)
     collator = ChatCollator(processor=processor, max_length=config.data.max_length,
@@ -173,7 +176,8 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
             rows = stage.rows + strategy.extra_rows(task_index=k)
             folder = run_dir / "tasks" / f"{k}-{stage.name}"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "log.jsonl").write_text("", encoding="utf-8")
+            if main:
+                (folder / "log.jsonl").write_text("", encoding="utf-8")
             stage_config = config.model_copy(update={"output": OutputSection(dir=folder), "seed": config.seed + k})
             echo(f"continual: stage {k} '{stage.name}': {len(stage.rows)} rows + {len(rows) - len(stage.rows)} replayed")
             trainer = build_multitask_trainer(
@@ -191,13 +195,16 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
         evals.append(metrics)
         echo(f"continual: after '{stage.name}': " + "  ".join(f"{s.name} {v:.3f}" for s, v in zip(stages, matrix[-1],
                                                                                                strict=True)))
-        _write(run_dir=run_dir, continual=continual, stages=stages, matrix=matrix, evals=evals)
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(str(run_dir))
-    save_trained(model=model, folder=run_dir)
-    write_chain(folder=run_dir, chain=[])
-    processor.save_pretrained(str(run_dir))
-    echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
+        if main:
+            _write(run_dir=run_dir, continual=continual, stages=stages, matrix=matrix, evals=evals)
+    if main:
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(str(run_dir))
+        save_trained(model=model, folder=run_dir)
+        write_chain(folder=run_dir, chain=[])
+        processor.save_pretrained(str(run_dir))
+        echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
+    wait_for_everyone()  # no rank returns before rank 0 has saved
     return run_dir
 
 
