@@ -14,15 +14,20 @@ Each stage is an ordinary run (the same recipe) in `runs/NAME/stages/01-projecto
 log, adapter and `trained.safetensors`; its `chain.json` names the earlier stage folders, which
 `vlmtrain.weights.replay` loads and merges before the stage starts. The run folder itself receives a
 copy of the last stage plus its chain, so `vlmtrain predict runs/NAME` works as for one-stage runs.
+`vlmtrain run --resume` keeps the finished stages and continues the first unfinished one.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from vlmdata.validation import ConfigError, Problem
 from vlmtrain.config import OutputSection, StageSection, TrainConfig, config_to_yaml
+
+DONE = "stage_done.json"  # written into a stage's folder once it has trained and saved: --resume keeps it
 
 
 def stage_folder(*, config: TrainConfig, index: int, stage: StageSection) -> Path:
@@ -43,23 +48,46 @@ def stage_config(*, config: TrainConfig, index: int, stage: StageSection) -> Tra
     )
 
 
-def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
-    """Run every stage in order, then copy the last one (and its chain) to the run folder. Returns it."""
+def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False) -> Path:
+    """Run every stage in order, then copy the last one (and its chain) to the run folder. Returns it.
+
+    `resume` (after a crash or kill): stages that finished (their `stage_done.json`) are kept, not rerun;
+    the first unfinished stage continues from its last `checkpoint-N` (`train.save_every`), or starts over
+    when it has none; the rest run as usual. With nothing finished and no checkpoint, it refuses.
+    """
+    from vlmtrain.checkpoint import last_checkpoint
+    from vlmtrain.distributed import close_process_group, is_main_process, wait_for_everyone
     from vlmtrain.recipe import FinetuneRecipe
     from vlmtrain.weights import write_chain
 
     assert config.stages, "run_stages needs a config with stages"
+    folders = [stage_folder(config=config, index=i, stage=s) for i, s in enumerate(config.stages, start=1)]
+    if resume and not any((f / DONE).is_file() or last_checkpoint(run_dir=f) for f in folders):
+        raise ConfigError([Problem("train.save_every", f"--resume: no stage of {config.run_dir} finished and none "
+                                   "wrote a checkpoint-N (set train.save_every to write them)")], what="resume")
     chain: list[Path] = []
-    for index, stage in enumerate(config.stages, start=1):
+    main = is_main_process()
+    for index, (stage, folder) in enumerate(zip(config.stages, folders, strict=True), start=1):
+        if resume and (folder / DONE).is_file():
+            echo(f"== stage {index}/{len(config.stages)}: {stage.name}: finished before, kept ==")
+            chain.append(folder)
+            continue
+        again = resume and last_checkpoint(run_dir=folder) is not None
         echo(f"== stage {index}/{len(config.stages)}: {stage.name} ==")
-        recipe = FinetuneRecipe(config=stage_config(config=config, index=index, stage=stage), echo=echo, chain=chain)
+        recipe = FinetuneRecipe(config=stage_config(config=config, index=index, stage=stage), echo=echo, chain=chain,
+                                resume=again)
         recipe.setup()
         chain.append(recipe.train())
+        if main:
+            (folder / DONE).write_text(json.dumps({"stage": stage.name, "steps": stage.train.steps}) + "\n",
+                                       encoding="utf-8")
     final = config.run_dir
-    if recipe.main:  # under torchrun only rank 0 writes files
-        shutil.copytree(chain[-1], final, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*"))
+    if main:  # under torchrun only rank 0 writes files
+        shutil.copytree(chain[-1], final, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoint-*", DONE))
         write_chain(folder=final, chain=chain[:-1])
         (final / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
         echo(f"stages done; the last stage ({config.stages[-1].name}) is copied to {final}")
-    recipe.cleanup()
+    wait_for_everyone()
+    close_process_group()
     return final

@@ -132,6 +132,26 @@ class VlmTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)  # a group's lr wins over the default
         return super().create_optimizer(model)
 
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        """The stock save, plus `trained.safetensors` for a LoRA model with fully trained components.
+
+        Why: a peft checkpoint holds the adapter alone, so a fully trained projector would resume from its
+        starting weights and the resumed run would silently diverge. `_save` runs before the Trainer writes
+        `trainer_state.json`, so a checkpoint that counts as complete (`vlmtrain.checkpoint`) has the file.
+        """
+        super()._save(output_dir, state_dict)
+        if hasattr(self.model, "peft_config"):
+            from vlmtrain.weights import save_trained
+
+            save_trained(model=self.model, folder=Path(output_dir or self.args.output_dir))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if hasattr(self.model, "peft_config"):
+            from vlmtrain.weights import load_trained
+
+            load_trained(model=self.model.get_base_model(), folder=Path(resume_from_checkpoint))
+
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.lengths is None:
             return super()._get_train_sampler(train_dataset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from tiny_cache import config_text, tiny_dir
 
@@ -60,3 +61,74 @@ def test_two_stages_run_in_order_and_chain_their_weights(colour_dataset, write_c
     stage2 = load_file(str(second / "trained.safetensors"))
     assert (model.get_parameter("base_model.model." + KEY).detach() == stage2[KEY]).all()
     assert not (stage2[KEY] == stage1[KEY]).all()  # stage 2 kept training the projector
+
+
+KILL_IN_SFT = """
+import os, signal, sys
+from transformers import TrainerCallback
+import vlmtrain.recipe as recipe
+from vlmtrain.config import load_train_config
+from vlmtrain.stages import run_stages
+
+class Kill(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 2:  # stage 2's checkpoint-2 is on disk; die mid-run, no cleanup
+            os.kill(os.getpid(), signal.SIGKILL)
+
+setup = recipe.FinetuneRecipe.setup
+def killing_setup(self):
+    setup(self)
+    if self.run_dir.name.endswith("-sft"):
+        self.trainer.add_callback(Kill())
+recipe.FinetuneRecipe.setup = killing_setup
+run_stages(config=load_train_config(sys.argv[1]))
+"""
+RESUMABLE = STAGES.replace("train: {steps: 3, warmup_ratio", "train: {steps: 4, save_every: 2, warmup_ratio")
+
+
+def _losses(folder):
+    return [(r["step"], r["loss"]) for r in map(json.loads, (folder / "log.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.slow
+def test_a_staged_run_killed_in_stage_two_resumes_there_and_matches(colour_dataset, write_config, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from vlmtrain.cli import main
+
+    whole = write_config(config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "a",
+                                     body=RESUMABLE), name="a.yaml")
+    done = CliRunner().invoke(main, ["run", str(whole)])
+    assert done.exit_code == 0, done.output + repr(done.exception)
+
+    cut = write_config(config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "b", body=RESUMABLE),
+                       name="b.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_SFT, str(cut)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    first, second = tmp_path / "b" / "stages" / "01-projector", tmp_path / "b" / "stages" / "02-sft"
+    assert (first / "stage_done.json").is_file() and not (second / "stage_done.json").exists()
+    assert (second / "checkpoint-2" / "trainer_state.json").is_file()
+    stage1_written = (first / "trained.safetensors").stat().st_mtime_ns
+
+    resumed = CliRunner().invoke(main, ["run", str(cut), "--resume"])
+    assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    assert "stage 1/2: projector: finished before, kept" in resumed.output and "resuming from" in resumed.output
+    assert (first / "trained.safetensors").stat().st_mtime_ns == stage1_written  # stage 1 was not rerun
+    for stage in ("01-projector", "02-sft"):
+        a, b = _losses(tmp_path / "a" / "stages" / stage), _losses(tmp_path / "b" / "stages" / stage)
+        assert [s for s, _ in b] == [s for s, _ in a]
+        assert [loss for _, loss in b] == pytest.approx([loss for _, loss in a], rel=1e-4, abs=1e-5)
+    assert (tmp_path / "b" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "b" / "stage_done.json").exists()  # the marker stays in the stage folder
+
+
+def test_resume_of_a_staged_run_with_nothing_to_resume_names_save_every(colour_dataset, write_config, tmp_path):
+    from vlmtrain.cli import main
+
+    path = write_config(config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "run", body=STAGES))
+    result = CliRunner().invoke(main, ["run", str(path), "--resume"])
+    assert result.exit_code != 0 and "train.save_every" in result.output
