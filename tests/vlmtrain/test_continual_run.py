@@ -91,3 +91,11 @@ def test_config_errors_name_the_key(tiny_llava, two_task_data, tmp_path):
         load_train_config(bad)
     text = str(err.value)
     assert "continual.sequence[0]" in text and "continual.strategy" in text and "continual.ewc.lambda" in text
+
+
+def test_resume_of_a_continual_run_is_refused_by_name(tiny_llava, two_task_data, tmp_path):
+    cfg = _config(tmp_path / "c.yaml", model=tiny_llava, data=two_task_data, out=tmp_path / "run",
+                  continual="{sequence: [{name: colour, tasks: [colour]}, {name: shape, tasks: [shape]}]}")
+    done = CliRunner().invoke(main, ["run", str(cfg), "--resume"])
+    assert done.exit_code != 0 and "continual" in done.output and "--resume" in done.output
+    assert not (tmp_path / "run" / "continual.json").exists()
