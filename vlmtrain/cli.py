@@ -78,13 +78,14 @@ def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
 @click.option("--prompt", required=True, help="The question about the image.")
 @click.option("--system", default=None, help="A system message before the question (as in training rows).")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True)
-def predict(run_dir: Path, image: Path, prompt: str, system: str | None, max_new_tokens: int) -> None:
+@click.option("--device", default="auto", show_default=True, help="auto (the GPU if there is one), cpu, cuda, cuda:N.")
+def predict(run_dir: Path, image: Path, prompt: str, system: str | None, max_new_tokens: int, device: str) -> None:
     """Answer PROMPT about IMAGE with the base model + the LoRA adapter of RUN (greedy)."""
     from PIL import Image
 
     from vlmtrain.predict import generate, load_run
 
-    model, processor = load_run(run_dir=run_dir)
+    model, processor = load_run(run_dir=run_dir, device=device)
     with Image.open(image) as img:
         answer = generate(
             model=model, processor=processor, image=img, prompt=prompt, system=system, max_new_tokens=max_new_tokens
@@ -107,7 +108,9 @@ def _data_arg(value: str) -> tuple[Path, str]:
 @click.option("--limit", type=int, default=None, help="Evaluate the first N rows only.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: the run folder.")
-def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batch_size: int, out: Path | None) -> None:
+@click.option("--device", default="auto", show_default=True, help="auto (the GPU if there is one), cpu, cuda, cuda:N.")
+def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batch_size: int, out: Path | None,
+          device: str) -> None:
     """Generate answers for a split with RUN (greedy, batched); score VQA accuracy and exact match per task."""
     from vlmtrain.data import open_split
     from vlmtrain.evaluate import evaluate
@@ -118,7 +121,7 @@ def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batc
         dataset = open_split(path=folder, split=split)
     except ConfigError as err:
         _fail(err)
-    model, processor = load_run(run_dir=run_dir)
+    model, processor = load_run(run_dir=run_dir, device=device)
     result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
                       batch_size=batch_size, limit=limit)
     result.write(out_dir=out or run_dir)

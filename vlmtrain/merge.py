@@ -20,7 +20,7 @@ def merge_run(*, run_dir: Path, out: Path) -> Path:
     A 4-bit (QLoRA) base cannot hold merged weights exactly; merge from a run whose `model.dtype`
     base is loaded unquantised.
     """
-    model, processor = load_run(run_dir=run_dir)
+    model, processor = load_run(run_dir=run_dir, device="cpu")  # merged weights are saved from the CPU anyway
     merged = model.merge_and_unload()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,13 @@ class Prediction:
     token_ids: list[int]
 
 
-def load_run(*, run_dir: Path) -> tuple[Any, Any]:
-    """(base + earlier stages + trained components + the run's adapter, processor), in eval mode."""
+def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
+    """(base + earlier stages + trained components + the run's adapter, processor), in eval mode.
+
+    `device`: "auto" puts the model on the GPU when there is one (a 4-bit model is placed there by
+    bitsandbytes as it loads), else the CPU; or name one ("cpu", "cuda", "cuda:1"). Why not stay on the
+    CPU where `from_pretrained` leaves it: `vlmtrain eval` on a GPU machine then ran on the CPU.
+    """
     from peft import PeftModel
     from transformers import AutoProcessor
 
@@ -53,8 +58,19 @@ def load_run(*, run_dir: Path) -> tuple[Any, Any]:
     load_trained(model=model, folder=run_dir)
     if (run_dir / "adapter_config.json").is_file():
         model = PeftModel.from_pretrained(model, str(run_dir))
+    if quantization is None:
+        model = model.to(resolve_device(device))
     model.eval()
     return model, processor
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def generate(
