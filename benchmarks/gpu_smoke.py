@@ -35,6 +35,12 @@ CASES = {
                      "  - {name: projector, components: {projector: {train: full, lr: 1.0e-2}}, train: {steps: 10}}\n"
                      "  - {name: sft, components: {projector: {train: full, lr: 1.0e-3}, llm: {train: lora, r: 8}},"
                      " train: {steps: 30}}\n"),
+    "llava qlora stages": ("llava", "model_dtype: bfloat16\nmethod: qlora\nquant: {bits: 4, compute_dtype: bfloat16}\n"
+                           "train: {batch_size: 4, lr: 1.0e-2, scheduler: constant}\nstages:\n"
+                           "  - {name: align, components: {projector: {train: full, lr: 1.0e-2}, llm: {train: lora, r: 8}},"
+                           " train: {steps: 10}}\n"
+                           "  - {name: sft, components: {projector: {train: full, lr: 1.0e-3}, llm: {train: lora, r: 8}},"
+                           " train: {steps: 30}}\n"),
     "qwen2_vl lora bf16": ("qwen2_vl", "model_dtype: bfloat16\nlora: {r: 8, alpha: 16, dropout: 0.0}\n" + TRAIN),
     "idefics3 lora bf16": ("idefics3", "model_dtype: bfloat16\nlora: {r: 8, alpha: 16, dropout: 0.0}\n" + TRAIN),
     "paligemma lora bf16": ("paligemma", "model_dtype: bfloat16\nlora: {r: 8, alpha: 16, dropout: 0.0}\n" + TRAIN),

@@ -43,6 +43,7 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     from vlmtrain.model import load_base, model_type
     from vlmtrain.optim import param_groups
     from vlmtrain.quant import bnb_config, guard_eval_forward, skip_modules, upcast_floats
+    from vlmtrain.trainer import mixed_precision
     from vlmtrain.tuning import apply_plan
     from vlmtrain.weights import replay
 
@@ -61,8 +62,9 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     if quantization is not None and quant.upcast:
         upcast_floats(model=base, only_trainable=False)
     model = apply_plan(model=base, family=family, plan=plan, seed=config.seed, gradient_checkpointing=gc)
-    if quantization is not None:  # what trains keeps fp32 weights, whatever model.dtype stores
-        upcast_floats(model=model, only_trainable=True)
+    autocast = mixed_precision(precision=config.train.precision, cpu=config.train.device == "cpu")
+    if quantization is not None and autocast:  # under autocast, what trains keeps fp32 master weights;
+        upcast_floats(model=model, only_trainable=True)  # without it, model.dtype throughout (no mixed dtypes)
     groups = param_groups(
         model=model, family=family, plan=plan, weight_decay=config.train.weight_decay, default_lr=config.train.lr
     )

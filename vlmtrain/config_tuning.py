@@ -85,7 +85,8 @@ class QuantSection(_Section):
     # Cast every frozen weight left unquantised (norms, embeddings, LM head, vision tower) to fp32, as peft's
     # prepare_model_for_kbit_training does. Off: those weights stay in model.dtype and the activations with
     # them. Measured on an H100 (1B LLaVA, bf16, batch 16 x 277 tokens): with the upcast QLoRA's peak memory
-    # is 1.21x bf16 LoRA's, without it 0.74x (benchmarks/gpu_check.py). Weights that train are fp32 either way.
+    # is 1.21x bf16 LoRA's, without it 0.74x (benchmarks/gpu_check.py). Under bf16/fp16 autocast the weights
+    # that train are fp32 either way; without autocast (train.precision fp32) all stays in model.dtype.
     upcast: bool = False
 
 
@@ -132,4 +133,8 @@ def plan_problems(*, plan: dict[str, Component], method: Method, where: str) -> 
         if method == "qlora" and name == "llm" and component.train == "full":
             problems.append((f"{where}.{name}.train", "method: qlora quantises the LLM, which cannot train fully; "
                                                       "use lora, or method: full"))
+    if method == "qlora" and not any(c.train == "lora" for c in plan.values()):
+        # transformers refuses to train a quantised model that carries no adapter, whatever else trains
+        problems.append((where, "method: qlora needs a LoRA adapter on some component (e.g. llm: {train: lora}); "
+                                "to train only the projector or vision tower, use method: lora"))
     return problems

@@ -64,7 +64,8 @@ def upcast_floats(*, model: torch.nn.Module, only_trainable: bool) -> int:
     Why not peft's `prepare_model_for_kbit_training`: it casts *every* unquantised weight to fp32, so the
     norms, embeddings and LM head then run in fp32 and the activations they produce are fp32 too; on a GPU
     that makes QLoRA use more memory than bf16 LoRA (see `QuantSection.upcast`). We cast the weights that
-    train (fp32 masters for the optimiser) always, and the frozen ones only when the config asks.
+    train (fp32 masters for the optimiser) when the run computes under autocast, and the frozen ones only
+    when the config asks; without autocast a fp32 layer would receive bf16 inputs and fail.
     """
     import torch
 

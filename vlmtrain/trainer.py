@@ -53,6 +53,12 @@ def _checkpointing(*, enabled: bool) -> dict[str, Any]:
     return {key: True, f"{key}_kwargs": {"use_reentrant": False}}
 
 
+def mixed_precision(*, precision: str, cpu: bool) -> bool:
+    """Whether the run computes under bf16/fp16 autocast (what `precision` resolves to on this machine)."""
+    flags = _precision(precision=precision, cpu=cpu)
+    return flags["bf16"] or flags["fp16"]
+
+
 def _precision(*, precision: str, cpu: bool) -> dict[str, bool]:
     """bf16/fp16 mixed precision flags: `auto` picks bf16 on a GPU that has it, fp16 on other GPUs, fp32 on CPU."""
     gpu = torch.cuda.is_available() and not cpu

@@ -76,6 +76,9 @@ def test_old_lora_section_still_means_lora_on_the_llm(colour_dataset, write_conf
         ("method: qlora\ncomponents: {llm: {train: full}}\n", "components.llm.train", "cannot train fully"),
         ("quant: {bits: 4}\n", "quant", "only with method: qlora"),
         ("method: qlora\nquant: {bits: 3}\n", "quant.bits", ""),
+        ("method: qlora\ncomponents: {projector: {train: full}}\n", "components", "needs a LoRA adapter"),
+        ("method: qlora\nstages:\n  - {name: p, components: {projector: {train: full}}}\n"
+         "  - {name: s, components: {llm: {train: lora}}}\n", "stages[0].components", "use method: lora"),
     ],
 )
 def test_component_config_problems_name_the_key(body, path, message, colour_dataset, write_config, tmp_path):

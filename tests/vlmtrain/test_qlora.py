@@ -75,11 +75,14 @@ def test_qlora_run_trains_through_the_trainer(colour_dataset, write_config, tmp_
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("upcast", [False, True])
-def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast, colour_dataset, write_config,
-                                                                            tmp_path):
+@pytest.mark.parametrize(("upcast", "precision"), [(False, "bf16"), (True, "bf16"), (False, "fp32")])
+def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast, precision, colour_dataset,
+                                                                            write_config, tmp_path):
     """The frozen unquantised weights stay bf16 by default (peft's prepare would make them fp32 and the
-    activations with them); what trains is fp32 either way; gradients flow and the loss falls in bf16."""
+    activations with them); under bf16 autocast what trains is fp32; without autocast everything stays
+    bf16 (a fp32 projector would get bf16 inputs); gradients flow and the loss falls in each case."""
+    import contextlib
+
     import torch
 
     from vlmtrain.config import load_train_config
@@ -87,7 +90,7 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
 
     body = (f"method: qlora\nquant: {{bits: 4, compute_dtype: bfloat16, upcast: {str(upcast).lower()}}}\n"
             "components: {projector: {train: full, lr: 1.0e-3}, llm: {train: lora, r: 8}}\n"
-            "train: {steps: 4, batch_size: 4, lr: 1.0e-2, scheduler: constant, device: cpu}\n")
+            f"train: {{steps: 4, batch_size: 4, lr: 1.0e-2, scheduler: constant, device: cpu, precision: {precision}}}\n")
     text = config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "run", body=body)
     path = write_config(text.replace("model: {path: ", "model: {dtype: bfloat16, path: "))
     recipe = FinetuneRecipe(config=load_train_config(path), echo=lambda _: None)
@@ -100,7 +103,10 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
     assert vision == {torch.float32 if upcast else torch.bfloat16}
     trained = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in trained) and any("multi_modal_projector" in n for n in trained)
-    assert set(trained.values()) == {torch.float32}  # fp32 masters for everything the optimiser steps
+    lora_dtypes = {d for n, d in trained.items() if "lora_" in n}
+    assert lora_dtypes == {torch.float32}  # peft keeps adapters in fp32
+    full = {d for n, d in trained.items() if "lora_" not in n}
+    assert full == {torch.float32 if precision == "bf16" or upcast else torch.bfloat16}
 
     batch = _batch(recipe)
     model.train()
@@ -108,7 +114,8 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
     losses = []
     for _ in range(6):
         recipe.trainer.optimizer.zero_grad()
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if precision == "bf16" else None
+        with autocast or contextlib.nullcontext():
             loss = model(**batch).loss
         loss.backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
