@@ -76,7 +76,7 @@ def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], 
     """Greedy answers for a batch of rows (left-padded so every prompt ends where generation starts)."""
     import torch
 
-    from vlmtrain.prompting import family_of_model, prompt_inputs
+    from vlmtrain.prompting import family_of_model, inference_autocast, prompt_inputs
 
     prompts = [split_prompt(row["messages"])[0] for row in rows]
     images = [_to_pil(image) for row in rows for image in row["images"]]
@@ -84,7 +84,7 @@ def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], 
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
     pad = processor.tokenizer.pad_token_id
-    with torch.no_grad():
+    with torch.no_grad(), inference_autocast(model):
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
     new = out[:, inputs["input_ids"].shape[1] :]
     return [processor.decode(ids, skip_special_tokens=True).strip() for ids in new.tolist()]

@@ -83,7 +83,7 @@ def generate(
     """
     import torch
 
-    from vlmtrain.prompting import family_of_model, prompt_inputs
+    from vlmtrain.prompting import family_of_model, inference_autocast, prompt_inputs
 
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     if system is not None:
@@ -92,7 +92,7 @@ def generate(
                            images=[image.convert("RGB")])
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
-    with torch.no_grad():
+    with torch.no_grad(), inference_autocast(model):
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     new = out[0, inputs["input_ids"].shape[1] :].tolist()
     return Prediction(text=processor.decode(new, skip_special_tokens=True), token_ids=new)

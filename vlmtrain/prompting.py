@@ -12,6 +12,7 @@ by one token (a doubled BOS, a missing separator) costs accuracy silently.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from vlmdata.schema import image_count
@@ -44,3 +45,20 @@ def prompt_inputs(*, processor: Any, family: Family, prompts: list[list[dict[str
         return processor(text=texts, **kwargs)
     texts = [processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     return processor(text=texts, add_special_tokens=False, **kwargs)
+
+
+def inference_autocast(model: Any) -> contextlib.AbstractContextManager:
+    """Autocast to the model's low precision when its weights mix fp32 with bf16/fp16, else a no-op.
+
+    Why: QLoRA under bf16 autocast trains a full component (say the projector) in fp32 over a bf16 model;
+    the Trainer's autocast covers training, but generation outside it fed that fp32 layer bf16 inputs
+    and failed (seen on an H100 in the eval callback). A model of one dtype is left as it is.
+    """
+    import torch
+
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    low = floats & {torch.bfloat16, torch.float16}
+    if not low or torch.float32 not in floats:
+        return contextlib.nullcontext()
+    device = next(model.parameters()).device.type
+    return torch.autocast(device_type=device, dtype=torch.bfloat16 if torch.bfloat16 in low else torch.float16)

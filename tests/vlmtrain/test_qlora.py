@@ -123,3 +123,11 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
         losses.append(loss.item())
         recipe.trainer.optimizer.step()
     assert losses[-1] < 0.7 * losses[0], losses
+    # generation outside the Trainer's autocast works on the mixed-dtype model (the eval callback's path)
+    import datasets
+
+    from vlmtrain.evaluate import evaluate
+
+    rows = datasets.load_from_disk(str(colour_dataset))["train"].select(range(2))
+    result = evaluate(model=model, processor=recipe.processor, dataset=rows, max_new_tokens=2, batch_size=2)
+    assert len(result.predictions) == 2
