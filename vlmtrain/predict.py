@@ -34,6 +34,7 @@ def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
     from transformers import AutoProcessor
 
     from vlmtrain.model import load_base
+    from vlmtrain.tuning import quiet_peft
     from vlmtrain.weights import load_trained, read_chain, replay
 
     run_dir = Path(run_dir)
@@ -57,7 +58,8 @@ def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
     model = replay(model=base, chain=read_chain(run_dir))
     load_trained(model=model, folder=run_dir)
     if (run_dir / "adapter_config.json").is_file():
-        model = PeftModel.from_pretrained(model, str(run_dir))
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, str(run_dir))
     if quantization is None:
         model = model.to(resolve_device(device))
     model.eval()

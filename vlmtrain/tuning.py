@@ -16,7 +16,10 @@ Fully trained components are plain unfrozen base parameters; `vlmtrain.weights` 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vlmdata.validation import ConfigError, Problem, did_you_mean
@@ -59,6 +62,19 @@ def _alternation(names: list[str]) -> str:
     return "(?:" + "|".join(map(re.escape, names)) + ")"
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence the one FutureWarning peft's wrappers trigger on every run.
+
+    Why: peft (0.21) reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a
+    FutureWarning printed at every `vlmtrain run`, `eval` and `predict`; the user can do nothing about
+    it. Only that message is filtered, only around peft's wrapping.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def apply_plan(
     *,
     model: torch.nn.Module,
@@ -95,7 +111,8 @@ def apply_plan(
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(seed)
-        model = get_peft_model(model, config)
+        with quiet_peft():
+            model = get_peft_model(model, config)
         _set_dropout(model=model, family=family, plan=plan)
     for name, param in model.named_parameters():
         if "lora_" not in name and plan[family.component_of(name)].train == "full":

@@ -81,8 +81,11 @@ def replay(*, model: Any, chain: Sequence[Path]) -> Any:
     """`model` with each earlier stage's trained parameters loaded and its adapter merged, in order."""
     from peft import PeftModel
 
+    from vlmtrain.tuning import quiet_peft
+
     for folder in chain:
         load_trained(model=model, folder=folder)
         if (Path(folder) / "adapter_config.json").is_file():
-            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+            with quiet_peft():
+                model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     return model

@@ -89,6 +89,7 @@ def test_prefix_suffix_family_refuses_multi_turn_rows():
         ChatCollator(processor=processor, max_length=512, family=TABLE["paligemma"])(_rows(multi_turn=True)[-1:])
 
 
+@pytest.mark.filterwarnings("error:`is_gradient_checkpointing` is deprecated:FutureWarning")  # silenced around peft
 @pytest.mark.parametrize("family", NAMES)
 def test_three_training_steps_give_finite_losses(family, colour_dataset, write_config, tmp_path):
     import math
