@@ -109,3 +109,16 @@ def test_a_recipe_builds_shapes_into_vqa_and_caption_rows(ws) -> None:  # noqa: 
     rows = [row for split in datasets.load_from_disk(str(built.path)).values() for row in split]
     assert Counter(r["task"] for r in rows) == {"count": 3, "caption": 3}
     assert all(r["answers"] and r["messages"][-1]["role"] == "assistant" for r in rows)
+
+
+def test_position_shapes_are_drawn_inside_their_half_at_the_first_try() -> None:
+    """The whole box is placed inside the half (no draw-then-reject): every one of 300 scenes fits at once."""
+    import random
+
+    from vlmdata.sources.shapes import scene
+
+    for i in range(300):
+        (shape,), fields = scene(task="position", rng=random.Random(i), size=64, max_count=6)
+        assert shape is not None
+        box = shape["box"]
+        assert box[2] <= 30 if fields["answers"] == ["left"] else box[0] >= 34

@@ -90,9 +90,13 @@ def _side(rng: random.Random, *, size: int, label: str) -> int:
 
 
 def _shape(rng: random.Random, *, size: int, taken: list, x_range: tuple[int, int] | None = None,
-           kind: str | None = None, label: str | None = None) -> dict[str, Any] | None:
+           span: tuple[int, int] | None = None, kind: str | None = None,
+           label: str | None = None) -> dict[str, Any] | None:
+    """A random shape placed clear of `taken`: its left edge in `x_range`, or its whole box in `span`."""
     label = label or rng.choice(list(SIZES))
     side = _side(rng, size=size, label=label)
+    if span is not None:
+        x_range = (span[0], span[1] - side)
     box = _place(rng, size=size, side=side, taken=taken, x_range=x_range or (0, size))
     if box is None:
         return None
@@ -100,8 +104,8 @@ def _shape(rng: random.Random, *, size: int, taken: list, x_range: tuple[int, in
     return {"kind": kind or rng.choice(KINDS), "color": rng.choice(list(COLOURS)), "size": label, "box": list(box)}
 
 
-def _scene(task: str, rng: random.Random, size: int, max_count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(shapes, fields) for one row; retried by the caller when a placement does not fit."""
+def scene(*, task: str, rng: random.Random, size: int, max_count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(shapes, fields) for one row of `task`; a None shape means a placement did not fit (the caller redraws)."""
     taken: list = []
     if task in ("color", "shape"):
         # shape questions use large shapes: a 4-px triangle and a 4-px circle differ by a pixel or two
@@ -117,10 +121,8 @@ def _scene(task: str, rng: random.Random, size: int, max_count: int) -> tuple[li
         return shapes, {"question": "How many shapes are there?", "answers": [str(n)]}
     if task == "position":
         left = rng.random() < 0.5
-        x_range = (0, size // 2 - 4) if left else (size // 2 + 2, size)
-        shape = _shape(rng, size=size, taken=taken, x_range=x_range)
-        if shape is not None and not (shape["box"][2] < size // 2 if left else shape["box"][0] > size // 2):
-            shape = None  # the whole shape must lie in its half (retried by the caller)
+        span = (0, size // 2 - 2) if left else (size // 2 + 2, size)  # the whole shape lies in its half
+        shape = _shape(rng, size=size, taken=taken, span=span)
         return [shape], {"question": "Is the shape on the left or on the right?",
                          "answers": ["left" if left else "right"]}
     if task == "relation":
@@ -169,7 +171,7 @@ def read_shapes(spec: ShapesSpec) -> Iterator[Record | Reject]:
         for i in range(n):
             rng = random.Random(f"{spec.seed}:{task}:{i}")
             for _ in range(20):
-                shapes, fields = _scene(task, rng, spec.image_size, spec.max_count)
+                shapes, fields = scene(task=task, rng=rng, size=spec.image_size, max_count=spec.max_count)
                 if all(s is not None for s in shapes):
                     break
             else:
