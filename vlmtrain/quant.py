@@ -58,8 +58,8 @@ def bnb_config(*, quant: QuantSection, skip: list[str]) -> Any:
     )
 
 
-def upcast_floats(*, model: torch.nn.Module, only_trainable: bool) -> int:
-    """Cast fp16/bf16 parameters (never the quantised ones) to fp32 in place; returns how many were cast.
+def upcast_floats(*, model: torch.nn.Module, only_trainable: bool) -> None:
+    """Cast fp16/bf16 parameters (never the quantised ones) to fp32 in place.
 
     Why not peft's `prepare_model_for_kbit_training`: it casts *every* unquantised weight to fp32, so the
     norms, embeddings and LM head then run in fp32 and the activations they produce are fp32 too; on a GPU
@@ -69,13 +69,11 @@ def upcast_floats(*, model: torch.nn.Module, only_trainable: bool) -> int:
     """
     import torch
 
-    cast = 0
     for param in model.parameters():
         low = param.dtype in (torch.float16, torch.bfloat16)
-        if low and type(param).__name__ not in ("Params4bit", "Int8Params") and (param.requires_grad or not only_trainable):
+        quantised = type(param).__name__ in ("Params4bit", "Int8Params")
+        if low and not quantised and (param.requires_grad or not only_trainable):
             param.data = param.data.to(torch.float32)
-            cast += 1
-    return cast
 
 
 def guard_eval_forward(model: torch.nn.Module) -> Any:

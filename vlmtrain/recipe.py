@@ -170,25 +170,29 @@ def run(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: boo
     """Setup then train; the whole fine-tune in one call (what `vlmtrain run` and the tests use).
 
     `resume` continues from the run folder's last `checkpoint-N` (see `vlmtrain.checkpoint`); a staged run
-    keeps its finished stages (see `vlmtrain.stages`); a continual run refuses it.
+    keeps its finished stages (see `vlmtrain.stages`); a continual run refuses it. Under torchrun the
+    process group is closed here, once, whichever kind of run it was (`vlmtrain.distributed`).
     """
+    from vlmtrain.distributed import close_process_group
+
+    folder = _run(config=config, echo=echo, resume=resume)
+    close_process_group()
+    return folder
+
+
+def _run(*, config: TrainConfig, echo: Callable[[str], None], resume: bool) -> Path:
     if config.continual is not None:
         from vlmtrain.continual.runner import run_continual
-        from vlmtrain.distributed import close_process_group
 
         if resume:
             raise ConfigError([Problem("continual", "--resume is not supported for continual runs yet: a stage's "
                                        "strategy state (replay buffer, Fisher, teacher) is not checkpointed; "
                                        "rerun without --resume")], what="resume")
-        folder = run_continual(config=config, echo=echo)
-        close_process_group()
-        return folder
+        return run_continual(config=config, echo=echo)
     if config.stages:
         from vlmtrain.stages import run_stages
 
         return run_stages(config=config, echo=echo, resume=resume)
     recipe = FinetuneRecipe(config=config, echo=echo, resume=resume)
     recipe.setup()
-    folder = recipe.train()
-    recipe.cleanup()
-    return folder
+    return recipe.train()

@@ -68,7 +68,7 @@ def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print, resu
     when it has none; the rest run as usual. With nothing finished and no checkpoint, it refuses.
     """
     from vlmtrain.checkpoint import last_checkpoint
-    from vlmtrain.distributed import close_process_group, is_main_process, wait_for_everyone
+    from vlmtrain.distributed import is_main_process, wait_for_everyone
     from vlmtrain.recipe import FinetuneRecipe
     from vlmtrain.weights import write_chain
 
@@ -102,6 +102,5 @@ def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print, resu
         write_chain(folder=final, chain=chain[:-1])
         (final / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
         echo(f"stages done; the last stage ({config.stages[-1].name}) is copied to {final}")
-    wait_for_everyone()
-    close_process_group()
+    wait_for_everyone()  # no rank returns before rank 0 has copied the last stage
     return final
