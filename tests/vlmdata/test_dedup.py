@@ -144,3 +144,15 @@ def test_empty_texts_are_not_duplicates_of_each_other(pics: Workspace) -> None:
     pics.jsonl("qa.jsonl", rows)
     built = pics.build(recipe({"text": {"method": "minhash", "fields": ["system"]}}))
     assert len(built.rows) == 2 and np.array_equal(built.rejects, [])
+
+
+def test_kit_pictures_of_different_seeds_are_never_near_duplicates() -> None:
+    """Tests that count clusters, splits or mixes rely on this (see vlmdata_kit.picture)."""
+    import itertools
+
+    from vlmdata_kit import encode, picture
+
+    from vlmdata.dedup.phash import image_hash
+
+    hashes = [image_hash(encode(picture(s), "PNG"), method="phash", hash_size=8) for s in range(200)]
+    assert min(bin(a ^ b).count("1") for a, b in itertools.combinations(hashes, 2)) > 12

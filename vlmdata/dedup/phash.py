@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 METHODS = ("phash", "dhash", "ahash", "whash")
+_GRID_DECIMALS = 6  # phash coefficients reach ~2.6e5: 1e-6 is far above float64 noise, far below content
 
 
 @lru_cache(maxsize=8)
@@ -63,7 +64,12 @@ def image_hash(data: bytes, *, method: str, hash_size: int) -> int:
         # imagehash's full-size Lanczos; from 4x, Lanczos does the rest and decisions match imagehash's
         px = np.asarray(_grey(data, (4 * side, 4 * side)).resize((side, side), lanczos), dtype=np.float64)
         d = _dct_rows(side, hash_size)
-        low = d @ px @ d.T  # == scipy dct(dct(px, axis=0), axis=1)[:h, :h] / 4 (scale: irrelevant)
+        # == scipy dct(dct(px, axis=0), axis=1)[:h, :h] / 4 (scale: irrelevant). Flat or symmetric images
+        # have coefficients that are exactly 0 in exact arithmetic; left as computed, their bits would come
+        # from rounding noise (~1e-10), which differs with the BLAS kernel the CPU picks at run time, so a
+        # hash (and every cluster and split built on it) would change from one machine to the next.
+        # Snapping to a 1e-6 grid makes those ties exact (0 > median 0 is False everywhere).
+        low = np.round(d @ px @ d.T, _GRID_DECIMALS)
         return _pack(low > _median(low))
     if method == "dhash":
         px = np.asarray(_grey(data, (hash_size + 1, hash_size)).resize((hash_size + 1, hash_size), lanczos),
