@@ -153,3 +153,24 @@ def test_rows_that_arrive_with_messages_are_checked(ws: Workspace) -> None:
     assert len(built.rows) == 1 and built.rows[0]["messages"] == one_image
     assert [(r["reason"], r["locator"], r["stage"]) for r in built.rejects] == [
         ("image_count_mismatch", "train[1]", "instruct"), ("no_assistant_turn", "train[2]", "instruct")]
+
+
+def test_image_values_that_are_not_paths_become_images_or_rejects(ws) -> None:
+    """data: URLs are decoded as images; over-long paths, NUL bytes, remote URLs and broken data URLs are
+    rejects with their reason, and the good row survives."""
+    import base64
+
+    from vlmdata_kit import encode, picture
+
+    url = "data:image/png;base64," + base64.b64encode(encode(picture(1), "PNG")).decode()
+    ws.jsonl("qa.jsonl", [{"image": url, "question": "q?", "answers": ["a"]},
+                          {"image": "x" * 5000, "question": "q?", "answers": ["a"]},
+                          {"image": "d/" + "y" * 300 + ".png", "question": "q?", "answers": ["a"]},
+                          {"image": "a\0b.png", "question": "q?", "answers": ["a"]},
+                          {"image": "https://example.org/a.png", "question": "q?", "answers": ["a"]},
+                          {"image": "data:image/png;base64,@@@", "question": "q?", "answers": ["a"]}])
+    built = ws.build({"name": "t", "sources": [{"name": "qa", "kind": "jsonl", "path": "qa.jsonl"}],
+                      "split": {"validation": 0}})
+    assert len(built.rows) == 1
+    assert built.image(built.rows[0]).tobytes() == picture(1).tobytes()
+    assert built.manifest["rejects"] == {"bad_path": 3, "image_remote": 1, "image_corrupt": 1}

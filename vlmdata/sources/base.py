@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlmdata.media import resolve_under
 from vlmdata.paths import ExistingDir
 from vlmdata.rows import ImageRef, Record, Reject, RowError
+from vlmdata.sources.data_url import decode_data_url, is_data_url, is_remote_url
 
 # A row missing one of these explicitly mapped columns is rejected; other fields are optional per row
 # (a missing answer is caught when instructions are made).
@@ -54,6 +55,9 @@ class SourceSpec(BaseModel):
         return self.image_root or (path if path.is_dir() else path.parent)
 
 
+_MAX_PATH, _MAX_NAME = 4096, 255  # PATH_MAX and NAME_MAX (Linux, macOS): longer is an OSError
+
+
 def _image_refs(value: Any, *, root: Path) -> list[ImageRef]:
     """A field value (path, list of paths, bytes, or HF {'bytes','path'} dict) -> image refs."""
     if value is None:
@@ -71,6 +75,17 @@ def _image_refs(value: Any, *, root: Path) -> list[ImageRef]:
     if isinstance(value, str):
         if not value.strip():
             raise RowError("image_missing", "image path is empty")
+        if is_data_url(value):
+            return [ImageRef(data=decode_data_url(value))]
+        if is_remote_url(value):
+            raise RowError("image_remote", f"{value[:200]!r} is a URL; vlmdata reads no network: download the "
+                                           "images and give local paths (or data: URLs)")
+        if "\0" in value:
+            raise RowError("bad_path", f"image path contains a NUL byte: {value[:200]!r}")
+        if len(value.encode("utf-8", "surrogateescape")) > _MAX_PATH or any(
+                len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME for part in value.split("/")):
+            raise RowError("bad_path", f"image path is longer than the OS allows ({len(value)} characters, "
+                                       f"starts {value[:80]!r})")
         return [ImageRef(path=resolve_under(root, value))]
     raise RowError("bad_value", f"image field has unsupported type {type(value).__name__}")
 
