@@ -59,6 +59,7 @@ class InstructSpec(BaseModel):
     prompts: list[str] | None = Field(default=None, min_length=1)
     template: str | None = None
     system: str | None = None
+    target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
 
     @field_validator("template")
     @classmethod
