@@ -114,6 +114,7 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     import datasets
 
     from vlmdata.report.manifest import read_manifest
+    from vlmdata.steps.mix import mix_table
 
     path = Path(out)
     manifest = read_manifest(path) if (path / "manifest.json").is_file() else {}
@@ -132,12 +133,13 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
         if stage["stage"] == "split" and d:
             click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
                        f"groups shared between splits: {d['shared_groups_between_splits']}")
-        if stage["stage"] == "mix" and d:
-            click.echo(f"  mix by {d['by']} (T={d['temperature']}, total={d['total']}):")
-            for g, row in d[f"{d['by']}s"].items():
-                click.echo(f"    {g}: n={row['n']} p={row['p']:.4f} rows={row['rows']}")
-            if d.get("note"):
-                click.echo(f"    note: {d['note']}")
+    mix = mix_table(manifest)
+    if mix is not None:
+        click.echo(f"  mix by {mix.by} (T={mix.temperature}, total={mix.total}):")
+        for g in mix.groups:
+            click.echo(f"    {g.group}: n={g.n} p={g.p:.4f} rows={g.rows}")
+        if mix.note:
+            click.echo(f"    note: {mix.note}")
     for split, ds in dd.items():
         shown = ds.with_format("arrow")[: min(n_rows, len(ds))].to_pylist()  # no image decoding, no cache files
         for row in shown:
