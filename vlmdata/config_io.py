@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from vlmdata.validation import ConfigError, Problem
 
@@ -56,8 +57,10 @@ def expand_env(value: Any, *, path: str = "", problems: list[Problem], secrets: 
     return _ENV.sub(sub, value)
 
 
-def read_yaml(path: Path, *, problems: list[Problem], seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read one YAML file and the chain of `extends:` bases below it (relative to each file's folder)."""
+def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | None,
+              seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one YAML file and the chain of `extends:` bases below it (relative to each file's folder).
+    `model` (the config's pydantic model) says which values are paths to re-base (`config_paths`)."""
     path = path.resolve()
     if path in seen:
         problems.append(Problem("extends", f"circular extends: {' -> '.join(str(p) for p in (*seen, path))}"))
@@ -81,27 +84,35 @@ def read_yaml(path: Path, *, problems: list[Problem], seen: tuple[Path, ...] = (
     if not isinstance(base_ref, str):
         problems.append(Problem("extends", "must be a path to a YAML file"))
         return data
-    base = read_yaml(path.parent / base_ref, problems=problems, seen=(*seen, path))
-    base = _rebase_paths(base, from_dir=(path.parent / base_ref).resolve().parent, to_dir=path.parent)
+    base = read_yaml(path.parent / base_ref, problems=problems, model=model, seen=(*seen, path))
+    base = _rebase_paths(base, model=model, from_dir=(path.parent / base_ref).resolve().parent, to_dir=path.parent)
     return deep_merge(base, data)
 
 
-PATH_KEYS = frozenset({"path", "image_root", "labels", "against", "cache_dir"})
-
-
-def _rebase_paths(value: Any, *, from_dir: Path, to_dir: Path, key: str = "") -> Any:
+def _rebase_paths(value: dict[str, Any], *, model: type[BaseModel] | None, from_dir: Path,
+                  to_dir: Path) -> dict[str, Any]:
     """Make relative paths written in a base file (in another folder) absolute, so they keep meaning
-    "relative to the file they were written in" after the merge. Path keys are known by name."""
-    if from_dir == to_dir:
+    "relative to the file they were written in" after the merge. Which values are paths comes from
+    the model's field types (`vlmdata.config_paths`), never from a list of key names."""
+    from vlmdata.config_paths import PathKind, rebase
+
+    if from_dir == to_dir or model is None:
         return value
-    if isinstance(value, dict):
-        return {k: _rebase_paths(v, from_dir=from_dir, to_dir=to_dir, key=str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rebase_paths(v, from_dir=from_dir, to_dir=to_dir, key=key) for v in value]
-    is_path = key in PATH_KEYS or (key == "template" and isinstance(value, str) and value.endswith(".j2"))
-    if is_path and isinstance(value, str) and "${" not in value and not Path(value).is_absolute():
-        return str((from_dir / value).resolve())
-    return value
+
+    def one(text: str, kind: PathKind) -> str:
+        if "${" in text or not text or text.startswith("~") or Path(text).is_absolute():
+            return text
+        if kind == "template" and not text.endswith(".j2"):
+            return text  # a built-in template name
+        try:
+            target = (from_dir / text).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return text  # validation reports the path itself
+        if kind == "maybe_path" and not target.exists():
+            return text  # e.g. a hub model id
+        return str(target)
+
+    return rebase(value, model, one)
 
 
 def parse_set(assignments: list[str], *, problems: list[Problem]) -> list[tuple[list[Any], Any]]:
@@ -141,13 +152,14 @@ def apply_set(data: dict[str, Any], assignments: list[str], *, problems: list[Pr
     return data
 
 
-def load_config_dict(path: str | Path, *, overrides: list[str] = (), what: str = "config") -> tuple[dict[str, Any], set[str]]:
+def load_config_dict(path: str | Path, *, overrides: list[str] = (), what: str = "config",
+                     model: type[BaseModel] | None = None) -> tuple[dict[str, Any], set[str]]:
     """Merged, env-expanded, overridden YAML as a dict, plus the names of secret-looking env vars used.
 
     Raises ConfigError with every problem found so far.
     """
     problems: list[Problem] = []
-    data = read_yaml(Path(path), problems=problems)
+    data = read_yaml(Path(path), problems=problems, model=model)
     data = apply_set(data, list(overrides), problems=problems)
     secrets: set[str] = set()
     data = expand_env(data, problems=problems, secrets=secrets)

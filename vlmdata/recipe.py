@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.config_paths import TemplateRef
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
@@ -57,7 +58,7 @@ class InstructSpec(BaseModel):
     suffix: str | None = None
     mc_suffix: str = MC_SUFFIX
     prompts: list[str] | None = Field(default=None, min_length=1)
-    template: str | None = None
+    template: TemplateRef | None = None
     system: str | None = None
     target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
 
@@ -165,7 +166,7 @@ def recipe_hash(raw: dict[str, Any]) -> str:
 def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths."""
     path = Path(path)
-    raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}")
+    raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}", model=Recipe)
     try:
         recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
     except ValidationError as err:

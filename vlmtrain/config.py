@@ -316,7 +316,7 @@ def load_train_config(path: str | Path, *, overrides: Sequence[str] = ()) -> Tra
     """Read, merge (`extends:`), expand (`${VAR}`), override (`--set`) and validate a training YAML."""
     path = Path(path)
     what = f"training config {path}"
-    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what)
+    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what, model=TrainConfig)
     return validate_train_config(data, base_dir=path.resolve().parent, what=what)
 
 

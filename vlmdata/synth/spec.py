@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from vlmdata.config_paths import TemplateRef
 from vlmdata.paths import OutputPath
 from vlmdata.templates_lib import check_template
 from vlmdata.validation import Problem, did_you_mean
@@ -58,7 +59,7 @@ class SynthesizeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     from_: list[str] = Field(alias="from", min_length=1)
-    template: str
+    template: TemplateRef
     model: str = Field(min_length=1)
     task: str = Field(min_length=1)
     images: Literal["none", "data_url"] = "none"
