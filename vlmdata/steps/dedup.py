@@ -74,6 +74,11 @@ class DedupSpec(BaseModel):
     against_ngram: int = Field(default=8, ge=1)
     workers: int | None = Field(default=None, ge=1)  # processes hashing `against` eval images; default min(4, CPUs)
 
+    def image_hashing(self) -> ImageDedup:
+        """The image hash and Hamming radius of every image comparison, decontamination included:
+        `dedup.images` when given, else ImageDedup's own defaults (the only place they are written)."""
+        return self.images if self.images is not None else ImageDedup()
+
     @model_validator(mode="after")
     def _composite(self) -> DedupSpec:
         if self.vqa_composite and self.images is None:
@@ -135,7 +140,7 @@ class DedupStep(GlobalStep):
     def __init__(self, *, spec: DedupSpec, seed: int) -> None:
         self.spec = spec
         self.seed = seed
-        self.image = spec.images or ImageDedup()  # decontamination hashes images even without dedup.images
+        self.image = spec.image_hashing()  # decontamination hashes images even without dedup.images
         self.workers = spec.workers or min(4, os.cpu_count() or 1)
         self.hash_images = spec.images is not None or bool(spec.against)
 
