@@ -24,6 +24,11 @@ def _load(recipe: str, overrides: tuple[str, ...]):
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - a bug in validation must still not print a traceback at the user
+        click.echo(f"1 problem(s) in recipe {recipe}:\n  - vlmdata could not check this recipe "
+                   f"({type(e).__name__}: {e}); this is a bug in vlmdata, please report it with the recipe",
+                   err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from vlmdata.validation import ConfigError, Problem
+from vlmdata.yaml_strict import decode_utf8, load_yaml
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -61,18 +61,27 @@ def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | N
               seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read one YAML file and the chain of `extends:` bases below it (relative to each file's folder).
     `model` (the config's pydantic model) says which values are paths to re-base (`config_paths`)."""
-    path = path.resolve()
+    try:
+        path = path.resolve()
+        exists = path.is_file()
+    except (OSError, RuntimeError, ValueError) as e:
+        problems.append(Problem("extends" if seen else "", f"cannot read {path}: {e}"))
+        return {}
     if path in seen:
         problems.append(Problem("extends", f"circular extends: {' -> '.join(str(p) for p in (*seen, path))}"))
         return {}
-    if not path.is_file():
+    if not exists:
         problems.append(Problem("extends" if seen else "", f"file not found: {path}"))
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        problems.append(Problem("", f"{path}: not valid YAML: {e}"))
+        raw = path.read_bytes()
+    except OSError as e:
+        problems.append(Problem("extends" if seen else "", f"cannot read {path}: {e.strerror or e}"))
         return {}
+    text = decode_utf8(raw, where=str(path), problems=problems)
+    if text is None:
+        return {}
+    data = load_yaml(text, where=str(path), problems=problems)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -81,7 +90,7 @@ def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | N
     base_ref = data.pop("extends", None)
     if base_ref is None:
         return data
-    if not isinstance(base_ref, str):
+    if not isinstance(base_ref, str) or not base_ref.strip() or "\x00" in base_ref:
         problems.append(Problem("extends", "must be a path to a YAML file"))
         return data
     base = read_yaml(path.parent / base_ref, problems=problems, model=model, seen=(*seen, path))
@@ -115,18 +124,33 @@ def _rebase_paths(value: dict[str, Any], *, model: type[BaseModel] | None, from_
     return rebase(value, model, one)
 
 
+_SET_KEY = re.compile(r"^[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*|\.\d+|\[\d+\])*$")
+
+
 def parse_set(assignments: list[str], *, problems: list[Problem]) -> list[tuple[list[Any], Any]]:
-    """`a.b[1].c=value` -> (['a', 'b', 1, 'c'], parsed YAML scalar)."""
+    """`a.b[1].c=value` (or `a.b.1.c=value`) -> (['a', 'b', 1, 'c'], the value read as YAML).
+
+    A malformed key or value is a problem naming the override, never an exception."""
     out = []
     for item in assignments:
         if "=" not in item:
-            problems.append(Problem("--set", f"'{item}' is not key.path=value"))
+            problems.append(Problem("--set", f"'{item}' is not key.path=value (e.g. seed=1, sources[0].limit=10)"))
             continue
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if not _SET_KEY.fullmatch(key):
+            problems.append(Problem("--set", f"'{key}' is not a key path: names joined by '.', list items as [N] "
+                                             f"or .N (e.g. sources[0].limit)"))
+            continue
         parts: list[Any] = []
         for token in re.findall(r"[^.\[\]]+|\[\d+\]", key):
             parts.append(int(token[1:-1]) if token.startswith("[") else (int(token) if token.isdigit() else token))
-        out.append((parts, yaml.safe_load(raw) if raw else ""))
+        found: list[Problem] = []
+        value = load_yaml(raw, where=f"--set {key}", problems=found) if raw.strip() else ""
+        if found:
+            problems.extend(Problem("--set", str(f)) for f in found)
+            continue
+        out.append((parts, value))
     return out
 
 
@@ -134,35 +158,49 @@ def apply_set(data: dict[str, Any], assignments: list[str], *, problems: list[Pr
     """Apply `--set` overrides to the merged YAML before validation."""
     for parts, value in parse_set(assignments, problems=problems):
         node: Any = data
+        shown = ".".join(map(str, parts))
         for i, p in enumerate(parts[:-1]):
             nxt = parts[i + 1]
             if isinstance(node, list) and isinstance(p, int) and p < len(node):
                 node = node[p]
             elif isinstance(node, dict):
-                node = node.setdefault(p, [] if isinstance(nxt, int) else {})
+                if not isinstance(node.get(p), (dict, list)):
+                    node[p] = [] if isinstance(nxt, int) else {}
+                node = node[p]
             else:
-                problems.append(Problem("--set", f"cannot follow '{p}' in {'.'.join(map(str, parts))}"))
+                what = f"list of {len(node)}" if isinstance(node, list) else type(node).__name__
+                problems.append(Problem("--set", f"cannot follow '{p}' in {shown}: that level is a {what}"))
                 break
         else:
             last = parts[-1]
             if (isinstance(node, list) and isinstance(last, int) and last < len(node)) or isinstance(node, dict):
                 node[last] = value
+            elif isinstance(node, list):
+                problems.append(Problem("--set", f"cannot set {shown}: the list has {len(node)} item(s) "
+                                                 f"(index {last} is out of range)"))
             else:
-                problems.append(Problem("--set", f"cannot set {'.'.join(map(str, parts))}"))
+                problems.append(Problem("--set", f"cannot set {shown}"))
     return data
 
 
 def load_config_dict(path: str | Path, *, overrides: list[str] = (), what: str = "config",
-                     model: type[BaseModel] | None = None) -> tuple[dict[str, Any], set[str]]:
+                     model: type[BaseModel] | None = None,
+                     env_problems: list[Problem] | None = None) -> tuple[dict[str, Any], set[str]]:
     """Merged, env-expanded, overridden YAML as a dict, plus the names of secret-looking env vars used.
 
-    Raises ConfigError with every problem found so far.
+    Raises ConfigError with every problem found so far. Unset `${VAR}`s go into `env_problems` instead
+    when the caller passes a list, so it can report them together with the validation's problems.
     """
     problems: list[Problem] = []
     data = read_yaml(Path(path), problems=problems, model=model)
     data = apply_set(data, list(overrides), problems=problems)
-    secrets: set[str] = set()
-    data = expand_env(data, problems=problems, secrets=secrets)
     if problems:
         raise ConfigError(problems, what=what)
+    secrets: set[str] = set()
+    unset: list[Problem] = []
+    data = expand_env(data, problems=unset, secrets=secrets)
+    if unset and env_problems is None:
+        raise ConfigError(unset, what=what)
+    if env_problems is not None:
+        env_problems.extend(unset)
     return data, secrets

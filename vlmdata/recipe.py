@@ -19,10 +19,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.config_limits import number_problems
 from vlmdata.config_paths import TemplateRef
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
+from vlmdata.sizes import ShardSize
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.steps.dedup import DedupSpec
@@ -77,7 +79,7 @@ class InstructSpec(BaseModel):
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
-    max_shard_size: str = "500MB"
+    max_shard_size: ShardSize = "500MB"
     exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
     report: bool = True  # write report.html
 
@@ -86,7 +88,7 @@ class Recipe(BaseModel):
     """A whole build. Sections are listed here in the order the engine runs them."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)  # a folder name: out/NAME
     description: str = ""
     license: str | None = None
     seed: int = 0
@@ -163,15 +165,27 @@ def recipe_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _with_env(env: list[Problem], problems: list[Problem]) -> list[Problem]:
+    """Unset-variable problems first; a later problem at the same place (the unexpanded `${VAR}` read as a
+    value) is their consequence and is left out."""
+    where = {p.path for p in env}
+    return env + [p for p in problems if p.path not in where]
+
+
 def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths."""
     path = Path(path)
-    raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}", model=Recipe)
+    what = f"recipe {path}"
+    env: list[Problem] = []  # unset ${VAR}s: reported with every other problem, not instead of them
+    raw, secrets = load_config_dict(path, overrides=list(overrides), what=what, model=Recipe, env_problems=env)
     try:
         recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
     except ValidationError as err:
-        raise ConfigError(problems_from_validation_error(err, model=Recipe, data=raw), what=f"recipe {path}") from None
-    problems = cross_checks(recipe)
-    if problems:
-        raise ConfigError(problems, what=f"recipe {path}")
+        found = problems_from_validation_error(err, model=Recipe, data=raw)
+        where = {p.path for p in found}
+        found += [p for p in number_problems(raw=raw, instance=None) if p.path not in where]
+        raise ConfigError(_with_env(env, found), what=what) from None
+    problems = number_problems(raw=raw, instance=recipe) + cross_checks(recipe)
+    if problems or env:
+        raise ConfigError(_with_env(env, problems), what=what)
     return LoadedRecipe(recipe=recipe, path=path.resolve(), raw=raw, sha256=recipe_hash(raw), secret_env=secrets)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlmdata.paths import ExistingPath
+from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
 from vlmdata.sources.imagefolder import _read_labels
@@ -31,7 +31,7 @@ class DicomSpec(SourceSpec):
     task: str = "report"
     window: Window | None = None  # overrides the header's WindowCenter/WindowWidth
     frame: Literal["middle", "first"] | int = "middle"
-    labels: ExistingPath | None = None
+    labels: ExistingFile | None = None
     key: str = "file_name"
 
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Literal
 
-from vlmdata.paths import ExistingPath
+from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
@@ -19,17 +19,17 @@ from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
 
 class JsonlSpec(SourceSpec):
     kind: Literal["jsonl"] = "jsonl"
-    path: ExistingPath
+    path: ExistingFile
 
 
 class JsonSpec(SourceSpec):
     kind: Literal["json"] = "json"
-    path: ExistingPath
+    path: ExistingFile
 
 
 class CsvSpec(SourceSpec):
     kind: Literal["csv"] = "csv"
-    path: ExistingPath
+    path: ExistingFile
     delimiter: str = ","
     list_separator: str | None = None  # e.g. "|" to split an `answers` cell into several answers
 

@@ -57,7 +57,7 @@ class SynthesizeSpec(BaseModel):
     false for every job reading their source."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)
     from_: list[str] = Field(alias="from", min_length=1)
     template: TemplateRef
     model: str = Field(min_length=1)
