@@ -163,13 +163,12 @@ def apply_set(data: dict[str, Any], assignments: list[str], *, problems: list[Pr
             nxt = parts[i + 1]
             if isinstance(node, list) and isinstance(p, int) and p < len(node):
                 node = node[p]
-            elif isinstance(node, dict):
-                if not isinstance(node.get(p), (dict, list)):
-                    node[p] = [] if isinstance(nxt, int) else {}
-                node = node[p]
+            elif isinstance(node, dict) and (p not in node or isinstance(node[p], (dict, list))):
+                node = node.setdefault(p, [] if isinstance(nxt, int) else {})
             else:
-                what = f"list of {len(node)}" if isinstance(node, list) else type(node).__name__
-                problems.append(Problem("--set", f"cannot follow '{p}' in {shown}: that level is a {what}"))
+                what = f"a list of {len(node)}" if isinstance(node, list) else f"the value {node.get(p)!r}" \
+                    if isinstance(node, dict) else f"the value {node!r}"
+                problems.append(Problem("--set", f"cannot follow '{p}' in {shown}: that level is {what}"))
                 break
         else:
             last = parts[-1]
