@@ -78,7 +78,8 @@ class SynthesizeSpec(BaseModel):
     concurrency: int = Field(default=16, ge=1, le=4096)
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0, le=86400)  # deadline for a whole request, body included
+    max_retry_after_s: float = Field(default=120.0, ge=0, le=86400)  # cap on a server's Retry-After
     max_retries: int = Field(default=5, ge=0, le=20)
     max_cost_usd: float | None = Field(default=None, gt=0)
     prices: Prices | None = None
