@@ -24,6 +24,7 @@ from vlmdata.config_paths import TemplateRef
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
+from vlmdata.redact import Redactor
 from vlmdata.sizes import ShardSize
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
@@ -119,23 +120,25 @@ class LoadedRecipe:
     sha256: str
     secret_env: set[str] = field(default_factory=set)
 
+    def redactor(self) -> Redactor:
+        """Every secret this recipe can bring: credential-like env vars it expands, each job's
+        `api_key_env` (whatever its name) and keys written into an endpoint's base_url."""
+        jobs = self.recipe.synthesize
+        return Redactor(env_names=set(self.secret_env) | {j.endpoint.api_key_env for j in jobs},
+                        urls=[j.base_url() for j in jobs])
+
     def redacted(self) -> dict[str, Any]:
-        """The resolved recipe for manifests: values of credential-like env vars replaced by ${NAME}."""
-        import os
-
-        dumped = self.recipe.model_dump(mode="json")
-        secrets = {os.environ[n]: f"${{{n}}}" for n in self.secret_env if os.environ.get(n)}
-        return _redact(dumped, secrets)
+        """The resolved recipe for manifests: secret values replaced by ${NAME} (or masked)."""
+        return _redact(self.recipe.model_dump(mode="json"), self.redactor())
 
 
-def _redact(value: Any, secrets: dict[str, str]) -> Any:
+def _redact(value: Any, redact: Redactor) -> Any:
     if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
+        return {k: _redact(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
+        return [_redact(v, redact) for v in value]
     if isinstance(value, str):
-        for secret, name in secrets.items():
-            value = value.replace(secret, name)
+        return redact(value)
     return value
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from vlmdata.redact import Redactor, safe_url
 from vlmdata.synth.cache import Response
 from vlmdata.synth.limits import Limits
 from vlmdata.synth.prompt import Request
@@ -82,6 +83,8 @@ class SynthClient:
         self.spec = spec
         self.where = f"synthesize[{job_index}] ('{spec.name}')"
         self.base_url = spec.base_url()
+        self.redact = Redactor(env_names=[spec.endpoint.api_key_env], urls=[self.base_url])
+        self.shown_url = safe_url(self.base_url)  # the only form of the URL a message may hold
         self.semaphore = asyncio.Semaphore(spec.concurrency)
         self.limits = Limits(rpm=spec.rpm, tpm=spec.tpm)
         self.api: Any = None  # shard 0: preflight and the Batch API use it
@@ -170,18 +173,29 @@ class SynthClient:
         try:
             await self.api.models.list(timeout=min(15.0, self.spec.timeout_s))
         except openai.AuthenticationError as e:
-            raise SynthError(f"{self.where}: {self.base_url} refused the key in ${self.spec.endpoint.api_key_env} "
+            raise SynthError(f"{self.where}: {self.shown_url} refused the key in ${self.spec.endpoint.api_key_env} "
                              f"(HTTP {e.status_code}); check the key, or the base_url it is meant for.") from None
         except openai.APIConnectionError as e:
-            raise SynthError(f"{self.where}: cannot reach {self.base_url} ({type(e).__name__}: {e}); check "
+            raise SynthError(f"{self.where}: cannot reach {self.shown_url} ({type(e).__name__}: "
+                             f"{self.redact(str(e))}); check "
                              f"endpoint.base_url or $OPENAI_BASE_URL, and that the server is up.") from None
         except openai.APIStatusError as e:
             if e.status_code == 403:
-                raise SynthError(f"{self.where}: {self.base_url} denied access (HTTP 403): {e.message}") from None
+                raise SynthError(f"{self.where}: {self.shown_url} denied access (HTTP 403): "
+                                 f"{self.redact(e.message)}") from None
             # other statuses (e.g. a proxy without /models) still prove the endpoint is there
 
     async def complete(self, request: Request, *, tokens: int,
                        persist: Callable[[Response], None] | None = None) -> Response | Failure:
+        """`_complete`, with any secret a server echoed (e.g. "Incorrect API key provided: ...") taken
+        out of the failure's detail before it reaches rejects.jsonl or a log."""
+        got = await self._complete(request, tokens=tokens, persist=persist)
+        if isinstance(got, Failure) and self.redact:
+            return Failure(got.reason, self.redact(got.detail))
+        return got
+
+    async def _complete(self, request: Request, *, tokens: int,
+                        persist: Callable[[Response], None] | None = None) -> Response | Failure:
         """One request with retries; `tokens` is its estimate for the tpm limit; `persist` stores a good
         answer from the worker thread (the cache write, so the event loop only schedules requests)."""
         import openai

@@ -39,7 +39,9 @@ class EndpointSpec(BaseModel):
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got '{value}'")
+            from vlmdata.redact import safe_url
+
+            raise ValueError(f"base_url must start with http:// or https://, got '{safe_url(value)}'")
         return value.rstrip("/") if value else value
 
 
