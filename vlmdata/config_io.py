@@ -58,7 +58,7 @@ def expand_env(value: Any, *, path: str = "", problems: list[Problem], secrets: 
 
 
 def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | None,
-              seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+              seen: tuple[Path, ...] = (), deferred: list[Problem] | None = None) -> dict[str, Any]:
     """Read one YAML file and the chain of `extends:` bases below it (relative to each file's folder).
     `model` (the config's pydantic model) says which values are paths to re-base (`config_paths`)."""
     try:
@@ -81,7 +81,7 @@ def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | N
     text = decode_utf8(raw, where=str(path), problems=problems)
     if text is None:
         return {}
-    data = load_yaml(text, where=str(path), problems=problems)
+    data = load_yaml(text, where=str(path), problems=problems, duplicates=deferred)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -93,7 +93,7 @@ def read_yaml(path: Path, *, problems: list[Problem], model: type[BaseModel] | N
     if not isinstance(base_ref, str) or not base_ref.strip() or "\x00" in base_ref:
         problems.append(Problem("extends", "must be a path to a YAML file"))
         return data
-    base = read_yaml(path.parent / base_ref, problems=problems, model=model, seen=(*seen, path))
+    base = read_yaml(path.parent / base_ref, problems=problems, model=model, seen=(*seen, path), deferred=deferred)
     base = _rebase_paths(base, model=model, from_dir=(path.parent / base_ref).resolve().parent, to_dir=path.parent)
     return deep_merge(base, data)
 
@@ -187,16 +187,18 @@ def load_config_dict(path: str | Path, *, overrides: list[str] = (), what: str =
                      env_problems: list[Problem] | None = None) -> tuple[dict[str, Any], set[str]]:
     """Merged, env-expanded, overridden YAML as a dict, plus the names of secret-looking env vars used.
 
-    Raises ConfigError with every problem found so far. Unset `${VAR}`s go into `env_problems` instead
-    when the caller passes a list, so it can report them together with the validation's problems.
+    Raises ConfigError with every problem found so far. Unset `${VAR}`s and duplicate keys go into
+    `env_problems` instead when the caller passes a list, so it can report them together with the
+    validation's problems (the config is refused either way).
     """
     problems: list[Problem] = []
-    data = read_yaml(Path(path), problems=problems, model=model)
+    deferred: list[Problem] = []
+    data = read_yaml(Path(path), problems=problems, model=model, deferred=deferred)
     data = apply_set(data, list(overrides), problems=problems)
     if problems:
-        raise ConfigError(problems, what=what)
+        raise ConfigError(deferred + problems, what=what)
     secrets: set[str] = set()
-    unset: list[Problem] = []
+    unset: list[Problem] = list(deferred)
     data = expand_env(data, problems=unset, secrets=secrets)
     if unset and env_problems is None:
         raise ConfigError(unset, what=what)

@@ -15,6 +15,7 @@ import yaml
 
 from vlmdata.validation import Problem, yaml_path
 
+DUPLICATE = "duplicate key"
 MAX_NODES = 200_000  # after alias expansion; shipped recipes have a few hundred
 
 
@@ -51,7 +52,7 @@ def _check(node: yaml.Node, loc: tuple[Any, ...], *, ancestors: set[int], budget
                 if key.tag != "tag:yaml.org,2002:merge":
                     ident = (key.tag, name)
                     if ident in seen:
-                        problems.append(Problem(yaml_path((*loc, name)), f"duplicate key '{name}' (lines {seen[ident]} "
+                        problems.append(Problem(yaml_path((*loc, name)), f"{DUPLICATE} '{name}' (lines {seen[ident]} "
                                                 f"and {key.start_mark.line + 1}): the last would silently win; "
                                                 f"keep one"))
                     seen.setdefault(ident, key.start_mark.line + 1)
@@ -67,8 +68,11 @@ def _check(node: yaml.Node, loc: tuple[Any, ...], *, ancestors: set[int], budget
         ancestors.discard(id(node))
 
 
-def load_yaml(text: str, *, where: str, problems: list[Problem]) -> Any:
-    """The document in `text`, or None when it has problems (appended to `problems`)."""
+def load_yaml(text: str, *, where: str, problems: list[Problem], duplicates: list[Problem] | None = None) -> Any:
+    """The document in `text`, or None when it cannot be read (the reasons appended to `problems`).
+
+    Duplicate keys do not stop the reading when the caller passes `duplicates`: they go there (the
+    config is still refused) and the document is returned, so its other problems are found too."""
     try:
         loader = yaml.SafeLoader(text)
     except yaml.YAMLError as e:  # the reader refuses control characters before parsing
@@ -84,6 +88,10 @@ def load_yaml(text: str, *, where: str, problems: list[Problem]) -> Any:
         except _TooLarge:
             found.append(Problem("", f"{where}: more than {MAX_NODES} values once its aliases are expanded; "
                                      f"write the config out without nested aliases"))
+        dup = [f for f in found if f.message.startswith(DUPLICATE)]
+        if duplicates is not None and dup and len(dup) == len(found):
+            duplicates.extend(dup)
+            return loader.construct_document(node)
         if found:
             problems.extend(found)
             return None

@@ -105,3 +105,9 @@ def test_ok_means_the_writer_accepts_the_shard_size(ws: Workspace, good: dict[st
     for size, expected in (("64MB", 64 * 10**6), ("1 GiB", 2**30), (4096, 4096)):
         path = ws.recipe({**good, "output": {"max_shard_size": size}}, rel=f"s{expected}.yaml")
         assert convert_file_size_to_int(load_recipe(Path(path)).recipe.output.max_shard_size) == expected
+
+
+def test_a_duplicate_key_is_reported_with_the_other_problems(ws: Workspace, good: dict[str, Any]) -> None:
+    text = yaml.safe_dump({**good, "seed": "abc"}, sort_keys=False)
+    code, out = _validate(ws, text + "name: again\n")
+    assert code == 2 and "- name: duplicate key 'name'" in out and "- seed:" in out
