@@ -23,7 +23,14 @@ from vlmdata.validation import Problem, yaml_path
 MAX_COUNT = 10**9 - 1
 
 
+class OwnRange:
+    """Field metadata: the field's own validator checks its range (e.g. a byte size), so the generic
+    count limit does not apply."""
+
+
 def _bounded(info: Any) -> bool:
+    if any(isinstance(m, OwnRange) for m in info.metadata):
+        return True
     return any(isinstance(m, (annotated_types.Le, annotated_types.Lt)) for m in info.metadata) or any(
         isinstance(m, annotated_types.Interval) and (m.le is not None or m.lt is not None) for m in info.metadata)
 

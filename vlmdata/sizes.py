@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from vlmdata.config_limits import OwnRange
+
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGTP]i?B)\s*$", re.IGNORECASE)
 _POWER = {"K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 MIN_SHARD_BYTES = 1024
@@ -39,4 +41,4 @@ def _shard_size(value: Any) -> str | int:
     return value if isinstance(value, int) else re.sub(r"\s+", "", value)
 
 
-ShardSize = Annotated[str | int, BeforeValidator(_shard_size)]
+ShardSize = Annotated[str | int, BeforeValidator(_shard_size), OwnRange()]
