@@ -103,7 +103,7 @@ class Recipe(BaseModel):
     split: SplitSpec | None = None
     mix: MixSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=256, ge=1, le=65536)  # rows held (decoded) at once per worker
     engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
 
     def output_path(self) -> Path:

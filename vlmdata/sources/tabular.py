@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Literal
 
+from pydantic import Field
+
 from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
@@ -37,7 +39,7 @@ class CsvSpec(SourceSpec):
 class ParquetSpec(SourceSpec):
     kind: Literal["parquet"] = "parquet"
     path: ExistingPath
-    batch_size: int = 1024
+    batch_size: int = Field(default=1024, ge=1, le=1_000_000)  # Parquet rows read at once
 
 
 def read_jsonl(spec: JsonlSpec) -> Iterator[Record | Reject]:
