@@ -19,7 +19,7 @@ import hashlib
 import mmap
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,10 +61,8 @@ def hashed(value: str) -> str:
 def _strings(value: Any) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-        items = [value]
-    else:
-        items = list(value)
+    # a multi-valued element is a Sequence; a PersonName is iterable but one value
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str | bytes) else [value]
     out = []
     for v in items:
         s = v.decode("latin-1", "replace") if isinstance(v, bytes) else str(v)

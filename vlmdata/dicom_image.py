@@ -20,15 +20,14 @@ from vlmdata.medical_view import DicomView, WindowValues
 from vlmdata.rows import RowError
 from vlmdata.windows import header_windows
 
-# Header keyword -> context key. Deliberately excludes every patient/institution identifier.
+# Header keyword -> context key. Deliberately excludes every patient/institution identifier, the
+# free-text descriptions (PS3.15's basic profile removes them: they often quote names) and the
+# manufacturer (a vendor's own test site uses its name as InstitutionName).
 HEADER_FIELDS: dict[str, str] = {
     "Modality": "modality",
     "BodyPartExamined": "body_part",
-    "StudyDescription": "study_description",
-    "SeriesDescription": "series_description",
     "PatientPosition": "patient_position",
     "ViewPosition": "view_position",
-    "Manufacturer": "manufacturer",
     "PhotometricInterpretation": "photometric",
     "SliceThickness": "slice_thickness_mm",
     "KVP": "kvp",
@@ -53,6 +52,17 @@ POSITIONS = {
     "HFDR": "head first, decubitus right", "HFDL": "head first, decubitus left",
     "FFDR": "feet first, decubitus right", "FFDL": "feet first, decubitus left",
 }
+
+
+def header_int(ds: Any, keyword: str, default: int) -> int:
+    """An integer header value; RowError('dicom_error') naming the field when it is not one."""
+    value = ds.get(keyword)
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RowError("dicom_error", f"{keyword} is {str(value)!r}, not a number") from None
 
 
 def _plane(iop: Any) -> str | None:
@@ -89,11 +99,11 @@ def header_context(ds: Any) -> dict[str, Any]:
     spacing = ds.get("PixelSpacing")
     if spacing is not None and len(spacing) == 2:
         ctx["pixel_spacing_mm"] = [float(spacing[0]), float(spacing[1])]
-    ctx["rows"] = int(ds.get("Rows", 0) or 0)
-    ctx["columns"] = int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    ctx["rows"] = header_int(ds, "Rows", 0)
+    ctx["columns"] = header_int(ds, "Columns", 0)
+    frames = header_int(ds, "NumberOfFrames", 1)
     ctx["frames"] = frames
-    ctx["color"] = int(ds.get("SamplesPerPixel", 1) or 1) > 1 or str(ds.get("PhotometricInterpretation", "")).startswith(
+    ctx["color"] = header_int(ds, "SamplesPerPixel", 1) > 1 or str(ds.get("PhotometricInterpretation", "")).startswith(
         "PALETTE"
     )
     return ctx
@@ -120,7 +130,7 @@ def _to_uint8_rgb(arr: Any, ds: Any) -> Any:
 
     if arr.dtype == np.uint8:
         return arr
-    bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize) or 8)
+    bits = header_int(ds, "BitsStored", 8 * arr.dtype.itemsize)
     return np.clip(arr.astype(np.float64) / max(2 ** bits - 1, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -174,7 +184,7 @@ def render_frame(ds: Any, *, frame: int | None, windows: tuple[WindowValues, ...
 
     arr = decode_frame(ds, frame)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = header_int(ds, "SamplesPerPixel", 1)
     if photometric.startswith("PALETTE"):
         img = apply_color_lut(arr, ds)
         img = img if img.dtype == np.uint8 else (img / 257).astype(np.uint8)
@@ -243,7 +253,7 @@ def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str 
     import pydicom
 
     ds = _read(data)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = header_int(ds, "NumberOfFrames", 1)
     if view is None:
         header = header_windows(ds)
         win = window if window is not None else ((header[0].center, header[0].width) if header else None)

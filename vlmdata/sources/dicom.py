@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from vlmdata.dicom_image import header_int
 from vlmdata.medical_view import DicomView
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import ImageRef, Record, Reject, RowError
@@ -157,7 +158,7 @@ def _spacing(stack: list[_Slice]) -> float | None:
 
 
 def _file_stack(file: Path, rel: str, ds: Any) -> list[_Slice]:
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = header_int(ds, "NumberOfFrames", 1)
     if frames <= 1:
         return [_Slice(file, rel, None, _along(ds.get("ImagePositionPatient"), _normal(ds.get("ImageOrientationPatient"))), ds)]
     positions = _frame_geometry(ds, frames)
@@ -202,7 +203,12 @@ def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
             yield Reject(spec.name, rel, "burned_in_annotation", "BurnedInAnnotation is YES: the pixels may show "
                          "patient identifiers; set allow_burned_in: true on the source to keep it", "load")
             continue
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        try:
+            frames = header_int(ds, "NumberOfFrames", 1)
+            header_int(ds, "Rows", 0), header_int(ds, "Columns", 0), header_int(ds, "SamplesPerPixel", 1)
+        except RowError as e:
+            yield Reject(spec.name, rel, e.reason, e.detail, "load")
+            continue
         series = str(ds.get("SeriesInstanceUID", "") or "")
         key = f"s\0{series}" if spec.group == "series" and series and frames <= 1 else f"f\0{rel}"
         if key not in stacks:
