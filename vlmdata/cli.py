@@ -163,6 +163,33 @@ def export(out: str, fmt: str, dest: str | None, images_dir: str | None) -> None
         click.echo(f"{split}: {file}")
 
 
+@main.command("import-llamafactory")
+@click.argument("dataset_info", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the recipe here (default: print it). An existing file is never overwritten.")
+@click.option("--name", default="llamafactory", show_default=True, help="The recipe's name.")
+def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
+    """Turn LLaMA-Factory's DATASET_INFO (dataset_info.json) into a recipe with one sharegpt source per entry."""
+    from vlmdata.import_llamafactory import recipe_from_registry
+
+    target = Path(out) if out else None
+    if target is not None and target.exists():
+        click.echo(f"error: {target} exists; choose another -o (vlmdata never overwrites a file it did not write)",
+                   err=True)
+        sys.exit(2)
+    try:
+        text = recipe_from_registry(Path(dataset_info), name=name, recipe_dir=target.parent if target else Path.cwd())
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}")
+
+
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--per-task", default=3, show_default=True, help="Sample rows shown per task.")

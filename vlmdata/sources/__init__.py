@@ -20,6 +20,7 @@ from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
+from vlmdata.sources.sharegpt import ShareGptSpec, read_sharegpt
 from vlmdata.sources.tabular import (
     CsvSpec,
     JsonlSpec,
@@ -44,6 +45,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     CocoSpec: read_coco,
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
+    ShareGptSpec: read_sharegpt,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 
