@@ -149,18 +149,28 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "jsonl"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]),
+              required=True)
 @click.option("-o", "--dest", type=click.Path(file_okay=False), default=None, help="Default: OUT/exports/FORMAT.")
 @click.option("--images-dir", type=click.Path(file_okay=False), default=None, help="Default: DEST/images.")
-def export(out: str, fmt: str, dest: str | None, images_dir: str | None) -> None:
-    """Export a built dataset OUT as LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json) or JSONL."""
+@click.option("--absolute-paths", is_flag=True,
+              help="Image paths absolute (default: relative to DEST, i.e. LLaMA-Factory's media_dir / ROOT_IMAGE_DIR).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="webdataset: rows per tar shard.")
+def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolute_paths: bool, shard_size: int) -> None:
+    """Export a built dataset OUT for another tool: LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json),
+    ms-swift JSONL, JSONL, WebDataset shards or an lmms-eval task."""
     from vlmdata.export import export as run_export
 
     path = Path(out)
-    files = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
-                       images_dir=Path(images_dir) if images_dir else None)
-    for split, file in files.items():
+    result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
+                        images_dir=Path(images_dir) if images_dir else None, absolute_paths=absolute_paths,
+                        shard_size=shard_size)
+    for split, file in result.files.items():
         click.echo(f"{split}: {file}")
+    if result.rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in result.rejected.items())
+        click.echo(f"not exported: {sum(result.rejected.values())} rows ({reasons}); see {result.rejects_path}")
 
 
 @main.command("import-llamafactory")

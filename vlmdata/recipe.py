@@ -76,7 +76,8 @@ class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
     max_shard_size: str = "500MB"
-    exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
+    exports: list[Literal["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]] = Field(
+        default_factory=list)  # into OUT/exports/<format> (vlmdata/export.py)
     report: bool = True  # write report.html
 
 

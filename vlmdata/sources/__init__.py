@@ -32,6 +32,7 @@ from vlmdata.sources.tabular import (
     read_parquet,
 )
 from vlmdata.sources.vqav2 import VqaV2Spec, read_vqav2
+from vlmdata.sources.webdataset import WebDatasetSpec, read_webdataset
 
 READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     JsonlSpec: read_jsonl,
@@ -46,6 +47,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
     ShareGptSpec: read_sharegpt,
+    WebDatasetSpec: read_webdataset,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 
