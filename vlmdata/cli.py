@@ -163,9 +163,13 @@ def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolut
     from vlmdata.export import export as run_export
 
     path = Path(out)
-    result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
-                        images_dir=Path(images_dir) if images_dir else None, absolute_paths=absolute_paths,
-                        shard_size=shard_size)
+    try:
+        result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
+                            images_dir=Path(images_dir) if images_dir else None, absolute_paths=absolute_paths,
+                            shard_size=shard_size)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     for split, file in result.files.items():
         click.echo(f"{split}: {file}")
     if result.rejected:

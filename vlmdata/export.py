@@ -103,11 +103,14 @@ def _save_images(row: dict[str, Any], *, images_dir: Path, rel_to: Path | None) 
 
 
 def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = None, name: str | None = None,
-           absolute_paths: bool = False, shard_size: int = 1000) -> ExportResult:
-    """Write every split of the dataset at `out_dir` in `fmt` under `dest`."""
+           absolute_paths: bool = False, shard_size: int = 1000, final_dest: Path | None = None) -> ExportResult:
+    """Write every split of the dataset at `out_dir` in `fmt` under `dest`.
+
+    `final_dest`: where `dest` will be once the build renames its folder into place (absolute paths
+    written into a file, as lmms-eval's task needs, point there)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format '{fmt}' (choose from: {', '.join(FORMATS)})")
-    name = name or out_dir.name
+    name = name or _dataset_name(out_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if fmt == "webdataset":
         from vlmdata.export_webdataset import export_webdataset
@@ -116,7 +119,7 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
     if fmt == "lmms_eval":
         from vlmdata.export_lmms_eval import export_lmms_eval
 
-        return ExportResult(files=export_lmms_eval(out_dir, dest=dest, name=name))
+        return ExportResult(files=export_lmms_eval(out_dir, dest=dest, name=name, final_dest=final_dest))
     images_dir = images_dir or dest / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult(files={})
@@ -161,6 +164,14 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
     if fmt == "sharegpt":
         _write_dataset_info(dest, name=name, files=result.files)
     return result
+
+
+def _dataset_name(out_dir: Path) -> str:
+    """The recipe's name from the manifest (the folder may be called anything), else the folder's name."""
+    try:
+        return str(json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))["name"])
+    except (OSError, ValueError, KeyError):
+        return out_dir.name
 
 
 def _record(fmt: str, row: dict[str, Any], *, images: list[str] | None) -> dict[str, Any]:
