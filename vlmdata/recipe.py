@@ -167,7 +167,8 @@ def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     path = Path(path)
     raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}")
     try:
-        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
+        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent),
+                                                     "seed": raw.get("seed", 0)})  # sources that sample read it
     except ValidationError as err:
         raise ConfigError(problems_from_validation_error(err, model=Recipe, data=raw), what=f"recipe {path}") from None
     problems = cross_checks(recipe)

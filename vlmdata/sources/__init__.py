@@ -19,6 +19,7 @@ from vlmdata.sources.dicom import DicomSpec, read_dicom
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
+from vlmdata.sources.llava_onevision import LlavaOneVisionSpec, read_llava_onevision
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
 from vlmdata.sources.sharegpt import ShareGptSpec, read_sharegpt
 from vlmdata.sources.tabular import (
@@ -48,6 +49,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     ShapesSpec: read_shapes,
     ShareGptSpec: read_sharegpt,
     WebDatasetSpec: read_webdataset,
+    LlavaOneVisionSpec: read_llava_onevision,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 
