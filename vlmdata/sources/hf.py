@@ -1,7 +1,8 @@
 """`hf`: a Hugging Face dataset, saved on disk (`load_from_disk`) or by hub name (`load_dataset`).
 
-A dataset that already follows the row contract (it has `messages`) passes through with its chat
-turns; any other dataset maps its columns through `fields` like a table. Images are read as stored
+A dataset with `messages` (the row contract, TRL's format) keeps its chat turns; `content` may be
+parts, a plain string with `<image>` markers or OpenAI-style parts, and `content: null` is a reject
+(`sources/chat.py`). Any other dataset maps its columns through `fields` like a table. Images are read as stored
 bytes (no PIL decoding here; the load step verifies them).
 """
 
