@@ -22,6 +22,7 @@ Two conventions, decided here once:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from typing import Any
 
 from vlmdata.sources.llava_system import fold_system
 
+log = logging.getLogger("vlmdata.export")
 FORMATS = ("llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval")
 IMAGE_TOKEN = "<image>"
 _FROM = {"user": "human", "assistant": "gpt", "system": "system"}
@@ -163,6 +165,9 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
             rejects.close()
     if fmt == "sharegpt":
         _write_dataset_info(dest, name=name, files=result.files)
+    if result.rejected:
+        log.warning("export %s: %d row(s) not exported (%s); see %s", fmt, sum(result.rejected.values()),
+                    ", ".join(f"{k}: {v}" for k, v in result.rejected.items()), result.rejects_path)
     return result
 
 

@@ -27,10 +27,13 @@ def recipe_from_registry(info_path: Path, *, name: str, recipe_dir: Path) -> str
         if problem:
             skipped.append(problem)
             continue
+        if entry.get("num_samples"):
+            skipped.append(f"entry '{entry_name}': num_samples={entry['num_samples']} is not applied (add limit: "
+                           "or a mix: section to sample)")
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", entry_name)
         sources.append({"name": safe, "kind": "sharegpt", "dataset_info": rel, "dataset": entry_name})
     header = [f"# vlmdata build {name}.yaml  (made by vlmdata import-llamafactory {info_path.name})"]
-    header += [f"# skipped: {p}" for p in skipped]
+    header += [f"# note: {p}" for p in skipped]
     if not sources:
         raise ValueError(f"no entry of {info_path} can be read by the sharegpt source:\n  " + "\n  ".join(skipped))
     body = yaml.safe_dump({"name": name, "sources": sources}, sort_keys=False, allow_unicode=True,

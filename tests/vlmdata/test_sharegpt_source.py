@@ -187,3 +187,25 @@ def test_hf_messages_with_string_content_and_null(ws: Workspace) -> None:
     (row,) = built.rows
     assert _parts(row) == [["image", "text"], ["text"]] and row["answers"] == ["a grid"]
     assert [r["reason"] for r in built.rejects] == ["missing_content"]
+
+
+def test_folder_of_chat_files_and_parquet(ws: Workspace) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ws.image("d/imgs/a.png", seed=1)
+    turn = [{"role": "user", "content": "<image>What?"}, {"role": "developer", "content": "x"}]
+    ws.jsonl("d/part-0.jsonl", [{"messages": [{"role": "developer", "content": "Be brief."},
+                                              {"role": "user", "content": "<image>What?"},
+                                              {"role": "assistant", "content": "A grid."}], "images": ["imgs/a.png"]}])
+    table = pa.Table.from_pylist([{"messages": [{"role": "user", "content": "Hi"},
+                                                {"role": "model", "content": "Hello."}], "images": []},
+                                  {"messages": turn, "images": ["imgs/a.png"]}])
+    pq.write_table(table, ws.path("d/part-1.parquet"))
+    ws.write("d/notes.txt", "not a chat file")
+    built = ws.build({"name": "t", "sources": [{"name": "c", "kind": "sharegpt", "path": "d"}]})
+    locs = sorted(r["meta"]["locator"] for r in built.rows)
+    assert locs == ["part-0.jsonl:1", "part-1.parquet[0]"]
+    first = next(r for r in built.rows if r["meta"]["locator"] == "part-0.jsonl:1")
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
+    assert [(r["locator"], r["reason"]) for r in built.rejects] == [("part-1.parquet[1]", "bad_value")]

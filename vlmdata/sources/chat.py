@@ -26,7 +26,8 @@ from vlmdata.sources.base import _image_refs
 
 IMAGE_TOKEN = "<image>"
 _TOOL_ROLES = frozenset({"observation", "function_call", "function", "tool", "tool_call", "ipython"})
-_AUTO_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
+_AUTO_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "model": "assistant",
+               "system": "system", "developer": "system"}  # model: Gemini; developer: OpenAI's newer system role
 
 
 class ChatTags(BaseModel):

@@ -65,6 +65,9 @@ class ShareGptSpec(SourceSpec):
         if self.path is not None:
             raise ValueError("give 'path' or 'dataset_info', not both (dataset_info names the file)")
         entry = registry_entry(self.dataset_info, self.dataset)
+        if entry.get("num_samples"):
+            log.warning("source '%s': dataset_info num_samples=%s is not applied (LLaMA-Factory draws that many "
+                        "rows at random); use limit: N or the recipe's mix: to sample", self.name, entry["num_samples"])
         self.path = self.dataset_info.parent / entry["file_name"]
         columns = {k: v for k, v in (entry.get("columns") or {}).items() if k in ShareGptColumns.model_fields}
         self.columns = ShareGptColumns(**columns)
@@ -73,8 +76,13 @@ class ShareGptSpec(SourceSpec):
         return self
 
     def default_image_root(self) -> Path:
+        """LLaMA-Factory's `media_dir` default: the registry's folder; else the file's folder (or the folder)."""
         assert self.path is not None
-        return self.image_root or self.path.parent
+        if self.image_root is not None:
+            return self.image_root
+        if self.dataset_info is not None:
+            return self.dataset_info.parent
+        return self.path if self.path.is_dir() else self.path.parent
 
 
 def read_registry(path: Path) -> dict[str, Any]:
@@ -104,8 +112,11 @@ def entry_problem(name: str, entry: Any, *, folder: Path) -> str | None:
         return f"entry '{name}' is a preference (ranking) dataset; vlmdata rows have one answer"
     if "file_name" not in entry:
         return f"entry '{name}' has no file_name"
-    if not (folder / entry["file_name"]).is_file():
-        return f"entry '{name}': file not found: {folder / entry['file_name']}"
+    target = folder / entry["file_name"]
+    if not target.exists():
+        return f"entry '{name}': file not found: {target}"
+    if target.is_file() and target.suffix not in SUFFIXES:
+        return f"entry '{name}': {target.name} is not {'/'.join(SUFFIXES)} (the sharegpt source reads those)"
     return None
 
 
@@ -127,8 +138,27 @@ def registry_entry(path: Path, dataset: str | None) -> dict[str, Any]:
     return info[dataset]
 
 
+SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+def chat_files(path: Path) -> list[Path]:
+    """The file itself, or a folder's .json/.jsonl/.parquet files in name order (LLaMA-Factory allows both)."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+    return [path]
+
+
 def _items(path: Path) -> Iterator[tuple[str, Any]]:
-    """(locator, item) for a JSON array or a JSONL file (told apart by the first character, not the suffix)."""
+    """(locator, item) for a JSON array, a JSONL file (told apart by the first character) or a Parquet file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        index = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+            for item in batch.to_pylist():
+                yield f"{path.name}[{index}]", item
+                index += 1
+        return
     with path.open("r", encoding="utf-8", errors="replace") as f:
         head = f.read(4096).lstrip()
     if head.startswith("["):
@@ -173,7 +203,7 @@ def read_sharegpt(spec: ShareGptSpec) -> Iterator[Record | Reject]:
     assert spec.path is not None
     root = spec.default_image_root()
     with_tools = 0
-    for locator, raw in _items(spec.path):
+    for locator, raw in (item for file in chat_files(spec.path) for item in _items(file)):
         if isinstance(raw, MalformedJson):
             yield Reject(spec.name, locator, "malformed_line", str(raw), "load")
             continue
