@@ -78,6 +78,8 @@ def export_lmms_eval(out_dir: Path, *, dest: Path, name: str, final_dest: Path |
 
     from vlmdata.arrow_io import splits
 
+    if (dest / "dataset").exists():
+        raise ValueError(f"{dest / 'dataset'} exists; export the task into an empty folder (-o DEST)")
     available = splits(out_dir)
     split = next((s for s in ("test", "validation") if s in available), None)
     if split is None:

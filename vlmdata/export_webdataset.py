@@ -43,6 +43,10 @@ def sample_members(row: dict[str, Any], *, key: str) -> list[tuple[str, bytes]]:
 
 def export_webdataset(out_dir: Path, *, dest: Path, shard_size: int) -> dict[str, Path]:
     """Write `{split}-{n:06d}.tar` shards; returns split → its first shard (the others sit beside it)."""
+    stale = sorted(p.name for p in dest.glob("*.tar"))
+    if stale:  # a folder of shards is read as a whole: old shards beside new ones would be read as data
+        raise ValueError(f"{dest} already holds tar shards ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); "
+                         "export into an empty folder (-o DEST)")
     files: dict[str, Path] = {}
     tar: tarfile.TarFile | None = None
     current, count, shard = None, 0, 0

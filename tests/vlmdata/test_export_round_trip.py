@@ -145,6 +145,8 @@ def test_webdataset_export_shards_and_round_trip(built: Built, ws: Workspace) ->
     _same(built, again)
     ranged = _rebuild(ws, {"kind": "webdataset", "path": str(dest / "train-{000000..000001}.tar")}, out="back-r")
     assert len(ranged.rows) == 4
+    res = CliRunner().invoke(main, ["export", str(built.path), "--format", "webdataset", "-o", str(dest)])
+    assert res.exit_code == 2 and "already holds tar shards" in res.output  # old shards would be read as data
 
 
 def test_webdataset_source_reads_caption_shards_and_rejects(ws: Workspace) -> None:
