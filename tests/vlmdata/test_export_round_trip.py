@@ -123,6 +123,15 @@ def test_sharegpt_and_swift_paths(built: Built, ws: Workspace) -> None:
     rows = json.loads((rel / "train.json").read_text())
     assert all(not Path(p).is_absolute() and (rel / p).is_file() for r in rows for p in r["images"])
     assert any(r["messages"][0]["role"] == "system" for r in rows)
+    info = json.loads((rel / "dataset_info.json").read_text())["rt_train"]
+    tags = info["tags"]
+    for r in rows:  # LLaMA-Factory's SharegptDatasetConverter rules (documented in its data/README.md)
+        turns = r["messages"]
+        if turns[0][tags["role_tag"]] == tags["system_tag"]:
+            turns = turns[1:]
+        odd, even = (tags["user_tag"],), (tags["assistant_tag"],)
+        assert all(t[tags["role_tag"]] in (odd, even)[i % 2] for i, t in enumerate(turns))
+        assert len(turns) % 2 == 0
 
 
 def test_webdataset_export_shards_and_round_trip(built: Built, ws: Workspace) -> None:
