@@ -209,3 +209,25 @@ def test_folder_of_chat_files_and_parquet(ws: Workspace) -> None:
     first = next(r for r in built.rows if r["meta"]["locator"] == "part-0.jsonl:1")
     assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
     assert [(r["locator"], r["reason"]) for r in built.rejects] == [("part-1.parquet[1]", "bad_value")]
+
+
+def test_markers_prepend_follows_ms_swift(ws: Workspace) -> None:
+    ws.image("a.png", seed=1)
+    ws.image("b.png", seed=2)
+    rows = [{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Compare."},
+                          {"role": "assistant", "content": "Same."}], "images": ["a.png", "b.png"]},
+            {"messages": [{"role": "user", "content": "One <image> here."}, {"role": "assistant", "content": "x"}],
+             "images": ["a.png", "b.png"]},
+            {"messages": [{"role": "user", "content": "<image><image><image>"}, {"role": "assistant", "content": "x"}],
+             "images": ["a.png"]}]
+    ws.jsonl("s.jsonl", rows)
+    strict = ws.build({"name": "t", "sources": [{"name": "s", "kind": "sharegpt", "path": "s.jsonl"}]}, out="o1")
+    assert len(strict.rows) == 0 and len(strict.rejects) == 3
+    built = ws.build({"name": "t", "sources": [{"name": "s", "kind": "sharegpt", "path": "s.jsonl",
+                                                "markers": "prepend"}]}, out="o2")
+    by_loc = {r["meta"]["locator"]: r for r in built.rows}
+    assert _parts(by_loc["s.jsonl:1"])[1] == ["image", "image", "text"]
+    assert _parts(by_loc["s.jsonl:2"])[0] == ["image", "text", "image", "text"]
+    second = by_loc["s.jsonl:2"]  # as in ms-swift: prepended tags come first in the text, so take images first
+    assert [decode(i["bytes"]).tobytes() for i in second["images"]] == [picture(1).tobytes(), picture(2).tobytes()]
+    assert [r["reason"] for r in built.rejects] == ["image_count_mismatch"]

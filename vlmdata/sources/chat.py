@@ -128,11 +128,14 @@ def _list_parts(content: list[Any], *, root: Path, where: str) -> tuple[list[dic
 
 
 def turns_to_messages(turns: Any, *, images: list[ImageRef], root: Path, tags: ChatTags | None = None,
-                      system: Any = None, where: str = "messages") -> tuple[list[dict[str, Any]], list[ImageRef]]:
+                      system: Any = None, where: str = "messages",
+                      prepend_missing: bool = False) -> tuple[list[dict[str, Any]], list[ImageRef]]:
     """Turns in any supported form -> (contract messages, the row's images in part order).
 
     `images` is the row's listed images (top-level `images`), taken in order by the bare markers;
     `system`, when a non-empty string and the turns have no system turn, becomes the first message.
+    `prepend_missing` (ms-swift's and LLaVA's rule): fewer markers than images puts the missing ones in
+    front of the first user turn; otherwise (LLaMA-Factory's rule) any difference is a reject.
     """
     if not isinstance(turns, list):
         raise RowError("bad_value", f"{where} is {type(turns).__name__}, not a list of turns")
@@ -158,6 +161,13 @@ def turns_to_messages(turns: Any, *, images: list[ImageRef], root: Path, tags: C
         messages.append(message(role, parts))
         slots.extend(found)
     bare = sum(1 for s in slots if s is None)
+    first_user = next((m for m in messages if m["role"] == "user"), None)
+    if prepend_missing and bare < len(images) and first_user is not None:
+        missing = len(images) - bare
+        first_user["content"][:0] = [image_part() for _ in range(missing)]
+        k = sum(1 for m in messages[: messages.index(first_user)] for p in m["content"] if p["type"] == "image")
+        slots[k:k] = [None] * missing
+        bare = len(images)
     if bare != len(images):
         raise RowError("image_count_mismatch", f"{bare} <image> marker(s)/image part(s) but {len(images)} "
                                                "listed image(s); each listed image needs exactly one marker")

@@ -52,6 +52,8 @@ class ShareGptSpec(SourceSpec):
     task: str = "conversation"
     columns: ShareGptColumns = Field(default_factory=ShareGptColumns)
     tags: ChatTags | None = None
+    # strict: markers must match images (LLaMA-Factory); prepend: missing ones go before the first user turn (ms-swift)
+    markers: Literal["strict", "prepend"] = "strict"
 
     @model_validator(mode="after")
     def _resolve(self) -> ShareGptSpec:
@@ -189,7 +191,8 @@ def chat_record(raw: Any, *, spec: ShareGptSpec, locator: str, root: Path) -> Re
             raise RowError("unsupported_media", f"row has '{media}'; vlmdata rows hold images only")
     listed = _image_refs(raw.get(cols.images), root=root)
     messages, images = turns_to_messages(raw[key], images=listed, root=root, tags=spec.tags,
-                                         system=raw.get(cols.system), where=key)
+                                         system=raw.get(cols.system), where=key,
+                                         prepend_missing=spec.markers == "prepend")
     fields: dict[str, Any] = {}
     if raw.get(spec.fields.answers) is not None:
         fields["answers"] = _as_answers(raw[spec.fields.answers])
