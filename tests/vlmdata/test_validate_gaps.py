@@ -111,3 +111,9 @@ def test_a_duplicate_key_is_reported_with_the_other_problems(ws: Workspace, good
     text = yaml.safe_dump({**good, "seed": "abc"}, sort_keys=False)
     code, out = _validate(ws, text + "name: again\n")
     assert code == 2 and "- name: duplicate key 'name'" in out and "- seed:" in out
+
+
+@pytest.mark.parametrize("ref", ["t" * 300, "~nouser_vlm/t.j2", "a\x00b.j2"])
+def test_an_impossible_template_name_is_a_problem(ws: Workspace, good: dict[str, Any], ref: str) -> None:
+    code, out = _validate(ws, {**good, "instruct": {"vqa": {"template": ref}}})
+    assert code == 2 and "- instruct.vqa.template:" in out, out
