@@ -27,6 +27,7 @@ from vlmdata.synth.client import Failure, SynthClient, response_from_body
 from vlmdata.synth.prompt import Request
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+MAX_LISTED = 1000  # batches scanned when recovering an unconfirmed create (an organisation may have many)
 KEYSET_TAG = 64  # batch metadata values are at most 512 characters; the keyset hash is 64
 
 
@@ -46,10 +47,14 @@ def write_jsonl(path: Path, requests: list[Request]) -> bytes:
 async def _find_batch(api: Any, *, input_file_id: str, keyset: str) -> Any | None:
     """The batch created from `input_file_id` (or tagged with this keyset), if the server has one."""
     page = await api.batches.list(limit=100)
-    async for batch in page:
+    seen = 0
+    async for batch in page:  # newest first: the one we look for was created just before the kill
         meta = getattr(batch, "metadata", None) or {}
         if batch.input_file_id == input_file_id or meta.get("vlmdata_keyset") == keyset[:KEYSET_TAG]:
             return batch
+        seen += 1
+        if seen >= MAX_LISTED:
+            break
     return None
 
 
