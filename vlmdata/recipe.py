@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -100,6 +100,8 @@ class Recipe(BaseModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     batch_size: int = Field(default=256, ge=1)
     engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
+    # fail (and keep the previous output) when a stage rejects more than this share (vlmdata/reject_budget.py)
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] | dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
 
     def output_path(self) -> Path:
         return self.output.path or (Path.cwd() / "out" / self.name).resolve()

@@ -82,3 +82,8 @@ class RowError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class BuildError(Exception):
+    """A failure of the whole build, not of one row (a missing or refused API key, an unreachable
+    endpoint at start, a reject budget exceeded): engines let it through their per-row boundary."""

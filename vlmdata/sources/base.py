@@ -48,6 +48,7 @@ class SourceSpec(BaseModel):
     image_root: ExistingDir | None = None
     fields: FieldMap = Field(default_factory=FieldMap)
     limit: int | None = Field(default=None, ge=1)
+    max_reject_ratio: float | None = Field(default=None, ge=0, le=1)  # over all stages (reject_budget.py)
 
     def default_image_root(self) -> Path:
         """Where relative image paths resolve when `image_root` is not given."""

@@ -52,6 +52,8 @@ class ArrowWriter:
         self.schema: pa.Schema = self.features.arrow_schema
         self.max_shard_bytes = convert_file_size_to_int(max_shard_size)
         self._splits: dict[str, _SplitFiles] = {}
+        self._id_hashes = bytearray()  # 8 bytes per written row (mix repeats left out): duplicate-id check
+        self._dup_ids: list[str] | None = None
         self.counts: dict[str, Counter[str]] = {"split": Counter(), "task": Counter(), "source": Counter()}
 
     def _contract_row(self, row: Row) -> dict[str, Any]:
@@ -109,10 +111,49 @@ class ArrowWriter:
         files.shard_bytes += table.nbytes
         files.rows += len(rows)
         for r in rows:
+            if not (r.get("meta") or {}).get("mix", {}).get("repeat"):
+                self._id_hashes += hashlib.blake2b(r["id"].encode(), digest_size=8).digest()
             files.digest.update(r["id"].encode())
             self.counts["split"][split] += 1
             self.counts["task"][r["task"]] += 1
             self.counts["source"][r["source"]] += 1
+
+    def duplicate_ids(self) -> list[str]:
+        """Ids written more than once (mix repeats aside), found from 8-byte hashes kept while writing
+        (flat memory); the ids themselves are read back from the shards only when there are some."""
+        if self._dup_ids is not None:
+            return self._dup_ids
+        import numpy as np
+        import pyarrow as pa
+
+        hashes = np.frombuffer(bytes(self._id_hashes), dtype="<u8")
+        values, counts = np.unique(hashes, return_counts=True)
+        dup = set(values[counts > 1].tolist())
+        found: set[str] = set()
+        if dup:
+            for files in self._splits.values():
+                for shard in files.shards:
+                    path = shard if shard.exists() else files.folder / shard.name
+                    if not path.exists():
+                        continue
+                    with pa.memory_map(str(path)) as source:
+                        for batch in pa.ipc.open_stream(source):
+                            for rid in batch.column("id").to_pylist():
+                                h = int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "little")
+                                if h in dup:
+                                    found.add(rid)
+        self._dup_ids = sorted(found)
+        return self._dup_ids
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """What the manifest's `warnings` records about the written rows (duplicate ids)."""
+        dups = self.duplicate_ids()
+        if not dups:
+            return []
+        return [{"kind": "duplicate_ids", "count": len(dups), "examples": dups[:10],
+                 "message": f"{len(dups)} row id(s) occur more than once (the same images and turns, e.g. a "
+                            "source listed twice or repeated lines); add `dedup: {text: {method: exact}}` "
+                            "(or dedup.images) to the recipe to keep one of each"}]
 
     def finish(self) -> dict[str, int]:
         """Close the shards and write the `save_to_disk` metadata; returns rows per split."""
@@ -130,6 +171,7 @@ class ArrowWriter:
             names = [f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)]
             for shard, final_name in zip(files.shards, names, strict=True):
                 shard.rename(files.folder / final_name)
+            files.shards = [files.folder / name for name in names]
             state = {
                 "_data_files": [{"filename": name} for name in names],
                 "_fingerprint": files.digest.hexdigest()[:16],

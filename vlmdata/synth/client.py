@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from vlmdata.rows import BuildError
 from vlmdata.synth.cache import Response
 from vlmdata.synth.limits import Limits
 from vlmdata.synth.prompt import Request
@@ -30,7 +31,7 @@ SHARD_CONNECTIONS = 16  # connections per HTTP pool (see SynthClient.__aenter__)
 BACKOFF_CAP_S = 60.0
 
 
-class SynthError(Exception):
+class SynthError(BuildError):
     """A job cannot run at all (no key, endpoint unreachable): raised before any row is lost."""
 
 
