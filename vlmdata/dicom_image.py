@@ -99,13 +99,55 @@ def _first(value: Any) -> float:
         return float("nan")
 
 
-def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str | int = "middle") -> bytes:
-    """Convert DICOM bytes to an 8-bit PNG (grey or RGB); raise RowError('dicom_error') if impossible."""
+_HEADER_PREFIX = 1 << 22  # inflated bytes of a deflated file read for its header (Rows, Columns, frames)
+
+
+def header_pixels(data: bytes) -> int:
+    """Rows x Columns x frames from the header alone, without decoding (or inflating) pixel data.
+
+    A deflated file (transfer syntax 1.2.840.10008.1.2.1.99) is one zlib stream after its file meta;
+    pydicom inflates all of it even to read the header, so a 389 KB file of 20000² pixels would cost
+    GBs. Here only its first few MB are inflated, enough for the image's group (0028)."""
+    import zlib
+
+    import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.tag import Tag
+
+    last = Tag(0x0028, 0x0011)  # Columns: Rows and NumberOfFrames come before it
+    fp = io.BytesIO(data)
+    read_preamble(fp, force=True)
+    meta = _read_file_meta_info(fp)
+    syntax = meta.get("TransferSyntaxUID")
+    body = data[fp.tell():]
+    if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, _HEADER_PREFIX)
+    implicit = syntax in (None, pydicom.uid.ImplicitVRLittleEndian)
+    little = syntax != pydicom.uid.ExplicitVRBigEndian
+    ds = read_dataset(io.BytesIO(body), implicit, little, stop_when=lambda tag, vr, length: tag > last)
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return rows * cols * max(frames, 1)
+
+
+def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str | int = "middle",
+                 max_pixels: int | None = None) -> bytes:
+    """Convert DICOM bytes to an 8-bit PNG (grey or RGB); raise RowError('dicom_error') if impossible,
+    RowError('image_too_large') when the header's Rows x Columns x frames exceeds `max_pixels` (checked
+    before any pixel is decoded)."""
     import numpy as np
     import pydicom
     from PIL import Image
     from pydicom.pixels import apply_color_lut, apply_modality_lut
 
+    if max_pixels is not None:
+        try:
+            n = header_pixels(data)
+        except Exception as e:
+            raise RowError("dicom_error", f"cannot read the header: {type(e).__name__}: {e}") from None
+        if n > max_pixels:
+            raise RowError("image_too_large", f"header says Rows x Columns x frames = {n} pixels > max_pixels "
+                                              f"{max_pixels} (images.max_pixels); pixel data not decoded")
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         arr = ds.pixel_array  # pydicom >= 3 converts YCbCr to RGB here

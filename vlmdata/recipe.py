@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.depth import DepthWindow
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
@@ -42,6 +43,7 @@ class ImageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_side: int | None = Field(default=None, ge=8)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    depth: DepthWindow = Field(default_factory=DepthWindow)  # 16-bit/float greyscale -> 8 bits (depth.py)
 
 
 class InstructSpec(BaseModel):

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from vlmdata_kit import Workspace
 
-from vlmdata.steps.instruct import InstructStep
 from vlmdata.steps.write import ArrowWriter
 
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import ImageRef, Record, Reject
-from vlmdata.sources.base import SourceSpec
-from vlmdata.sources.imagefolder import _read_labels
+from vlmdata.sources.base import SourceSpec, _as_answers, is_missing
+from vlmdata.sources.labels import read_labels
 
 
 class Window(BaseModel):
@@ -53,27 +53,30 @@ def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
 
     root = spec.path if spec.path.is_dir() else spec.path.parent
     files = sorted(p for p in spec.path.rglob("*") if p.is_file() and _is_dicom(p)) if spec.path.is_dir() else [spec.path]
-    labels = _read_labels(spec.labels, spec.key) if spec.labels else {}
+    labels: dict[str, dict[str, Any]] = {}
+    if spec.labels:
+        labels, bad = read_labels(spec.labels, key=spec.key, source=spec.name)
+        yield from bad
     window = (spec.window.center, spec.window.width) if spec.window else None
     for file in files:
         rel = file.relative_to(root).as_posix()
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
+            context: dict[str, Any] = header_context(ds)
         except Exception as e:
             yield Reject(spec.name, rel, "dicom_error", f"cannot read header: {type(e).__name__}: {e}", "load")
             continue
-        context: dict[str, Any] = header_context(ds)
         context["file_name"] = rel
         fields: dict[str, Any] = {}
         if labels:
             extra = labels.get(rel, {})
             context.update({k: v for k, v in extra.items() if k != spec.key})
             for key in ("question", "caption", "label", "choices"):
-                if key in extra:
+                if not is_missing(extra.get(key)):
                     fields[key] = extra[key]
-            if "answers" in extra or "answer" in extra:
-                ans = extra.get("answers", extra.get("answer"))
-                fields["answers"] = ans if isinstance(ans, list) else [str(ans)]
+            ans = extra.get("answers") if not is_missing(extra.get("answers")) else extra.get("answer")
+            if not is_missing(ans):
+                fields["answers"] = _as_answers(ans)
         yield Record(source=spec.name, locator=rel, task=spec.task,
                      images=[ImageRef(path=file, window=window, frame=spec.frame)], fields=fields, context=context)
 
