@@ -134,7 +134,7 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
             rejects.close()
         check_budget(limit=recipe.max_reject_ratio, steps=plan.steps, stats=stages,
                      sources={s.name: s.max_reject_ratio for s in recipe.sources if s.max_reject_ratio is not None},
-                     source_rejects=rejects.by_source, source_reads=rejects.reads)
+                     source_rejects=rejects.by_source, source_reads=rejects.reads, source_reasons=rejects.reasons)
         splits = writer.finish()
         shutil.rmtree(tmp / ".staging", ignore_errors=True)
         manifest = build_manifest(loaded=loaded, stages=stages, splits=splits, counts=writer.counts,

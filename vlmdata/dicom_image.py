@@ -99,32 +99,46 @@ def _first(value: Any) -> float:
         return float("nan")
 
 
-_HEADER_PREFIX = 1 << 22  # inflated bytes of a deflated file read for its header (Rows, Columns, frames)
+_HEADER_PREFIX = 1 << 22  # inflated bytes of a deflated file read for its header
 
 
-def header_pixels(data: bytes) -> int:
-    """Rows x Columns x frames from the header alone, without decoding (or inflating) pixel data.
+def read_header(fp: Any) -> Any:
+    """The header of the DICOM file object `fp` (positioned at its start), pixel data never read.
 
     A deflated file (transfer syntax 1.2.840.10008.1.2.1.99) is one zlib stream after its file meta;
-    pydicom inflates all of it even to read the header, so a 389 KB file of 20000² pixels would cost
-    GBs. Here only its first few MB are inflated, enough for the image's group (0028)."""
+    pydicom inflates all of it even with `stop_before_pixels`, so a 389 KB file of 20000² pixels costs
+    GBs before anyone can look at its size. Here only the first few MB of the stream are inflated,
+    enough for every element before the pixel data."""
     import zlib
 
     import pydicom
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
     from pydicom.tag import Tag
 
-    last = Tag(0x0028, 0x0011)  # Columns: Rows and NumberOfFrames come before it
-    fp = io.BytesIO(data)
+    pixels = Tag(0x7FE0, 0x0010)
     read_preamble(fp, force=True)
     meta = _read_file_meta_info(fp)
     syntax = meta.get("TransferSyntaxUID")
-    body = data[fp.tell():]
+    body = fp
     if syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
-        body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, _HEADER_PREFIX)
+        inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        out = bytearray()
+        while len(out) < _HEADER_PREFIX:
+            chunk = fp.read(1 << 16)
+            if not chunk:
+                break
+            out += inflate.decompress(chunk, _HEADER_PREFIX - len(out))
+        body = io.BytesIO(bytes(out))
     implicit = syntax in (None, pydicom.uid.ImplicitVRLittleEndian)
     little = syntax != pydicom.uid.ExplicitVRBigEndian
-    ds = read_dataset(io.BytesIO(body), implicit, little, stop_when=lambda tag, vr, length: tag > last)
+    ds = read_dataset(body, implicit, little, stop_when=lambda tag, vr, length: tag >= pixels)
+    ds.file_meta = meta
+    return ds
+
+
+def header_pixels(data: bytes) -> int:
+    """Rows x Columns x frames from the header alone, without decoding (or inflating) pixel data."""
+    ds = read_header(io.BytesIO(data))
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     return rows * cols * max(frames, 1)

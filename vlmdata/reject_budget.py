@@ -29,7 +29,8 @@ def _top(reasons: Counter[str]) -> str:
 
 
 def over_budget(*, limit: float | dict[str, float] | None, steps: list[Step], stats: list[StageStats],
-                sources: dict[str, float], source_rejects: Counter[str], source_reads: Counter[str]) -> list[str]:
+                sources: dict[str, float], source_rejects: Counter[str], source_reads: Counter[str],
+                source_reasons: dict[str, Counter[str]] | None = None) -> list[str]:
     """One line per stage or source over its `max_reject_ratio` (empty when all are within)."""
     lines: list[str] = []
     if limit is not None:
@@ -45,8 +46,9 @@ def over_budget(*, limit: float | dict[str, float] | None, steps: list[Step], st
         read = max(source_reads.get(name, 0), source_rejects.get(name, 0))
         bad = source_rejects.get(name, 0)
         if read and bad / read > cap:
+            reasons = (source_reasons or {}).get(name)
             lines.append(f"source '{name}': {bad} of {read} rows rejected ({bad / read:.1%} > "
-                         f"sources[].max_reject_ratio {cap:g})")
+                         f"sources[].max_reject_ratio {cap:g}" + (f"; {_top(reasons)})" if reasons else ")"))
     return lines
 
 

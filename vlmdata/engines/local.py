@@ -40,12 +40,14 @@ class RejectLog:
         self._file: IO[str] = path.open("w", encoding="utf-8")
         self.count = 0
         self.by_source: Counter[str] = Counter()
+        self.reasons: dict[str, Counter[str]] = {}  # per source
         self.reads: Counter[str] = Counter()
 
     def add(self, reject: Reject) -> None:
         self._file.write(json.dumps(reject.to_json(), ensure_ascii=False, default=str) + "\n")
         self.count += 1
         self.by_source[reject.source] += 1
+        self.reasons.setdefault(reject.source, Counter())[reject.reason] += 1
 
     def close(self) -> None:
         self._file.close()

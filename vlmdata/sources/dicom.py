@@ -49,7 +49,7 @@ def _is_dicom(path: Path) -> bool:
 def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
     import pydicom
 
-    from vlmdata.dicom_image import header_context
+    from vlmdata.dicom_image import header_context, read_header
 
     root = spec.path if spec.path.is_dir() else spec.path.parent
     files = sorted(p for p in spec.path.rglob("*") if p.is_file() and _is_dicom(p)) if spec.path.is_dir() else [spec.path]
@@ -61,7 +61,11 @@ def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
     for file in files:
         rel = file.relative_to(root).as_posix()
         try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
+            try:
+                with file.open("rb") as f:
+                    ds = read_header(f)  # never inflates a deflated file's pixel data
+            except Exception:
+                ds = pydicom.dcmread(file, stop_before_pixels=True)
             context: dict[str, Any] = header_context(ds)
         except Exception as e:
             yield Reject(spec.name, rel, "dicom_error", f"cannot read header: {type(e).__name__}: {e}", "load")
