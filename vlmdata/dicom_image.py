@@ -116,7 +116,7 @@ def read_header(fp: Any) -> Any:
     from pydicom.tag import Tag
 
     pixels = Tag(0x7FE0, 0x0010)
-    read_preamble(fp, force=True)
+    read_preamble(fp, force=False)  # no DICM prefix: InvalidDicomError, as dcmread says
     meta = _read_file_meta_info(fp)
     syntax = meta.get("TransferSyntaxUID")
     body = fp

@@ -500,3 +500,40 @@ def test_source_reader_crash_is_a_reject_and_other_sources_go_on(ws: Workspace) 
     (reject,) = built.rejects
     assert (reject["reason"], reject["source"], reject["stage"]) == ("internal_error", "bad", "load")
     assert Counter(r["reason"] for r in built.rejects) == Counter(built.manifest["rejects"])
+
+
+def test_global_steps_key_and_apply_errors_are_row_rejects(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-row boundary holds for the barrier steps too: a row whose `key` or `apply` raises is rejected
+    (`internal_error`, the step's name as stage), the other rows of its batch go on (2 workers)."""
+    from vlmdata.steps.mix import MixStep
+    from vlmdata.steps.split import SplitStep
+
+    def poisoned(method: str, word: str, cls: type) -> None:
+        original = getattr(cls, method)
+
+        def wrapped(self: Any, batch: list[dict[str, Any]], *args: Any) -> Any:
+            if any(word in json.dumps(r["messages"]) for r in batch):
+                raise ValueError(f"{method} cannot handle {word}")
+            return original(self, batch, *args)
+
+        monkeypatch.setattr(cls, method, wrapped)
+
+    poisoned("key", "poison-key", SplitStep)
+    poisoned("apply", "poison-apply", MixStep)
+    for i in range(8):
+        ws.image(f"imgs/{i}.png", seed=i)
+    questions = [f"Question {i}?" for i in range(6)] + ["A poison-key question?", "A poison-apply question?"]
+    ws.jsonl("qa.jsonl", [{"image": f"{i}.png", "question": q, "answers": ["a"]} for i, q in enumerate(questions)])
+    from vlmdata.build import build
+
+    loaded = ws.load({"name": "barriers", "batch_size": 4,
+                      "sources": [{"name": "qa", "kind": "jsonl", "path": "qa.jsonl", "image_root": "imgs"}],
+                      "split": {"validation": 0.0, "test": 0.0}, "mix": {"temperature": 1.0}})
+    result = build(loaded, out=ws.root / "out", progress=False, workers=2)
+    built = Built(path=result.path, manifest=result.manifest)
+    assert built.manifest["rejects"] == {"internal_error": 2}
+    assert sorted((r["stage"], r["locator"]) for r in built.rejects) == [("mix", "qa.jsonl:8"), ("split", "qa.jsonl:7")]
+    assert all("ValueError" in r["detail"] for r in built.rejects)
+    assert len(datasets.load_from_disk(str(built.path))["train"]) == 6
+    stages = {s["stage"]: s for s in built.manifest["stages"]}
+    assert stages["split"]["in"] == 8 and stages["split"]["out"] == 7
