@@ -34,6 +34,7 @@ from vlmdata.reject_budget import check_budget, unknown_stages
 from vlmdata.report.card import render_card
 from vlmdata.report.html import write_report
 from vlmdata.report.manifest import build_manifest, write_manifest
+from vlmdata.steps.base import StageStats
 from vlmdata.steps.write import ArrowWriter
 
 
@@ -130,6 +131,14 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
                 n_workers = workers or getattr(engine_spec, "workers", None) or default_workers()
                 stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
                                    spill_dir=tmp / ".staging", workers=n_workers)
+            if writer.rejects:  # rows the writer could not store: a stage of their own in the funnel
+                written = StageStats(stage="write")
+                for r in writer.rejects:
+                    rejects.add(r)
+                    written.rejected[r.reason] += 1
+                written.rows_in = len(writer.rejects) + writer.rows_written
+                written.rows_out = written.rows_in - len(writer.rejects)
+                stages.append(written)
         finally:
             rejects.close()
         check_budget(limit=recipe.max_reject_ratio, steps=plan.steps, stats=stages,

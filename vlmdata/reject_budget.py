@@ -34,10 +34,10 @@ def over_budget(*, limit: float | dict[str, float] | None, steps: list[Step], st
     """One line per stage or source over its `max_reject_ratio` (empty when all are within)."""
     lines: list[str] = []
     if limit is not None:
-        for step, st in zip(steps, stats, strict=True):
+        for i, st in enumerate(stats):  # the plan's steps, then a `write` stage when the writer rejected rows
             cap = limit.get(st.stage) if isinstance(limit, dict) else limit
             rejected = sum(st.rejected.values())
-            tried = max(step.attempts(st), rejected)
+            tried = max(steps[i].attempts(st) if i < len(steps) else st.rows_in, rejected)
             if cap is None or not tried or rejected / tried <= cap:
                 continue
             lines.append(f"stage '{st.stage}': {rejected} of {tried} rows rejected ({rejected / tried:.1%} > "
@@ -67,6 +67,6 @@ def unknown_stages(limit: float | dict[str, float] | None, steps: list[Step]) ->
 
     if not isinstance(limit, dict):
         return []
-    names = [s.name for s in steps]
+    names = [s.name for s in steps] + ["write"]
     return [f"max_reject_ratio.{k}: no stage '{k}' in this build{did_you_mean(k, names)} "
             f"(stages: {', '.join(names)})" for k in limit if k not in names]

@@ -537,3 +537,29 @@ def test_global_steps_key_and_apply_errors_are_row_rejects(ws: Workspace, monkey
     assert len(datasets.load_from_disk(str(built.path))["train"]) == 6
     stages = {s["stage"]: s for s in built.manifest["stages"]}
     assert stages["split"]["in"] == 8 and stages["split"]["out"] == 7
+
+
+def test_a_row_the_writer_cannot_store_is_a_write_reject(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last boundary: a row whose values do not fit the contract's Arrow types (here a lone surrogate
+    that slipped past every step) is rejected at `write`; the other rows of its batch are written."""
+    from vlmdata.steps.instruct import InstructStep
+
+    original = InstructStep.map
+
+    def sneaky(self: Any, batch: list[dict[str, Any]]) -> Any:
+        for row in original(self, batch):
+            if isinstance(row, dict) and "sneaky" in json.dumps(row["messages"]):
+                row["answers"] = ["bad \udce9 text"]
+            yield row
+
+    monkeypatch.setattr(InstructStep, "map", sneaky)
+    for i in range(3):
+        ws.image(f"imgs/{i}.png", seed=i)
+    ws.jsonl("qa.jsonl", [{"image": f"{i}.png", "question": q, "answers": ["a"]}
+                          for i, q in enumerate(["One?", "A sneaky one?", "Three?"])])
+    built = ws.build({"name": "w", "sources": [{"name": "qa", "kind": "jsonl", "path": "qa.jsonl",
+                                                "image_root": "imgs"}]})
+    assert len(datasets.load_from_disk(str(built.path))["train"]) == 2
+    (reject,) = built.rejects
+    assert (reject["stage"], reject["reason"], reject["locator"]) == ("write", "internal_error", "qa.jsonl:2")
+    assert built.manifest["stages"][-1] == {"stage": "write", "in": 3, "out": 2, "rejected": {"internal_error": 1}}

@@ -96,16 +96,34 @@ def guarded(stage: str, fn: Callable[[list[Any]], Iterable[Any]], batch: list[An
     an `internal_error` reject and the others keep their output. This is the engines' per-row boundary, so
     no step (nor a source's record) can kill a build over one row. `BuildError`s (a missing API key, a
     refused one) and interrupts stop the build as they should."""
+    if len(batch) == 1:
+        try:
+            return list(fn(batch))
+        except BuildError:
+            raise
+        except Exception as e:
+            return [internal_reject(stage, batch[0], e)]
+    pristine = [_copy(item) for item in batch]  # steps change rows in place: a retry starts from these
     try:
         return list(fn(batch))
     except BuildError:
         raise
-    except Exception as e:
-        if len(batch) == 1:
-            return [internal_reject(stage, batch[0], e)]
+    except Exception:
+        pass
     out: list[Any] = []
-    for item in batch:
+    for item in pristine:
         out.extend(guarded(stage, fn, [item]))
+    return out
+
+
+def _copy(item: Any) -> Any:
+    """A row as it was before a step ran (the top-level keys and `meta`/`fields`, which steps set)."""
+    if not isinstance(item, dict):
+        return item  # a Record: the load step does not change it
+    out = dict(item)
+    for key in ("meta", "fields"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict(out[key])
     return out
 
 

@@ -52,6 +52,7 @@ class ArrowWriter:
         self.schema: pa.Schema = self.features.arrow_schema
         self.max_shard_bytes = convert_file_size_to_int(max_shard_size)
         self._splits: dict[str, _SplitFiles] = {}
+        self.rejects: list[Any] = []  # rows that did not fit the contract's types (stage `write`)
         self._id_hashes = bytearray()  # 8 bytes per written row (mix repeats left out): duplicate-id check
         self._dup_ids: list[str] | None = None
         self.counts: dict[str, Counter[str]] = {"split": Counter(), "task": Counter(), "source": Counter()}
@@ -106,7 +107,12 @@ class ArrowWriter:
         elif files.shard_bytes >= self.max_shard_bytes:
             self._close_shard(files)
             self._open_shard(files)
-        table = pa.Table.from_pylist([self._contract_row(r) for r in rows], schema=self.schema)
+        try:
+            table = pa.Table.from_pylist([self._contract_row(r) for r in rows], schema=self.schema)
+        except Exception:  # one row that does not fit the contract: that row is rejected, not the build
+            rows, table = self._fitting(rows)
+            if not rows:
+                return
         files.writer.write_table(table)
         files.shard_bytes += table.nbytes
         files.rows += len(rows)
@@ -117,6 +123,29 @@ class ArrowWriter:
             self.counts["split"][split] += 1
             self.counts["task"][r["task"]] += 1
             self.counts["source"][r["source"]] += 1
+
+    @property
+    def rows_written(self) -> int:
+        return sum(f.rows for f in self._splits.values())
+
+    def _fitting(self, rows: list[Row]) -> tuple[list[Row], Any]:
+        """The rows that convert to the contract's Arrow types, one by one; the others become
+        `internal_error` rejects of the `write` stage (`self.rejects`)."""
+        import pyarrow as pa
+
+        from vlmdata.rows import Reject
+
+        kept, tables = [], []
+        for r in rows:
+            try:
+                tables.append(pa.Table.from_pylist([self._contract_row(r)], schema=self.schema))
+                kept.append(r)
+            except Exception as e:
+                meta = r.get("meta") or {}
+                self.rejects.append(Reject(source=str(r.get("source", "")), locator=str(meta.get("locator", "")),
+                                           reason="internal_error", detail=f"write: {type(e).__name__}: {str(e)[:300]}",
+                                           stage="write", row_id=r.get("id"), extra={"exception": type(e).__name__}))
+        return kept, (pa.concat_tables(tables) if tables else None)
 
     def duplicate_ids(self) -> list[str]:
         """Ids written more than once (mix repeats aside), found from 8-byte hashes kept while writing
