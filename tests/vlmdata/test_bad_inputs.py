@@ -563,3 +563,34 @@ def test_a_row_the_writer_cannot_store_is_a_write_reject(ws: Workspace, monkeypa
     (reject,) = built.rejects
     assert (reject["stage"], reject["reason"], reject["locator"]) == ("write", "internal_error", "qa.jsonl:2")
     assert built.manifest["stages"][-1] == {"stage": "write", "in": 3, "out": 2, "rejected": {"internal_error": 1}}
+
+
+def test_coco_and_vqav2_bad_bytes_and_annotations_are_row_rejects(ws: Workspace) -> None:
+    """The whole-file JSON sources follow the same policy: a caption or question with invalid UTF-8 rejects
+    its own row (`bad_encoding`: image 1, whose other caption is fine, is not built from half its labels),
+    a broken COCO annotation is `malformed_annotation`; the rest is built."""
+    from synth_kit import coco
+
+    paths = coco(ws, n=3)
+    caps = json.loads(ws.path(paths["captions"]).read_text())
+    caps["annotations"][0]["caption"] = "BADBYTES here"
+    caps["annotations"].append({"caption": "no image id"})
+    ws.write(paths["captions"], json.dumps(caps).encode().replace(b"BADBYTES", b"\xff\xfe"))
+    for image_id in (1, 2):
+        ws.image(f"vqa/COCO_val2014_{image_id:012d}.jpg", seed=image_id, fmt="JPEG")
+    questions = {"data_subtype": "val2014", "questions": [
+        {"image_id": 1, "question": "How many BADBYTES?", "question_id": 1},
+        {"image_id": 2, "question": "Is it sunny?", "question_id": 2}]}
+    ws.write("vqa/q.json", json.dumps(questions).encode().replace(b"BADBYTES", b"\xc0\xaf"))
+    ws.write("vqa/a.json", json.dumps({"annotations": [
+        {"question_id": q, "image_id": q, "answers": [{"answer": "yes"}] * 10, "multiple_choice_answer": "yes"}
+        for q in (1, 2)]}))
+    built = ws.build({"name": "json-files", "sources": [
+        {"name": "coco", "kind": "coco", "path": paths["path"], "captions": paths["captions"]},
+        {"name": "vqa", "kind": "vqav2", "questions": "vqa/q.json", "annotations": "vqa/a.json",
+         "image_root": "vqa"}]})
+    assert sorted((r["source"], r["reason"], r["locator"]) for r in built.rejects) == [
+        ("coco", "bad_encoding", "000000000001.png#1"), ("coco", "malformed_annotation", "captions.json:annotations[6]"),
+        ("vqa", "bad_encoding", "q.json[0]")]
+    assert built.manifest["sources"] == {"coco": 2, "vqa": 1}
+    assert all("\ufffd" not in json.dumps(r["messages"]) for r in built.rows)  # never silently replaced
