@@ -594,3 +594,14 @@ def test_coco_and_vqav2_bad_bytes_and_annotations_are_row_rejects(ws: Workspace)
         ("vqa", "bad_encoding", "q.json[0]")]
     assert built.manifest["sources"] == {"coco": 2, "vqa": 1}
     assert all("\ufffd" not in json.dumps(r["messages"]) for r in built.rows)  # never silently replaced
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(ws: Workspace) -> None:
+    ws.image("imgs/0.png", seed=0)
+    ws.image("imgs/1.png", seed=1)
+    ws.write("t.csv", "\ufeffimage,question,answer\n0.png,Excel wrote me?,yes\n".encode())
+    ws.write("t.jsonl", "\ufeff" + json.dumps({"image": "1.png", "question": "First line?", "answers": ["yes"]}) + "\n")
+    built = ws.build({"name": "bom", "sources": [
+        {"name": "csv", "kind": "csv", "path": "t.csv", "image_root": "imgs", "fields": {"image": "image"}},
+        {"name": "jsonl", "kind": "jsonl", "path": "t.jsonl", "image_root": "imgs"}]})
+    assert built.manifest["rejects"] == {} and built.manifest["sources"] == {"csv": 1, "jsonl": 1}

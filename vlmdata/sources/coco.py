@@ -40,7 +40,7 @@ class CocoSpec(SourceSpec):
 
 def _load(path: Path) -> dict[str, Any]:
     # invalid UTF-8 survives as surrogates: the image whose caption holds it is rejected `bad_encoding`
-    with path.open("r", encoding="utf-8", errors="surrogateescape") as f:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:
         return json.load(f)
 
 

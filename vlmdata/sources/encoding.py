@@ -4,7 +4,8 @@ Sources open their files with `errors="surrogateescape"`, so a bad byte never st
 file (the rows before and after it are kept) and never turns silently into U+FFFD (which would change
 a label without a trace). A row that holds such a byte (or a lone surrogate from a JSON `\\udc80`
 escape, which Arrow cannot store either) is found by `find_bad_text` and becomes a reject whose detail
-says which field and shows the bytes.
+says which field and shows the bytes. A UTF-8 byte-order mark (Excel's "CSV UTF-8") is skipped
+(`utf-8-sig`), so it never glues itself to the first column's name or breaks the first JSON line.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[
     """Yield (index, item) for each item of the JSON array in `path`; raise MalformedJson where it breaks."""
     decoder = json.JSONDecoder()
     # invalid UTF-8 survives as surrogates: the item holding it is rejected `bad_encoding` (encoding.py)
-    with path.open("r", encoding="utf-8", errors="surrogateescape") as f:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:
         buf = f.read(chunk_size)
         pos = 0
         eof = False

@@ -36,7 +36,7 @@ def read_labels(path: Path, *, key: str, source: str) -> tuple[dict[str, dict[st
         else:
             labels[str(row[key])] = row
 
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         if path.suffix.lower() == ".csv":
             for lineno, row in _csv_rows(f, delimiter=",", where=path.name):
                 if isinstance(row, str):

@@ -45,7 +45,7 @@ class ParquetSpec(SourceSpec):
 
 def read_jsonl(spec: JsonlSpec) -> Iterator[Record | Reject]:
     root = spec.default_image_root()
-    with spec.path.open("r", encoding="utf-8", errors="surrogateescape") as f:
+    with spec.path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -110,7 +110,7 @@ def _csv_rows(f: Any, *, delimiter: str, where: str) -> Iterator[tuple[int, dict
 
 def read_csv(spec: CsvSpec) -> Iterator[Record | Reject]:
     root = spec.default_image_root()
-    with spec.path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with spec.path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         for lineno, raw in _csv_rows(f, delimiter=spec.delimiter, where=spec.path.name):
             locator = f"{spec.path.name}:{lineno}"
             if isinstance(raw, str):

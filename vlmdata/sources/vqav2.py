@@ -55,7 +55,7 @@ class VqaV2Spec(SourceSpec):
 
 
 def _load(path: Path, key: str) -> tuple[dict[str, Any], list[Any]]:
-    with path.open("r", encoding="utf-8", errors="surrogateescape") as f:  # bad bytes: that row's bad_encoding
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:  # bad bytes: that row's bad_encoding
         data = json.load(f)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise RowError("malformed_file", f"{path.name}: expected a JSON object with a '{key}' list")
