@@ -34,8 +34,9 @@ class DepthWindow(BaseModel):
         return self
 
 
-def to_8bit(im: Any, window: DepthWindow | None = None) -> Any:
-    """A Pillow image of a high-depth mode as an 8-bit 'L' image, windowed (never clipped at 255)."""
+def to_8bit(im: Any, window: DepthWindow | None = None) -> tuple[Any, tuple[float, float]]:
+    """A Pillow image of a high-depth mode as an 8-bit 'L' image, windowed (never clipped at 255), and
+    the (low, high) input values that became 0 and 255 (the row's meta records them)."""
     import numpy as np
     from PIL import Image
 
@@ -43,12 +44,12 @@ def to_8bit(im: Any, window: DepthWindow | None = None) -> Any:
     values = np.asarray(im, dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return Image.new("L", im.size)
+        return Image.new("L", im.size), (0.0, 0.0)
     if window.method == "percentile":
         lo, hi = (float(v) for v in np.percentile(finite, [window.low, window.high]))
     else:
         lo, hi = float(finite.min()), float(finite.max())
     if hi <= lo:  # a flat image: one mid grey level, not black or white by accident
-        return Image.fromarray(np.full(values.shape, 0 if hi == 0 else 128, dtype=np.uint8), mode="L")
+        return Image.fromarray(np.full(values.shape, 0 if hi == 0 else 128, dtype=np.uint8), mode="L"), (lo, hi)
     grey = np.clip((np.nan_to_num(values, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
-    return Image.fromarray((grey * 255.0 + 0.5).astype(np.uint8), mode="L")
+    return Image.fromarray((grey * 255.0 + 0.5).astype(np.uint8), mode="L"), (lo, hi)

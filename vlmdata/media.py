@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from vlmdata.depth import HIGH_DEPTH_MODES, DepthWindow, to_8bit
 from vlmdata.rows import ImageRef, RowError
@@ -33,6 +34,7 @@ class LoadedImage:
     sha256: str  # of the decoded RGB pixels (+ size), stable across encoders
     width: int
     height: int
+    window: dict[str, Any] | None = None  # how a 16-bit/float greyscale image was mapped to 8 bits
 
 
 @lru_cache(maxsize=256)
@@ -133,9 +135,12 @@ def load_image(
         Image.MAX_IMAGE_PIXELS = saved
 
     changed = exif_orientation not in (None, 1) or im.mode != "RGB"
+    window = None
     if im.mode in HIGH_DEPTH_MODES:
         try:
-            im = to_8bit(im, depth)
+            mode = im.mode
+            im, (lo, hi) = to_8bit(im, depth)
+            window = {"mode": mode, "method": (depth or DepthWindow()).method, "low": lo, "high": hi}
         except Exception as e:
             raise RowError("image_corrupt", f"{ref.describe()}: cannot window {im.mode} pixels "
                                             f"({type(e).__name__}: {e})") from None
@@ -157,4 +162,4 @@ def load_image(
                 im = again.convert("RGB")
     digest = hashlib.sha256(f"{im.width}x{im.height}:".encode())
     digest.update(im.tobytes())
-    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height)
+    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height, window=window)

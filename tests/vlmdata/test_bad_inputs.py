@@ -410,6 +410,8 @@ def test_16_bit_greyscale_is_windowed_not_clipped(ws: Workspace, fmt: str) -> No
     assert (np.diff(np.unique(grey)) > 0).all()
     order = np.argsort(levels.ravel(), kind="stable")
     assert (np.diff(grey.ravel()[order].astype(int)) >= 0).all()  # monotone: brighter stays brighter
+    (window,) = built.rows[0]["meta"]["depth_window"]  # the row says what was done to its picture
+    assert window == {"mode": "I;16", "method": "minmax", "low": 1000.0, "high": 1000.0 + 63 * 64}
     pct = ws.build({**recipe, "images": {"depth": {"method": "percentile", "low": 10, "high": 90}}}, out="pct")
     g2 = np.asarray(pct.image(pct.rows[0]).convert("L"))
     assert (g2 == 0).mean() >= 0.09 and (g2 == 255).mean() >= 0.09  # the recipe's window is used

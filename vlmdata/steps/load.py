@@ -38,6 +38,8 @@ class LoadStep(MapStep):
                 "source_kind": self.source_kinds.get(rec.source, ""),
                 "locator": rec.locator,
             }
+            if any(im.window for im in images):  # 16-bit/float greyscale: which values became 0 and 255
+                meta["depth_window"] = [im.window for im in images]
             yield {
                 "task": rec.task,
                 "source": rec.source,
