@@ -27,7 +27,7 @@ from vlmdata.engines.local import RejectLog, run_local
 from vlmdata.engines.pool import default_workers
 from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
 from vlmdata.export import export
-from vlmdata.output_guard import OutputError, check_output
+from vlmdata.output_guard import OutputError, check_destination
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.reject_budget import check_budget, unknown_stages
@@ -63,18 +63,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def output_folder(loaded: LoadedRecipe, out: Path | None) -> Path:
-    """The absolute output folder of a build (`-o`, else output.path, else out/NAME)."""
-    return Path(os.path.abspath(out or loaded.recipe.output_path()))
-
-
-def check_destination(loaded: LoadedRecipe, out: Path | None, *, force: bool = False) -> Path:
-    """The output folder, or OutputError when a build must not replace it (see output_guard)."""
-    final = output_folder(loaded, out)
-    check_output(final, name=loaded.recipe.name, force=force, protect=(loaded.path.parent, Path.cwd()))
-    return final
 
 
 def _engine(spec: EngineSpec, kind: str | None) -> EngineSpec:

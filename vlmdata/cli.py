@@ -34,8 +34,7 @@ def main() -> None:
 
 def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
     """Where the build would write, checked as `build` checks it (output_guard), plus max_reject_ratio keys."""
-    from vlmdata.build import check_destination
-    from vlmdata.output_guard import OutputError
+    from vlmdata.output_guard import OutputError, check_destination
     from vlmdata.plan import make_plan
     from vlmdata.reject_budget import unknown_stages
 

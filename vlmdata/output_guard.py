@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlmdata.recipe import LoadedRecipe
 
 MARKER_KEYS = ("name", "recipe_sha256", "stages", "splits")
 
@@ -78,3 +81,11 @@ def check_output(final: Path, *, name: str, force: bool = False, protect: tuple[
     problem = output_problem(final, name=name, force=force, protect=protect)
     if problem:
         raise OutputError(problem)
+
+
+def check_destination(loaded: LoadedRecipe, out: Path | None, *, force: bool = False) -> Path:
+    """The absolute output folder of a build of `loaded` (`-o`, else output.path, else out/NAME), or
+    OutputError when a build must not replace it. Used by `build` and `validate` alike."""
+    final = Path(os.path.abspath(out or loaded.recipe.output_path()))
+    check_output(final, name=loaded.recipe.name, force=force, protect=(loaded.path.parent, Path.cwd()))
+    return final
