@@ -89,11 +89,11 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         raise OutputError("; ".join(problems))
     with _sigterm_as_interrupt():
         return _build(loaded, plan=plan, final=final, engine_spec=engine_spec, limit=limit, progress=progress,
-                      workers=workers)
+                      workers=workers, cache_dir=cache_dir)
 
 
 def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineSpec, limit: int | None,
-           progress: bool, workers: int | None) -> BuildResult:
+           progress: bool, workers: int | None, cache_dir: Path | None) -> BuildResult:
     recipe = loaded.recipe
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(final)
@@ -146,11 +146,34 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
             export(tmp, fmt=fmt, dest=tmp / "exports" / fmt, name=recipe.name)
         if recipe.output.report:
             write_report(tmp, seed=recipe.seed)
+        deid = _deidentification_check(loaded, tmp=tmp, cache=plan_cache_dir(final, cache_dir))
+        if deid is not None:
+            manifest["deidentification"] = deid
+            write_manifest(tmp / "manifest.json", manifest)
+            (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(path=final, manifest=manifest)
+
+
+def plan_cache_dir(final: Path, cache_dir: Path | None) -> Path:
+    """Where the synthesis cache of this build lives (see `vlmdata.plan.make_plan`)."""
+    return cache_dir or final.parent / ".vlmdata-cache"
+
+
+def _deidentification_check(loaded: LoadedRecipe, *, tmp: Path, cache: Path) -> dict[str, Any] | None:
+    """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.deid)."""
+    from vlmdata.sources.dicom import DicomSpec, dicom_files
+
+    inputs = [f for src in loaded.recipe.sources if isinstance(src, DicomSpec) for f in dicom_files(src)]
+    if not inputs:
+        return None
+    from vlmdata.deid import check_build
+
+    roots = [tmp] + ([cache] if loaded.recipe.synthesize and cache.exists() else [])
+    return check_build(dicom_inputs=inputs, roots=roots)
 
 
 def _yaml(data: dict[str, Any]) -> str:

@@ -85,6 +85,7 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     """Build the dataset described by RECIPE."""
     from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
+    from vlmdata.deid import DeidentificationError
     from vlmdata.output_guard import OutputError
     from vlmdata.reject_budget import RejectBudgetExceeded
     from vlmdata.synth.client import SynthError
@@ -93,7 +94,7 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
                            cache_dir=Path(cache) if cache else None, engine=engine, workers=workers, force=force)
-    except (SynthError, OutputError) as e:
+    except (SynthError, DeidentificationError, OutputError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except RejectBudgetExceeded as e:
@@ -108,6 +109,8 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     if rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in m["rejects"].items())
         click.echo(f"rejected {rejected} rows ({reasons}); see {result.path / 'rejects.jsonl'}")
+    if "deidentification" in m:
+        click.echo(f"de-identification: {m['deidentification']['summary']}")
     for warning in m.get("warnings", []):
         click.echo(f"warning: {warning['message']}", err=True)
 

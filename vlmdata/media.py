@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.depth import HIGH_DEPTH_MODES, DepthWindow, to_8bit
+from vlmdata.medical_view import NiftiView
 from vlmdata.rows import ImageRef, RowError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -108,10 +109,14 @@ def load_image(
     from PIL import Image, ImageOps
 
     data = read_ref(ref)
-    if is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
+    if isinstance(ref.view, NiftiView):
+        from vlmdata.volume_image import nifti_to_png
+
+        data = nifti_to_png(ref, data)
+    elif is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
         from vlmdata.dicom_image import dicom_to_png
 
-        data = dicom_to_png(data, window=ref.window, frame=ref.frame, max_pixels=max_pixels)
+        data = dicom_to_png(data, window=ref.window, frame=ref.frame, view=ref.view, max_pixels=max_pixels)
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding
     try:
