@@ -78,7 +78,8 @@ class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
     max_shard_size: str = "500MB"
-    exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
+    exports: list[Literal["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]] = Field(
+        default_factory=list)  # into OUT/exports/<format> (vlmdata/export.py)
     report: bool = True  # write report.html
 
 
@@ -170,7 +171,8 @@ def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     path = Path(path)
     raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}")
     try:
-        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
+        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent),
+                                                     "seed": raw.get("seed", 0)})  # sources that sample read it
     except ValidationError as err:
         raise ConfigError(problems_from_validation_error(err, model=Recipe, data=raw), what=f"recipe {path}") from None
     problems = cross_checks(recipe)

@@ -16,6 +16,7 @@ from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec, _image_refs
 from vlmdata.sources.encoding import check_text
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
+from vlmdata.sources.llava_system import unfold_system
 
 ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 IMAGE_TOKEN = "<image>"
@@ -74,7 +75,8 @@ def read_llava(spec: LlavaSpec) -> Iterator[Record | Reject]:
                 raise RowError("malformed_line", f"item {index} has no 'conversations' list")
             check_text(raw)
             images = _image_refs(raw.get(spec.fields.image), root=root)
-            messages = conversation_to_messages(raw["conversations"], n_images=len(images))
+            messages = unfold_system(conversation_to_messages(raw["conversations"], n_images=len(images)),
+                                     raw.get("system"))  # a system turn vlmdata's export folded (llava_system.py)
         except RowError as e:
             yield Reject(spec.name, locator, e.reason, e.detail, "load")
             continue
