@@ -88,18 +88,19 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     from vlmdata.deid import DeidentificationError
     from vlmdata.output_guard import OutputError
     from vlmdata.reject_budget import RejectBudgetExceeded
+    from vlmdata.rows import BuildError
     from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
                            cache_dir=Path(cache) if cache else None, engine=engine, workers=workers, force=force)
-    except (SynthError, DeidentificationError, OutputError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
     except RejectBudgetExceeded as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+    except (SynthError, DeidentificationError, OutputError, BuildError) as e:  # the build's, not a row's
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     except Terminated:
         click.echo("terminated (SIGTERM): nothing was written; the partial output was removed", err=True)
         sys.exit(143)

@@ -607,3 +607,14 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column(ws: Workspace) -> Non
         {"name": "csv", "kind": "csv", "path": "t.csv", "image_root": "imgs", "fields": {"image": "image"}},
         {"name": "jsonl", "kind": "jsonl", "path": "t.jsonl", "image_root": "imgs"}]})
     assert built.manifest["rejects"] == {} and built.manifest["sources"] == {"csv": 1, "jsonl": 1}
+
+
+def test_a_source_that_cannot_be_read_at_all_stops_the_build_by_name(ws: Workspace, small: Path) -> None:
+    """Not every failure is a row's: a split that does not exist stops the build (exit 2, one line, no
+    traceback, nothing written) instead of turning into a reject of an empty source."""
+    ws.build(small, out="saved")
+    recipe = ws.recipe({"name": "from-hf", "sources": [{"name": "saved", "kind": "hf", "path": "saved",
+                                                        "split": "validation"}]}, "hf.yaml")
+    code, text = invoke("build", recipe, "-o", ws.root / "out/hf", "-q")
+    assert code == 2 and "split 'validation' not in ['train']" in text and "Traceback" not in text
+    assert not (ws.root / "out/hf").exists()
