@@ -39,7 +39,7 @@ EXPECTED_REJECTS = {
     "malformed_line": 2,     # a CSV cell over the csv module's field limit, a broken labels line
     "bad_conversation": 1,   # LLaVA conversations that hold strings
     "missing_label": 1,      # the image whose labels line was broken
-    "template_error": 5,     # 1/0, str + int, include without loader, range(10**9), 'x' * 10**10
+    "template_error": 6,     # 1/0, str + int, include without loader, range(10**9), 'x' * 10**10, nested loops
 }
 GOOD_ROWS = 13
 
@@ -90,10 +90,11 @@ def _corpus(ws: Workspace) -> Path:
     ws.write("t.j2", "{% block user %}{% if kind == 'div' %}{{ 1 / n }}{% elif kind == 'add' %}{{ 'a' + n }}"
                      "{% elif kind == 'inc' %}{% include 'other.j2' %}{% elif kind == 'range' %}"
                      "{% for i in range(n) %}.{% endfor %}{% elif kind == 'rep' %}{{ 'x' * n }}"
+                     "{% elif kind == 'nest' %}{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}"
                      "{% else %}Describe the picture {{ n }}.{% endif %}{% endblock %}\n"
                      "{% block assistant %}A picture.{% endblock %}\n")
     ws.jsonl("templ.jsonl", [{"image": f"{i}.png", "kind": kind, "n": n} for i, (kind, n) in enumerate(
-        [("div", 0), ("add", 1), ("inc", 0), ("range", 10**9), ("rep", 10**10), ("ok", 7)])])
+        [("div", 0), ("add", 1), ("inc", 0), ("range", 10**9), ("rep", 10**10), ("nest", 100_000), ("ok", 7)])])
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -139,7 +140,7 @@ def check_corpus(built: Built) -> None:
     assert {r["locator"] for r in built.rejects if r["reason"] == "malformed_line"} == {"tab.csv:5",
                                                                                        "pics_labels.jsonl:2"}
     templates = [r["detail"] for r in built.rejects if r["reason"] == "template_error"]
-    for needle in ("ZeroDivisionError", "TypeError", "no loader", "Range too big", "SecurityError"):
+    for needle in ("ZeroDivisionError", "TypeError", "no loader", "Range too big", "SecurityError", "loops ran more"):
         assert any(needle in d for d in templates), (needle, templates)
     # the good pictures keep their bytes: the inline data: URL image decodes to its picture
     inline = next(r for r in rows if "inline picture" in json.dumps(r["messages"]))
