@@ -326,6 +326,17 @@ def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str 
         return _png_array(render_frame(ds, frame=idx if frames > 1 else None, windows=view.windows,
                                        overlays=view.overlays))
     assert view.grid is not None
+    if max_pixels is not None:  # a montage decodes every tile's file: their sizes count together
+        sizes: dict[str, int] = {}
+        for path, _ in view.tiles:
+            if path not in sizes:
+                with open(path, "rb") as f:
+                    tile = read_header(f)
+                sizes[path] = header_int(tile, "Rows", 0) * header_int(tile, "Columns", 0)
+        total = sum(sizes[path] for path, _ in view.tiles)
+        if total > max_pixels:
+            raise RowError("image_too_large", f"the montage's {len(view.tiles)} tiles hold {total} pixels > "
+                                              f"max_pixels {max_pixels} (images.max_pixels); not decoded")
     cache: dict[str, Any] = {}
     images = []
     for path, idx in view.tiles:

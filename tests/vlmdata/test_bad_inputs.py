@@ -619,3 +619,18 @@ def test_a_source_that_cannot_be_read_at_all_stops_the_build_by_name(ws: Workspa
     code, text = invoke("build", recipe, "-o", ws.root / "out/hf", "-q")
     assert code == 2 and "split 'validation' not in ['train']" in text and "Traceback" not in text
     assert not (ws.root / "out/hf").exists()
+
+
+def test_a_montage_counts_all_its_tiles_against_max_pixels(ws: Workspace) -> None:
+    """4 tiles of 128² (16 384 pixels each) pass max_pixels 20 000 one by one, not together: the montage row is
+    `image_too_large` before any tile is decoded; single slices of the same series still build."""
+    from test_dicom_series import write_series
+
+    write_series(ws)
+    source = {"name": "ct", "kind": "dicom", "path": "ct", "group": "series", "window": "auto"}
+    recipe = {"name": "s", "images": {"max_pixels": 20_000}, "instruct": {"report": {"template": "medical/report"}}}
+    montage = ws.build({**recipe, "sources": [{**source, "slices": {"montage": {"rows": 2, "cols": 2}}}]})
+    assert [(r["reason"], r["locator"]) for r in montage.rejects] == [("image_too_large", "slice_1.dcm#series")]
+    assert "4 tiles hold 65536 pixels > max_pixels 20000" in montage.rejects[0]["detail"]
+    single = ws.build({**recipe, "sources": [{**source, "slices": {"count": 2}}]}, out="single")
+    assert single.manifest["rejects"] == {} and len(single.rows) == 2
