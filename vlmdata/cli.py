@@ -37,19 +37,43 @@ def main() -> None:
     """Build visual instruction datasets from a YAML recipe."""
 
 
+def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
+    """Where the build would write, checked as `build` checks it (output_guard), plus max_reject_ratio keys."""
+    from vlmdata.output_guard import OutputError, check_destination
+    from vlmdata.plan import make_plan
+    from vlmdata.reject_budget import unknown_stages
+
+    problems = []
+    try:
+        check_destination(loaded, Path(out) if out else None, force=force)
+    except OutputError as e:
+        problems.append(f"{'-o' if out else 'output.path'}: {e}")
+    problems += unknown_stages(loaded.recipe.max_reject_ratio, make_plan(loaded).steps)
+    return problems
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key.")
-def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+@click.option("-o", "--out", type=click.Path(), default=None, help="Check this output folder (as build -o).")
+@click.option("--force", is_flag=True, help="As build --force.")
+def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bool) -> None:
     """Check RECIPE and list every problem at once (exit 2 if any). Reads and writes no data."""
     loaded = _load(recipe, overrides)
     r = loaded.recipe
+    problems = _output_problems(loaded, out, force)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in recipe {recipe}:", err=True)
+        for line in problems:
+            click.echo(f"  - {line}", err=True)
+        sys.exit(2)
     click.echo(f"ok: recipe '{r.name}' ({len(r.sources)} source(s), sha256 {loaded.sha256}) -> {r.output_path()}")
 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: output.path).")
+@click.option("-o", "--out", type=click.Path(), default=None,
+              help="Output folder (default: output.path). Only a new or empty folder or an earlier vlmdata dataset.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows per source (a quick trial).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key, e.g. seed=1.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -59,20 +83,32 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
               help="Where the steps run (default: the recipe's engine.kind, else local). Same output either way.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local engine: processes for per-row steps (default: engine.workers, else min(4, CPUs)).")
+@click.option("--force", is_flag=True,
+              help="Replace an earlier vlmdata dataset of another recipe. Nothing else is ever replaced.")
 def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
-          cache: str | None, engine: str | None, workers: int | None) -> None:
+          cache: str | None, engine: str | None, workers: int | None, force: bool) -> None:
     """Build the dataset described by RECIPE."""
+    from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
     from vlmdata.deid import DeidentificationError
+    from vlmdata.output_guard import OutputError
+    from vlmdata.reject_budget import RejectBudgetExceeded
+    from vlmdata.rows import BuildError
     from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
-                           cache_dir=Path(cache) if cache else None, engine=engine, workers=workers)
-    except (SynthError, DeidentificationError) as e:
+                           cache_dir=Path(cache) if cache else None, engine=engine, workers=workers, force=force)
+    except RejectBudgetExceeded as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except (SynthError, DeidentificationError, OutputError, BuildError) as e:  # the build's, not a row's
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Terminated:
+        click.echo("terminated (SIGTERM): nothing was written; the partial output was removed", err=True)
+        sys.exit(143)
     m = result.manifest
     rejected = m["rejected_total"]
     click.echo(f"built {m['rows']} rows {m['splits']} in {m['wall_seconds']} s -> {result.path}")
@@ -81,6 +117,8 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
         click.echo(f"rejected {rejected} rows ({reasons}); see {result.path / 'rejects.jsonl'}")
     if "deidentification" in m:
         click.echo(f"de-identification: {m['deidentification']['summary']}")
+    for warning in m.get("warnings", []):
+        click.echo(f"warning: {warning['message']}", err=True)
 
 
 @main.command("plan")

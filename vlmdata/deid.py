@@ -122,10 +122,16 @@ class Collected:
 def collect_files(paths: Iterable[Path]) -> Collected:
     import pydicom
 
+    from vlmdata.dicom_image import read_header
+
     out = Collected()
     for path in paths:
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            try:
+                with path.open("rb") as f:
+                    ds = read_header(f)  # a deflated file is not inflated whole for its header
+            except Exception:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # a file the build rejected as unreadable: nothing of it reached the output
             continue
         out.add(ds)

@@ -244,14 +244,73 @@ def _read(data: bytes) -> Any:
         raise RowError("dicom_error", f"cannot read DICOM: {type(e).__name__}: {e}") from None
 
 
+_HEADER_PREFIX = 1 << 22  # inflated bytes of a deflated file read for its header
+
+
+def read_header(fp: Any) -> Any:
+    """The header of the DICOM file object `fp` (positioned at its start), pixel data never read.
+
+    A deflated file (transfer syntax 1.2.840.10008.1.2.1.99) is one zlib stream after its file meta;
+    pydicom inflates all of it even with `stop_before_pixels`, so a 389 KB file of 20000² pixels costs
+    GBs before anyone can look at its size. Here only the first few MB of the stream are inflated,
+    enough for every element before the pixel data. Other files are read by pydicom as usual."""
+    import zlib
+
+    import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.tag import Tag
+
+    start = fp.tell()
+    read_preamble(fp, force=False)  # no DICM prefix: InvalidDicomError, as dcmread says
+    meta = _read_file_meta_info(fp)
+    syntax = meta.get("TransferSyntaxUID")
+    if syntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
+        fp.seek(start)
+        return pydicom.dcmread(fp, stop_before_pixels=True)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    while len(out) < _HEADER_PREFIX:
+        chunk = fp.read(1 << 16)
+        if not chunk:
+            break
+        out += inflate.decompress(chunk, _HEADER_PREFIX - len(out))
+    pixels = Tag(0x7FE0, 0x0010)
+    ds = read_dataset(io.BytesIO(bytes(out)), False, True, stop_when=lambda tag, vr, length: tag >= pixels)
+    ds.file_meta = meta
+    return ds
+
+
+def header_pixels(data: bytes) -> int:
+    """Rows x Columns x frames from the header alone, without decoding (or inflating) pixel data."""
+    ds = read_header(io.BytesIO(data))
+    return header_int(ds, "Rows", 0) * header_int(ds, "Columns", 0) * max(header_int(ds, "NumberOfFrames", 1), 1)
+
+
+def _check_pixels(data: bytes, max_pixels: int | None) -> None:
+    """RowError('image_too_large') when the header's Rows x Columns x frames exceeds `max_pixels`."""
+    if max_pixels is None:
+        return
+    try:
+        n = header_pixels(data)
+    except RowError:
+        raise
+    except Exception as e:
+        raise RowError("dicom_error", f"cannot read the header: {type(e).__name__}: {e}") from None
+    if n > max_pixels:
+        raise RowError("image_too_large", f"header says Rows x Columns x frames = {n} pixels > max_pixels "
+                                          f"{max_pixels} (images.max_pixels); pixel data not decoded")
+
+
 def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str | int = "middle",
-                 view: DicomView | None = None) -> bytes:
+                 view: DicomView | None = None, max_pixels: int | None = None) -> bytes:
     """Convert DICOM bytes to an 8-bit PNG (grey or RGB); raise RowError if impossible.
 
     Without a `view` (a DICOM file named by a JSONL/CSV row), `window` (else the header's first
-    window, else min..max) and `frame` apply; with one, the dicom source decided everything."""
+    window, else min..max) and `frame` apply; with one, the dicom source decided everything.
+    `max_pixels` is checked against the header's Rows x Columns x frames before any pixel is decoded."""
     import pydicom
 
+    _check_pixels(data, max_pixels)
     ds = _read(data)
     frames = header_int(ds, "NumberOfFrames", 1)
     if view is None:
@@ -267,6 +326,17 @@ def dicom_to_png(data: bytes, *, window: tuple[float, float] | None, frame: str 
         return _png_array(render_frame(ds, frame=idx if frames > 1 else None, windows=view.windows,
                                        overlays=view.overlays))
     assert view.grid is not None
+    if max_pixels is not None:  # a montage decodes every tile's file: their sizes count together
+        sizes: dict[str, int] = {}
+        for path, _ in view.tiles:
+            if path not in sizes:
+                with open(path, "rb") as f:
+                    tile = read_header(f)
+                sizes[path] = header_int(tile, "Rows", 0) * header_int(tile, "Columns", 0)
+        total = sum(sizes[path] for path, _ in view.tiles)
+        if total > max_pixels:
+            raise RowError("image_too_large", f"the montage's {len(view.tiles)} tiles hold {total} pixels > "
+                                              f"max_pixels {max_pixels} (images.max_pixels); not decoded")
     cache: dict[str, Any] = {}
     images = []
     for path, idx in view.tiles:

@@ -41,7 +41,7 @@ def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path 
     recipe = loaded.recipe
     steps: list[Step] = [
         LoadStep(max_pixels=recipe.images.max_pixels, max_side=recipe.images.max_side,
-                 source_kinds={s.name: s.kind for s in recipe.sources}),
+                 source_kinds={s.name: s.kind for s in recipe.sources}, depth=recipe.images.depth),
         InstructStep(specs=recipe.instruct, seed=recipe.seed, base_dir=loaded.path.parent),
     ]
     if recipe.synthesize:

@@ -14,13 +14,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
 from vlmdata.config_limits import number_problems
 from vlmdata.config_paths import TemplateRef
+from vlmdata.depth import DepthWindow
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
@@ -46,6 +47,7 @@ class ImageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_side: int | None = Field(default=None, ge=8)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    depth: DepthWindow = Field(default_factory=DepthWindow)  # 16-bit/float greyscale -> 8 bits (depth.py)
 
 
 class InstructSpec(BaseModel):
@@ -106,6 +108,8 @@ class Recipe(BaseModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     batch_size: int = Field(default=256, ge=1, le=65536)  # rows held (decoded) at once per worker
     engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
+    # fail (and keep the previous output) when a stage rejects more than this share (vlmdata/reject_budget.py)
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] | dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
 
     def output_path(self) -> Path:
         return self.output.path or (Path.cwd() / "out" / self.name).resolve()

@@ -84,3 +84,13 @@ class RowError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class BuildError(Exception):
+    """A failure of the whole build, not of one row (a missing or refused API key, an unreachable
+    endpoint at start, a reject budget exceeded): engines let it through their per-row boundary."""
+
+
+class SourceError(BuildError):
+    """A source that cannot be read at all for a reason the user must fix (a split that does not exist):
+    the build stops with this message instead of rejecting every row."""

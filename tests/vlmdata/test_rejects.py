@@ -17,9 +17,9 @@ EXPECTED = {
     "image_missing": [("qa", "qa.jsonl:4")],
     "image_empty": [("qa", "qa.jsonl:5")],
     "image_corrupt": [("qa", "qa.jsonl:6"), ("qa", "qa.jsonl:7")],
-    "image_too_large": [("qa", "qa.jsonl:8"), ("qa", "qa.jsonl:9")],
+    # 12: a 512x512 DICOM over max_pixels 1600, refused from its header before its pixels are decoded
+    "image_too_large": [("qa", "qa.jsonl:8"), ("qa", "qa.jsonl:9"), ("qa", "qa.jsonl:12")],
     "path_escape": [("qa", "qa.jsonl:10"), ("qa", "qa.jsonl:11")],
-    "dicom_error": [("qa", "qa.jsonl:12")],
     "missing_answer": [("qa", "qa.jsonl:13")],
     "bad_value": [("qa", "qa.jsonl:14")],
     "no_instruction": [("plain", "plain.jsonl:1")],
@@ -53,7 +53,7 @@ def zoo(module_ws: Workspace) -> Built:
         {**good, "image": "bomb.png"},                                         # 9 image_too_large (header only)
         {**good, "image": "../outside.png"},                                   # 10 path_escape
         {**good, "image": str(ws.root / "data/outside.png")},                  # 11 path_escape (absolute)
-        {**good, "image": "lossy.dcm"},                                        # 12 dicom_error
+        {**good, "image": "lossy.dcm"},                                        # 12 image_too_large (header)
         {"image": "good.png", "question": "What colour?"},                     # 13 missing_answer
         {**good, "choices": ["blue", "green"]},                                # 14 bad_value
         {**good, "question": "And now?"},                                      # 15 kept

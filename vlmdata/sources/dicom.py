@@ -31,8 +31,8 @@ from vlmdata.medical_view import DicomView
 from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.slicing import SliceSpec, grid_of, select
-from vlmdata.sources.base import SourceSpec
-from vlmdata.sources.imagefolder import _read_labels
+from vlmdata.sources.base import SourceSpec, _as_answers, is_missing
+from vlmdata.sources.labels import read_labels
 from vlmdata.windows import CenterWidth, WindowSpec
 
 Window = CenterWidth  # the name older code imports
@@ -188,14 +188,23 @@ def _label(w: WindowSpec | None) -> str:
 def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
     import pydicom
 
+    from vlmdata.dicom_image import read_header
+
     root = spec.path if spec.path.is_dir() else spec.path.parent
-    labels = _read_labels(spec.labels, spec.key) if spec.labels else {}
+    labels: dict[str, dict[str, Any]] = {}
+    if spec.labels:  # a malformed labels line is a reject of its own; the other lines still label
+        labels, bad = read_labels(spec.labels, key=spec.key, source=spec.name)
+        yield from bad
     stacks: dict[str, list[_Slice]] = {}
     order: list[str] = []
     for file in dicom_files(spec):
         rel = file.relative_to(root).as_posix()
         try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
+            try:
+                with file.open("rb") as f:
+                    ds = read_header(f)  # never inflates a deflated file's pixel data
+            except Exception:
+                ds = pydicom.dcmread(file, stop_before_pixels=True)
         except Exception as e:
             yield Reject(spec.name, rel, "dicom_error", f"cannot read header: {type(e).__name__}: {e}", "load")
             continue
@@ -283,11 +292,11 @@ def _rows(spec: DicomSpec, stack: list[_Slice], *, labels: dict[str, dict[str, A
             if extra:
                 context.update({k: v for k, v in extra.items() if k != spec.key})
                 for k in ("question", "caption", "label", "choices"):
-                    if k in extra:
+                    if not is_missing(extra.get(k)):  # NaN / empty cells are missing values
                         fields[k] = extra[k]
-                if "answers" in extra or "answer" in extra:
-                    ans = extra.get("answers", extra.get("answer"))
-                    fields["answers"] = ans if isinstance(ans, list) else [str(ans)]
+                ans = extra.get("answers") if not is_missing(extra.get("answers")) else extra.get("answer")
+                if not is_missing(ans):
+                    fields["answers"] = _as_answers(ans)
             yield Record(source=spec.name, locator=locator, task=spec.task,
                          images=[ImageRef(path=first.file, view=view)], fields=fields, context=context)
 

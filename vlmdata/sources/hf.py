@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from vlmdata.paths import ExistingPath
-from vlmdata.rows import Record, Reject, RowError
+from vlmdata.rows import Record, Reject, RowError, SourceError
 from vlmdata.sources.base import SourceSpec, _as_answers, _image_refs, record_from_mapping
 from vlmdata.sources.chat import turns_to_messages
 
@@ -45,7 +45,8 @@ def _batches(spec: HfSpec) -> Iterator[list[dict[str, Any]]]:
         ds = datasets.load_from_disk(str(spec.path))
         if isinstance(ds, datasets.DatasetDict):
             if spec.split not in ds:
-                raise ValueError(f"split '{spec.split}' not in {sorted(ds)} (set sources[].split)")
+                raise SourceError(f"source '{spec.name}': split '{spec.split}' not in {sorted(ds)} "
+                                  "(set sources[].split)")
             ds = ds[spec.split]
         for table in ds.with_format("arrow").iter(batch_size=256):
             yield table.to_pylist()

@@ -98,6 +98,11 @@ class InstructStep(MapStep):
                 raise RowError("missing_answer", "question has no answer (fields.answer / fields.answers)")
             if "choices" in fields:
                 choices = [str(c) for c in fields["choices"]]
+                if not choices:
+                    raise RowError("bad_choices", "choices is an empty list")
+                if len(choices) > len(LETTERS):
+                    raise RowError("too_many_choices", f"{len(choices)} choices; lettered options go up to "
+                                                       f"{len(LETTERS)} (A-Z): split the question or drop choices")
                 letter = _letter_for(_target(row, spec, answers), choices)
                 if letter is None:
                     raise RowError("bad_value", f"answer {_target(row, spec, answers)!r} is neither a choice nor a letter of {choices}")
@@ -135,6 +140,8 @@ class InstructStep(MapStep):
             turns = template.render(context)
         except TemplateError as e:
             raise RowError("template_error", f"{template.name}: {type(e).__name__}: {e}") from None
+        except Exception as e:  # a runtime error of this row's values (1/0, 'a' + 1, a limit of the sandbox)
+            raise RowError("template_error", f"{template.name}: {type(e).__name__}: {str(e)[:300]}") from None
         assistant = turns.get("assistant") or (_target(row, spec, answers) if answers else "")
         if not turns.get("user") or not assistant:
             raise RowError("template_error", f"{template.name} rendered an empty {'user' if not turns.get('user') else 'assistant'} turn")

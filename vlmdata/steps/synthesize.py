@@ -55,11 +55,13 @@ class SynthesizeStep(MapStep):
         self.drop_sources = {src for src in readers if all(not s.keep_source_rows for s in specs if src in s.from_)}
         self._caches: dict[Path, ResponseCache] = {}
         self._warned: set[str] = set()
+        self._passed = 0  # source rows passed through (not attempts of this step)
 
     def map(self, batch: list[Row]) -> Iterator[Row | Reject]:
         work: list[tuple[JobState, Row, Request, str | None]] = []
         for row in batch:
             if row["source"] not in self.drop_sources:
+                self._passed += 1
                 yield row
             for job in self.jobs:
                 if row["source"] not in job.spec.from_:
@@ -151,6 +153,10 @@ class SynthesizeStep(MapStep):
             extra["raw"] = raw
         return Reject(source=row["source"], locator=row["meta"].get("locator", ""), reason=reason,
                       detail=f"{job.spec.name}: {detail}", stage=self.name, row_id=row.get("id"), extra=extra)
+
+    def attempts(self, stats: Any) -> int:
+        """Rows it tried to generate (made + rejected), not the source rows it passed through."""
+        return stats.rows_out - self._passed + sum(stats.rejected.values())
 
     def report(self, state: Any = None) -> dict[str, Any]:
         """Per-job requests, tokens and dollars for the manifest's stage details."""

@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from vlmdata.redact import Redactor, safe_url
+from vlmdata.rows import BuildError
 from vlmdata.synth.cache import Response
 from vlmdata.synth.limits import Limits
 from vlmdata.synth.prompt import Request
@@ -34,7 +35,7 @@ BACKOFF_CAP_S = 60.0
 DEADLINE_SLACK_S = 0.5  # the event loop's backstop beyond timeout_s, for a server that never sends headers
 
 
-class SynthError(Exception):
+class SynthError(BuildError):
     """A job cannot run at all (no key, endpoint unreachable): raised before any row is lost."""
 
 
