@@ -142,6 +142,13 @@ def test_clip_score_and_image_quality_filters(pics: Workspace, models: dict[str,
     names = [s["stage"] for s in built.manifest["stages"]]
     assert names.index("filter.image_quality") < names.index("embed") < names.index("filter.clip_score")
     assert stage(built, "embed")["details"]["images_embedded"] == 0  # all 7 cached by the probe build
+    # the report: one histogram per score and threshold, with the threshold line and nearby thumbnails
+    page = (built.path / "report.html").read_text(encoding="utf-8")
+    section = page[page.index("id='scores'"):page.index("id='samples'")]
+    assert section.count("<svg") == 5  # sharpness, brightness min + max, entropy, clip_score
+    assert f"min {cut:g}" in section and "stroke='#e45756'" in section
+    clip = section[section.index("<h3>clip_score"):]
+    assert clip.count("alt='rejected'") == 4 and clip.count("alt='kept'") == 3
 
 
 def test_embeddings_are_deterministic_under_the_seed(tmp_path: Path) -> None:

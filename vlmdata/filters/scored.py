@@ -25,6 +25,13 @@ class ScoredFilter(FilterStep):
     def scores(self, row: Row) -> dict[str, float] | None:
         raise NotImplementedError
 
+    def report(self, state: Any = None) -> dict[str, Any]:
+        """The thresholds, for the report's score distributions."""
+        out: dict[str, dict[str, float]] = {}
+        for name, side, limit, _ in self.checks:
+            out.setdefault(name, {})[side] = limit
+        return {"thresholds": out}
+
     def verdict(self, scores: dict[str, float]) -> tuple[str, float] | None:
         """(reason, threshold) of the first failed check, or None."""
         for name, side, limit, reason in self.checks:
