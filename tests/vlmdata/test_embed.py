@@ -77,6 +77,16 @@ def test_semantic_dedup_drops_crops_with_cosine_and_rebuild_embeds_nothing(pics:
     assert [x["id"] for x in again.rows] == [x["id"] for x in built.rows]
 
 
+def test_workers_give_the_same_rows(pics: Workspace, models: dict[str, Path]) -> None:
+    r = recipe(models["siglip"], dedup={"images": {"method": "semantic", "threshold": 0.97}},
+               filter=[{"image_quality": {}}, {"clip_score": {"min": -1.0}}])
+    one = pics.build(r)
+    two = pics.build({**r, "engine": {"kind": "local", "workers": 2}}, out="out-w2")
+    assert [x["id"] for x in one.rows] == [x["id"] for x in two.rows]
+    assert [(x["reason"], x.get("duplicate_of"), x.get("cosine")) for x in one.rejects] == \
+        [(x["reason"], x.get("duplicate_of"), x.get("cosine")) for x in two.rejects]
+
+
 def test_phash_misses_the_crop_that_semantic_catches(pics: Workspace) -> None:
     built = pics.build({"name": "t", "sources": [{"name": "qa", "kind": "jsonl", "path": "qa.jsonl"}],
                         "dedup": {"images": {"method": "phash", "max_distance": 4}}})

@@ -42,6 +42,10 @@ class EmbedStep(MapStep):
         self._model: Any = None
         self.counts = {"images_embedded": 0, "images_cached": 0, "texts_embedded": 0, "texts_cached": 0}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies sent to workers (inside the dedup step, for `key`) leave the loaded model behind."""
+        return {**self.__dict__, "_model": None}
+
     def model(self) -> Any:
         if self._model is None:
             from vlmdata.embed.model import Embedder  # imports torch: only on a cache miss
