@@ -204,3 +204,18 @@ def test_cli_without_embeddings_imports_no_torch(pics: Workspace) -> None:
                          text=True, cwd=pics.root, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "NO-TORCH"
+
+
+def test_open_clip_backend(pics: Workspace, tmp_path: Path) -> None:
+    pytest.importorskip("open_clip")  # the optional backend; installed in the dev environment
+    from tiny_clip import write_tiny_open_clip
+
+    name, weights = write_tiny_open_clip(tmp_path / "oc")
+    r = {"name": "t", "sources": [{"name": "qa", "kind": "jsonl", "path": "qa.jsonl"}],
+         "embed": {"backend": "open_clip", "model": name, "weights": str(weights)},
+         "filter": [{"clip_score": {"min": -1.0, "text": "user"}}],
+         "dedup": {"images": {"method": "semantic", "threshold": 0.999, "clusters": 1}}}
+    built = pics.build(r)
+    assert stage(built, "embed")["details"]["images_embedded"] == 7
+    assert all(-1.0 <= row["meta"]["scores"]["clip_score"] <= 1.0 for row in built.rows)
+    assert stage(built, "dedup")["details"]["semantic"]["images"] == 7

@@ -53,3 +53,25 @@ def write_tiny_siglip(out: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return out
+
+
+TINY_OPEN_CLIP = {"embed_dim": 16,
+                  "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+                  "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+def write_tiny_open_clip(out: Path, *, seed: int = 0) -> tuple[str, Path]:
+    """A tiny open_clip architecture registered under the name `vlmdata-tiny` (in this process), and its
+    random weights saved as a local checkpoint: (model name, checkpoint path)."""
+    import json
+
+    import open_clip
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vlmdata-tiny.json").write_text(json.dumps(TINY_OPEN_CLIP))
+    open_clip.add_model_config(out / "vlmdata-tiny.json")
+    torch.manual_seed(seed)
+    model = open_clip.create_model("vlmdata-tiny")
+    torch.save(model.state_dict(), out / "tiny.pt")
+    return "vlmdata-tiny", out / "tiny.pt"
