@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from test_dedup import photo
-from tiny_clip import write_tiny_clip, write_tiny_siglip
+from tiny_clip import write_tiny_clip, write_tiny_siglip, write_tiny_siglip2
 from vlmdata_kit import Workspace
 
 from vlmdata.validation import ConfigError
@@ -161,15 +161,22 @@ def test_clip_score_and_image_quality_filters(pics: Workspace, models: dict[str,
     assert clip.count("alt='rejected'") == 4 and clip.count("alt='kept'") == 3
 
 
-def test_embeddings_are_deterministic_under_the_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["clip", "siglip", "siglip2"])
+def test_each_family_embeds_with_its_real_classes_deterministically(tmp_path: Path, family: str) -> None:
     from vlmdata.embed.model import Embedder
     from vlmdata.embed.spec import EmbedSpec
 
-    a, b, c = (write_tiny_clip(tmp_path / n, seed=s) for n, s in (("a", 1), ("b", 1), ("c", 2)))
+    write = {"clip": write_tiny_clip, "siglip": write_tiny_siglip, "siglip2": write_tiny_siglip2}[family]
+    a, b, c = (write(tmp_path / n, seed=s) for n, s in (("a", 1), ("b", 1), ("c", 2)))
     blobs = [photo("coffee"), photo("rocket")]
-    va, vb, vc = (Embedder(spec=EmbedSpec(model=str(p))).images(blobs) for p in (a, b, c))
+    embedders = [Embedder(spec=EmbedSpec(model=str(p))) for p in (a, b, c)]
+    assert type(embedders[0].model).__name__.lower().startswith(family)
+    assert type(embedders[0].processor).__name__.lower().startswith(family)
+    va, vb, vc = (e.images(blobs) for e in embedders)
     assert np.array_equal(va, vb) and not np.allclose(va, vc)
     assert np.allclose(np.linalg.norm(va, axis=1), 1.0, atol=1e-5)
+    ta = embedders[0].texts(["a cup of coffee", "a rocket"])
+    assert ta.shape == (2, va.shape[1]) and np.array_equal(ta, embedders[1].texts(["a cup of coffee", "a rocket"]))
 
 
 def test_missing_embed_section_and_bad_options_are_refused_together(pics: Workspace, tmp_path: Path) -> None:

@@ -75,3 +75,24 @@ def write_tiny_open_clip(out: Path, *, seed: int = 0) -> tuple[str, Path]:
     model = open_clip.create_model("vlmdata-tiny")
     torch.save(model.state_dict(), out / "tiny.pt")
     return "vlmdata-tiny", out / "tiny.pt"
+
+
+def write_tiny_siglip2(out: Path, *, seed: int = 0) -> Path:
+    import torch
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
+
+    tok = _tokenizer()
+    config = Siglip2Config(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "max_position_embeddings": 16, "pad_token_id": tok.pad_token_id,
+                     "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "patch_size": 16, "num_patches": 256},  # Siglip2Processor's own defaults (16 px, 256)
+    )
+    torch.manual_seed(seed)
+    model = Siglip2Model(config).eval()
+    tok.model_max_length = 16
+    proc = Siglip2Processor(image_processor=Siglip2ImageProcessor(patch_size=16, max_num_patches=256), tokenizer=tok)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out

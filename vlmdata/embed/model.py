@@ -61,8 +61,9 @@ class Embedder:
                     pix = self.torch.stack([self.preprocess(im) for im in ims]).to(self.device)
                     feats = self.model.encode_image(pix)
                 else:
-                    pix = self.processor(images=ims, return_tensors="pt")["pixel_values"].to(self.device)
-                    feats = _features(self.model.get_image_features(pixel_values=pix))
+                    # every processor output: SigLIP2's naflex processor adds a patch mask and spatial shapes
+                    inputs = self.processor(images=ims, return_tensors="pt").to(self.device)
+                    feats = _features(self.model.get_image_features(**inputs))
             out.append(feats.float().cpu().numpy())
         return _unit(np.concatenate(out) if out else np.zeros((0, 0), np.float32))
 
