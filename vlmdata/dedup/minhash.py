@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlmdata.dedup.shingles import mix64, word_ngrams
+from vlmdata.dedup.shingles import _FOLD, mix64, word_ngrams
 from vlmdata.dedup.unionfind import components
 
 EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a text with no shingles
@@ -113,14 +113,25 @@ class MinHasher:
 
 
 def band_keys(sig: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
-    """(n, bands) uint64: one hash per band of `rows` signature positions."""
-    s = sig.astype(np.uint64)
-    out = np.empty((sig.shape[0], bands), dtype=np.uint64)
-    for band in range(bands):
-        acc = np.full(sig.shape[0], band, dtype=np.uint64)
-        for col in range(band * rows, (band + 1) * rows):
-            acc = mix64(acc ^ s[:, col])
-        out[:, band] = acc
+    """(n, bands) uint64: one hash per band of `rows` signature positions.
+
+    Two uint32 positions are read as one uint64 word where a band has an even number of rows, and
+    words fold in with one xor-multiply each, then one splitmix finaliser per band: equal bands always
+    get equal keys; unequal ones rarely collide, and a collision only adds a candidate that the
+    signature check then rejects.
+    """
+    n = sig.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    even = rows % 2 == 0
+    words = np.ascontiguousarray(sig[:, :bands * rows]).view(np.uint64) if even else sig.astype(np.uint64)
+    per = rows // 2 if even else rows
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            acc = np.full(n, band + 1, dtype=np.uint64)
+            for col in range(band * per, (band + 1) * per):
+                acc ^= words[:, col]
+                acc *= _FOLD
+            out[:, band] = mix64(acc)
     return out
 
 
