@@ -83,8 +83,8 @@ def test_workers_give_the_same_rows(pics: Workspace, models: dict[str, Path]) ->
     one = pics.build(r)
     two = pics.build({**r, "engine": {"kind": "local", "workers": 2}}, out="out-w2")
     assert [x["id"] for x in one.rows] == [x["id"] for x in two.rows]
-    assert [(x["reason"], x.get("duplicate_of"), x.get("cosine")) for x in one.rejects] == \
-        [(x["reason"], x.get("duplicate_of"), x.get("cosine")) for x in two.rejects]
+    assert (one.path / "rejects.jsonl").read_bytes() == (two.path / "rejects.jsonl").read_bytes()
+    assert [x["reason"] for x in one.rejects].count("duplicate_image") == 2
 
 
 def test_phash_misses_the_crop_that_semantic_catches(pics: Workspace) -> None:
@@ -158,7 +158,10 @@ def test_clip_score_and_image_quality_filters(pics: Workspace, models: dict[str,
     assert section.count("<svg") == 5  # sharpness, brightness min + max, entropy, clip_score
     assert f"min {cut:g}" in section and "stroke='#e45756'" in section
     clip = section[section.index("<h3>clip_score"):]
-    assert clip.count("alt='rejected'") == 4 and clip.count("alt='kept'") == 3
+    assert clip.count("alt='kept'") == 3  # from the dataset: always there
+    near = [x for x in low if abs(x["scores"]["clip_score"] - cut) <= 0.1 * abs(cut)]
+    assert {x["id"] for x in near} <= {x["id"] for x in low if "thumb" in x}  # near the line: thumbnail
+    assert clip.count("alt='rejected'") == min(4, sum("thumb" in x for x in low))
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip", "siglip2"])

@@ -2,7 +2,8 @@
 
 A scored filter keeps or rejects like any `FilterStep`, and records what it measured: kept rows
 carry `meta.scores.<name>` into the dataset (so a user can re-threshold later without rebuilding),
-rejects carry `scores` and the failed `threshold` in rejects.jsonl. The HTML report draws each score's
+rejects carry `scores` and the failed `threshold` in rejects.jsonl, and a thumbnail when they lie
+near the threshold (or are in a small sample), so rejects.jsonl stays small on a large build. The HTML report draws each score's
 distribution with its threshold line from these two places.
 """
 
@@ -15,6 +16,19 @@ from vlmdata.rows import Reject
 from vlmdata.steps.base import FilterStep, Row
 
 Check = tuple[str, str, float, str]  # (score name, "min" | "max", threshold, reject reason)
+NEAR = 0.1  # a reject within 10 % of its threshold carries a thumbnail (for the report's "just below" row)
+SAMPLE = 32  # ... and so does one reject in 32 (by id hash), so the report has some to show
+
+
+def _shown(row_id: str, scores: dict[str, float], limit: float, checks: list[Check]) -> bool:
+    """Whether a reject carries a thumbnail: decided by the row alone (its id and scores), so
+    rejects.jsonl is the same whatever the batch size or the number of workers."""
+    import hashlib
+
+    name = next((c[0] for c in checks if c[2] == limit and c[0] in scores), None)
+    if name is not None and abs(scores[name] - limit) <= NEAR * max(abs(limit), 1e-9):
+        return True
+    return int.from_bytes(hashlib.blake2b(row_id.encode(), digest_size=4).digest(), "little") % SAMPLE == 0
 
 
 class ScoredFilter(FilterStep):
@@ -60,7 +74,7 @@ class ScoredFilter(FilterStep):
             meta = row.get("meta") or {}
             extra: dict[str, Any] = {"scores": {k: round(v, 4) for k, v in (scores or {}).items()},
                                      "threshold": limit}
-            if row.get("images"):
+            if row.get("images") and _shown(row.get("id") or "", scores or {}, limit, self.checks):
                 from vlmdata.report.html import thumbnail_uri
 
                 extra["thumb"] = thumbnail_uri(row["images"][0], size=96)
