@@ -16,6 +16,8 @@ keeps; so dedup picks bands × rows that lean to recall (`dedup_bands`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from vlmdata.dedup.shingles import _FOLD, mix64, word_ngrams
@@ -40,6 +42,7 @@ def dedup_bands(*, threshold: float, num_perm: int) -> tuple[int, int]:
     return optimal_bands(threshold=threshold, num_perm=num_perm, false_negative_weight=FALSE_NEGATIVE_WEIGHT)
 
 
+@lru_cache(maxsize=64)
 def optimal_bands(*, threshold: float, num_perm: int, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimising weighted false positives + false negatives around `threshold`.
 
@@ -123,12 +126,13 @@ def band_keys(sig: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
     out = np.empty((n, bands), dtype=np.uint64)
     even = rows % 2 == 0
     words = np.ascontiguousarray(sig[:, :bands * rows]).view(np.uint64) if even else sig.astype(np.uint64)
+    words = np.ascontiguousarray(words.T)  # one contiguous row per word: each pass reads memory in order
     per = rows // 2 if even else rows
     with np.errstate(over="ignore"):
         for band in range(bands):
             acc = np.full(n, band + 1, dtype=np.uint64)
             for col in range(band * per, (band + 1) * per):
-                acc ^= words[:, col]
+                acc ^= words[col]
                 acc *= _FOLD
             out[:, band] = mix64(acc)
     return out
