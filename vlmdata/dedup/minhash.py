@@ -123,19 +123,17 @@ def band_keys(sig: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
     signature check then rejects.
     """
     n = sig.shape[0]
-    out = np.empty((n, bands), dtype=np.uint64)
     even = rows % 2 == 0
-    words = np.ascontiguousarray(sig[:, :bands * rows]).view(np.uint64) if even else sig.astype(np.uint64)
-    words = np.ascontiguousarray(words.T)  # one contiguous row per word: each pass reads memory in order
+    used = sig[:, :bands * rows]
+    words = (np.ascontiguousarray(used).view(np.uint64) if even else used.astype(np.uint64))
     per = rows // 2 if even else rows
+    words = words.reshape(n, bands, per)  # a row's bands side by side: every pass reads memory in order
+    acc = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (n, bands)).copy()
     with np.errstate(over="ignore"):
-        for band in range(bands):
-            acc = np.full(n, band + 1, dtype=np.uint64)
-            for col in range(band * per, (band + 1) * per):
-                acc ^= words[col]
-                acc *= _FOLD
-            out[:, band] = mix64(acc)
-    return out
+        for col in range(per):
+            acc ^= words[:, :, col]
+            acc *= _FOLD
+    return mix64(acc)
 
 
 def lsh_labels(sig: np.ndarray, *, bands: int, rows: int, threshold: float,
@@ -155,11 +153,11 @@ def lsh_labels(sig: np.ndarray, *, bands: int, rows: int, threshold: float,
     idx = np.flatnonzero(live)
     if idx.size < 2:
         return np.arange(n, dtype=np.int64)
-    keys = band_keys(sig[idx], bands=bands, rows=rows)
+    keys = np.ascontiguousarray(band_keys(sig if idx.size == n else sig[idx], bands=bands, rows=rows).T)
     cand_a, cand_b = [], []
     for band in range(bands):
-        order = np.argsort(keys[:, band], kind="stable")
-        k = keys[order, band]
+        order = np.argsort(keys[band], kind="stable")
+        k = keys[band][order]
         head = np.r_[True, k[1:] != k[:-1]]
         first = order[np.flatnonzero(head)[np.cumsum(head) - 1]]  # stable: smallest index of the bucket
         dup = first != order
