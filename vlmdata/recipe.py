@@ -22,6 +22,7 @@ from vlmdata.config_io import load_config_dict
 from vlmdata.config_limits import number_problems
 from vlmdata.config_paths import TemplateRef
 from vlmdata.depth import DepthWindow
+from vlmdata.embed.spec import EmbedSpec
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
@@ -101,6 +102,7 @@ class Recipe(BaseModel):
     instruct: dict[str, InstructSpec] = Field(default_factory=dict)
     synthesize: list[SynthesizeSpec] = Field(default_factory=list)
     normalize: NormalizeSpec | None = None
+    embed: EmbedSpec | None = None  # the model for semantic dedup and clip_score (runs only when one needs it)
     filter: list[FilterItem] = Field(default_factory=list)
     dedup: DedupSpec | None = None
     split: SplitSpec | None = None
@@ -164,7 +166,19 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                     f"instruct.{src.task}.template (e.g. medical/report) or give the source `labels`",
                 ))
     problems += synth_cross_checks(recipe)
+    problems += embed_cross_checks(recipe)
     return problems
+
+
+def embed_cross_checks(recipe: Recipe) -> list[Problem]:
+    """Steps that read embeddings need the `embed:` model that makes them."""
+    if recipe.embed is not None:
+        return []
+    needs = [f"filter[{i}].clip_score" for i, item in enumerate(recipe.filter) if item.clip_score is not None]
+    if recipe.dedup is not None and recipe.dedup.images is not None and recipe.dedup.images.method == "semantic":
+        needs.append("dedup.images.method")
+    return [Problem(p, "needs image embeddings: add an `embed:` section naming the model, e.g. "
+                       "embed: {model: models/clip-vit-b32} (a local save_pretrained folder)") for p in needs]
 
 
 def recipe_hash(raw: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # Columns a row carries between stages that are not part of the written contract.
-INTERNAL_COLUMNS = ("image_hashes", "image_sizes", "fields", "context")
+INTERNAL_COLUMNS = ("image_hashes", "image_sizes", "fields", "context", "image_embeddings", "text_embeddings")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ training row that uses the same prompt, so they are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class EvalSet:
     image_owner: np.ndarray  # (m,) int64 index into ids
     ngrams: np.ndarray  # (k,) uint64, boilerplate removed, unique
     ngram_owner: np.ndarray  # (k,) int64 index into ids (first row with that n-gram)
+    image_vectors: np.ndarray | None = None  # (m, d) float16 unit embeddings (semantic dedup only)
 
 
 _is_dataset = is_dataset
@@ -78,8 +80,10 @@ def _read_folder(path: Path) -> tuple[list[str], list[list[bytes]], list[str]]:
     return [str(p.relative_to(path)) for p in files], [[p.read_bytes()] for p in files], [""] * len(files)
 
 
-def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, workers: int) -> EvalSet:
-    """Read `path` (dataset or image folder) into hashes; raises ValueError if it holds nothing."""
+def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, workers: int,
+                  embed: Callable[[list[bytes]], np.ndarray] | None = None) -> EvalSet:
+    """Read `path` (dataset or image folder) into hashes (and `embed`'s vectors when given); raises
+    ValueError if it holds nothing."""
     ids, images, questions = (_read_dataset if _is_dataset(path) else _read_folder)(path)
     if not ids:
         raise ValueError(f"dedup.against: {path} holds no rows or images")
@@ -94,4 +98,5 @@ def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, worker
     uniq, first, rows = np.unique(pairs[:, 0], return_index=True, return_counts=True)
     keep = (rows <= max(1, len(ids) / 2))
     return EvalSet(name=path.name, ids=ids, image_hashes=hashes, image_owner=owner.astype(np.int64),
-                   ngrams=uniq[keep], ngram_owner=pairs[first[keep], 1].astype(np.int64))
+                   ngrams=uniq[keep], ngram_owner=pairs[first[keep], 1].astype(np.int64),
+                   image_vectors=embed(blobs) if embed is not None else None)

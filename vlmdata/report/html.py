@@ -2,7 +2,8 @@
 
 Sections: the stage funnel (rows in/out per stage), rejects per reason with examples, the task mix
 (before and after sampling when a mix stage ran), duplicate pairs side by side (when dedup dropped
-rows and recorded thumbnails), and random rows per task rendered as chats with their images.
+rows and recorded thumbnails), score distributions of the scored filters with their thresholds
+(report/scores.py), and random rows per task rendered as chats with their images.
 
     vlmdata report out/medical      # regenerate from the output folder alone
 """
@@ -171,6 +172,7 @@ def _kept_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
 
 def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
     from vlmdata.report.manifest import read_manifest
+    from vlmdata.report.scores import score_section
 
     manifest = read_manifest(out_dir)
     rejects_html, duplicates = _rejects(out_dir, manifest)
@@ -191,6 +193,7 @@ def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
 <h2 id='rejects'>Rejects</h2>{rejects_html}
 <h2 id='mix'>Task mix</h2>{_mix(manifest)}
 <h2 id='duplicates'>Duplicates</h2>{dup_html}
+<h2 id='scores'>Scores</h2>{score_section(out_dir, manifest)}
 <h2 id='samples'>Samples</h2>{samples_html}
 """
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(manifest['name'])} · vlmdata report"
