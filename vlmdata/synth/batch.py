@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.synth.cache import SUBMITTING, ResponseCache
-from vlmdata.synth.client import Failure, SynthClient, response_from_body
+from vlmdata.synth.client import Failure, SynthClient, SynthError, response_from_body
 from vlmdata.synth.prompt import Request
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
@@ -85,8 +85,22 @@ async def run_batch(*, client: SynthClient, cache: ResponseCache, requests: list
                     spool: Path) -> dict[str, Failure]:
     """Send `requests` (all cache misses) through the Batch API; answers land in the cache.
 
-    Returns the requests that got no answer, with why (already retried online when configured).
+    Returns the requests that got no answer, with why (already retried online when configured). A failure
+    of the Batch API itself (upload, create, poll, download) is a `SynthError` for the whole job, never a
+    per-row error: retrying row by row would submit one batch per row, and the ledger lets a rerun attach.
     """
+    import openai  # the SDK is loaded by the client already; imported here for its error types
+
+    try:
+        return await _run_batch(client=client, cache=cache, requests=requests, job=job, spool=spool)
+    except openai.APIError as e:
+        raise SynthError(f"synthesize job '{job}': the Batch API failed ({type(e).__name__}: {str(e)[:300]}); "
+                         f"rerun the build: it attaches to a batch already created, nothing is submitted twice"
+                         ) from None
+
+
+async def _run_batch(*, client: SynthClient, cache: ResponseCache, requests: list[Request], job: str,
+                     spool: Path) -> dict[str, Failure]:
     spec, api = client.spec, client.api
     keyset = keyset_hash([r.key for r in requests])
     known = cache.open_batch(keyset)
