@@ -16,6 +16,7 @@ from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, limited
 from vlmdata.sources.coco import CocoSpec, read_coco
 from vlmdata.sources.dicom import DicomSpec, read_dicom
+from vlmdata.sources.geotiff import GeoTiffSpec, read_geotiff
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
@@ -44,6 +45,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     CocoSpec: read_coco,
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
+    GeoTiffSpec: read_geotiff,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 

@@ -33,6 +33,7 @@ class LoadStep(MapStep):
                 "source": rec.source,
                 "source_kind": self.source_kinds.get(rec.source, ""),
                 "locator": rec.locator,
+                **rec.meta,
             }
             yield {
                 "task": rec.task,

@@ -125,7 +125,8 @@ class SynthesizeStep(MapStep):
             images = [image_part() for _ in row["images"]] if i == 0 else []
             messages += [message("user", [*images, text_part(question)]), message("assistant", [text_part(answer)])]
         template = self.templates[spec.name]
-        meta = {k: row["meta"][k] for k in ("source", "source_kind", "locator") if k in row["meta"]}
+        meta = {k: row["meta"][k] for k in ("source", "source_kind", "locator", "scene", "window", "page")
+                if k in row["meta"]}  # scene/window/page: split.group_by scene keeps them with their source
         meta.update({"from_row": row.get("id"), "job": spec.name, "template": {"name": template.name,
                      "sha256": template.sha256}, "model": spec.model, "request": request.key, "sample": request.sample,
                      "mode": spec.mode, "cached": outcome.cached, "cost_usd": round(outcome.cost_usd, 8),
