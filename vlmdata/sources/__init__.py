@@ -20,6 +20,7 @@ from vlmdata.sources.geotiff import GeoTiffSpec, read_geotiff
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
+from vlmdata.sources.pdf import PdfSpec, read_pdf
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
 from vlmdata.sources.tabular import (
     CsvSpec,
@@ -46,6 +47,7 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
     GeoTiffSpec: read_geotiff,
+    PdfSpec: read_pdf,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 
