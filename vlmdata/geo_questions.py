@@ -106,8 +106,11 @@ def chip_questions(*, context: dict[str, Any], kinds: list[str]) -> list[tuple[s
     return out
 
 
-def chip_facts(context: dict[str, Any]) -> list[str]:
-    """The chip's context as short symbolic lines, for an LLM template (as LLaVA feeds COCO boxes)."""
+def chip_facts(*, context: dict[str, Any], kinds: list[str]) -> list[str]:
+    """The chip's context as short symbolic lines, for an LLM template (as LLaVA feeds COCO boxes).
+
+    Brightness and relief lines only for the `kinds` the source asks about: relief means nothing on an
+    optical scene, only on a hillshade or an elevation model."""
     facts = []
     if context.get("center_lonlat"):
         lon, lat = context["center_lonlat"]
@@ -124,6 +127,8 @@ def chip_facts(context: dict[str, Any]) -> list[str]:
     if context.get("nodata_fraction"):
         facts.append(f"no-data fraction: {context['nodata_fraction']:.2f}")
     for kind in ("brightness", "relief"):
+        if kind not in kinds:
+            continue
         answer = ANSWERS[kind](context)
         if answer:
             facts.append(answer)

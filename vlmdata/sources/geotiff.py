@@ -278,7 +278,7 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
         stretched = [stretch(values=data[i], valid=valid, lo=lo, hi=hi) for i, (lo, hi) in enumerate(sc.limits)]
         first = data[0][valid].astype(np.float64)
         context: dict[str, Any] = {
-            "scene": scene, "scene_size": [ds.width, ds.height], "window": window.to_json(), "crs": crs,
+            "scene_file": scene, "scene_size": [ds.width, ds.height], "window": window.to_json(), "crs": crs,
             **chip_geo(ds, window),
             "bands": bands, "band_names": names,
             "band_stats": [{"band": b, "name": n, **band_stats(values=data[i], valid=valid)}
@@ -289,7 +289,7 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
             "scene_brightness": _opt(sc.brightness),
             "relief_ratio": round(float(first.std()) / sc.std, 4) if sc.std and first.size else None,
         }
-        context["facts"] = chip_facts(context)
+        context["facts"] = chip_facts(context=context, kinds=list(spec.questions))
         image = ImageRef(data=_png(stretched))
         meta = {"scene": scene, "window": window.to_json()}
         qa = chip_questions(context=context, kinds=list(spec.questions))

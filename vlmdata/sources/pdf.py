@@ -134,6 +134,8 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
         page_headings = [h for h in headings if h != title]
         if "headings" in spec.questions and page_headings:
             qa.append((QUESTIONS["headings"], headings_answer(page_headings), page_headings))
+        if "text" in spec.questions and text:
+            qa.append((QUESTIONS["text"], text, [text]))
         good = []
         for q, a, quotes in qa:
             missing = grounded(quotes=quotes, page_text=text)

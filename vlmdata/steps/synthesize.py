@@ -23,7 +23,7 @@ from vlmdata.schema import image_part, message, row_id, text_part
 from vlmdata.steps.base import MapStep, Row
 from vlmdata.synth.cache import ResponseCache
 from vlmdata.synth.cost import Ledger, price_for
-from vlmdata.synth.grounding import check_counts
+from vlmdata.synth.grounding import check_counts, check_quotes
 from vlmdata.synth.parse import check, parse
 from vlmdata.synth.prompt import Request, build_request, render_chat, template_context
 from vlmdata.synth.run import JobState, Outcome, run_job
@@ -118,6 +118,7 @@ class SynthesizeStep(MapStep):
             pairs = parse(spec.parse, response.text, prompt=prompt)
             if spec.grounding:
                 check_counts(pairs, row["context"])
+                check_quotes(pairs, row["context"])
         except RowError as e:
             return self._reject(job, row, e.reason, e.detail, raw=response.text, key=request.key)
         messages: list[dict[str, Any]] = []
