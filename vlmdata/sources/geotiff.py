@@ -273,7 +273,8 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
         nodata = round(1.0 - float(valid.mean()), 6)
         if nodata > spec.max_nodata:
             yield Reject(spec.name, locator, "chip_nodata", f"{nodata:.0%} of the chip is nodata > max_nodata "
-                                                           f"{spec.max_nodata:.0%}", "load")
+                                                           f"{spec.max_nodata:.0%}", "load",
+                         extra={"scene": scene, "window": window.to_json(), "scene_size": [ds.width, ds.height]})
             continue
         stretched = [stretch(values=data[i], valid=valid, lo=lo, hi=hi) for i, (lo, hi) in enumerate(sc.limits)]
         first = data[0][valid].astype(np.float64)
