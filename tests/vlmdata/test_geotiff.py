@@ -238,3 +238,31 @@ def test_bad_geotiff_options_are_refused_with_their_paths(ws: Workspace) -> None
     for key in ("sources[0].tile.size", "sources[0].tile.overlap", "sources[0].questions[0]",
                 "sources[0].stretch", "sources[0]"):
         assert key in text, text
+
+
+def test_one_row_per_question_and_scene_grouping_without_dedup(ws: Workspace) -> None:
+    ws.copy(SAT / "shade.tif", "s/shade.tif")
+    built = ws.build({"name": "t", "seed": 0, "sources": [{
+        "name": "s", "kind": "geotiff", "path": "s/shade.tif", "nodata": "none", "tile": {"size": 512, "overlap": 0},
+        "questions": ["extent", "relief"], "conversation": False}],
+        "instruct": {"geo_vqa": {"suffix": "Answer briefly."}}, "split": {"validation": 0.5, "group_by": "scene"}})
+    import datasets
+
+    rows = [r for split in datasets.load_from_disk(str(built.path)) for r in built.split_rows(split)]
+    assert len(rows) == 4 * 2  # 4 chips x 2 questions, one turn each
+    assert {r["meta"]["question"] for r in rows} == {"extent", "relief"}
+    assert all(text_of(r["messages"][0]).endswith("\nAnswer briefly.") and len(r["messages"]) == 2 for r in rows)
+    assert all(r["answers"] == [text_of(r["messages"][1])] for r in rows)
+    split = next(st for st in built.manifest["stages"] if st["stage"] == "split")["details"]
+    assert split["groups"] == 1 and split["shared_groups_between_splits"] == 0  # one scene: one group
+
+
+def test_group_tokens_by_scene() -> None:
+    from vlmdata.steps.split import group_tokens
+
+    a = {"id": "1", "source": "s", "image_hashes": ["h1"], "meta": {"scene": "x.tif"}}
+    b = {"id": "2", "source": "s", "image_hashes": ["h2"], "meta": {"scene": "x.tif"}}
+    c = {"id": "3", "source": "t", "image_hashes": ["h3"], "meta": {"scene": "x.tif"}}  # same name, other source
+    d = {"id": "4", "source": "s", "image_hashes": ["h4"], "meta": {}}
+    toks = [set(group_tokens(r, group_by="scene")) for r in (a, b, c, d)]
+    assert toks[0] & toks[1] and not toks[0] & toks[2] and toks[3] == {"i:h4"}

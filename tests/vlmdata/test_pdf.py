@@ -156,3 +156,16 @@ def test_grounding_check_and_line_picking() -> None:
     assert grounded(quotes=["5.3 Missing"], page_text="5.1 Hyper Parameter Optimization") == "5.3 Missing"
     texts = ["a b c d", "x", "e f g h i", "j k l m", "n o p q"]
     assert pick_lines(texts, n=2) == [2, 4] and pick_lines(texts, n=9) == [0, 2, 3, 4]
+
+
+def test_highlight_crop_shows_only_the_line(ws: Workspace) -> None:
+    built = ws.build({"name": "t", "sources": [{"name": "d", "kind": "pdf", "path": str(DOCS / "2305.03393v1-pg9.pdf"),
+                                                "dpi": 144, "questions": ["line"], "highlight": "crop",
+                                                "lines_per_page": 2}]})
+    crops = [r for r in built.rows if "line" in r["meta"]]
+    assert len(crops) == 2
+    for row in crops:
+        im = decode(row["images"][0]["bytes"])
+        box = row["meta"]["context"]["line"]["box"]
+        assert text_of(row["messages"][0]) == "What does this line of text say?"
+        assert im.height < 40 and abs(im.width - (box[2] - box[0]) * 612 * 2) <= 12  # 144 dpi = 2x the points
