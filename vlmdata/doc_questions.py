@@ -3,6 +3,8 @@
 - `line`: a line of the page, boxed in red on the page (or cropped out): "what does it say";
 - `title`: the document's title (page 1's first line, when it is set as a heading);
 - `headings`: the section headings of the page, in reading order;
+- `table`: cells of a table found from the layout (`vlmdata.pdf_tables`): "what is the <column> value
+  where <label> is ...", and a cell boxed in red: "what does it say";
 - `text`: the whole page transcribed, line by line (long: for models with a long context);
 - `page_of`: over all pages of a short document, "on which page is the heading X" (a heading found on
   exactly one page).
@@ -17,14 +19,15 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-DocQuestion = Literal["line", "title", "headings", "page_of", "text"]
-DOC_QUESTIONS: tuple[str, ...] = ("line", "title", "headings", "page_of", "text")
+DocQuestion = Literal["line", "title", "headings", "page_of", "text", "table"]
+DOC_QUESTIONS: tuple[str, ...] = ("line", "title", "headings", "page_of", "text", "table")
 
 QUESTIONS = {
     "line_box": "What does the text in the red box say?",
     "line_crop": "What does this line of text say?",
     "title": "What is the title of this document?",
     "headings": "What are the section headings on this page?",
+    "table_cell": "What is written in the table cell in the red box?",
     "text": "Transcribe the text on this page.",
     "page_of": "On which page does the section \"{heading}\" start?",
 }

@@ -169,3 +169,57 @@ def test_highlight_crop_shows_only_the_line(ws: Workspace) -> None:
         box = row["meta"]["context"]["line"]["box"]
         assert text_of(row["messages"][0]) == "What does this line of text say?"
         assert im.height < 40 and abs(im.width - (box[2] - box[0]) * 612 * 2) <= 12  # 144 dpi = 2x the points
+
+
+# Table 1 of arXiv 2305.03393 (page 9), as printed: enc-layers, dec-layers, language, TEDs simple / complex /
+# all, mAP (0.75), inference time (secs); the layer counts are merged cells spanning the OTSL and HTML rows.
+TABLE_1 = [
+    ["6", "6", "OTSL", "0.965", "0.934", "0.955", "0.88", "2.73"],
+    ["6", "6", "HTML", "0.969", "0.927", "0.955", "0.857", "5.39"],
+    ["4", "4", "OTSL", "0.938", "0.904", "0.927", "0.853", "1.97"],
+    ["4", "4", "HTML", "0.952", "0.909", "0.938", "0.843", "3.77"],
+    ["2", "4", "OTSL", "0.923", "0.897", "0.915", "0.859", "1.91"],
+    ["2", "4", "HTML", "0.945", "0.901", "0.931", "0.834", "3.81"],
+    ["4", "2", "OTSL", "0.952", "0.92", "0.942", "0.857", "1.22"],
+    ["4", "2", "HTML", "0.944", "0.903", "0.931", "0.824", "2"],
+]
+COLUMNS = ["# enc-layers", "# dec-layers", "Language", "simple", "TEDs complex", "all", "mAP (0.75)",
+           "Inference time (secs)"]
+
+
+def test_the_table_is_recovered_from_the_layout_cell_by_cell() -> None:
+    from vlmdata.pdf_layout import page_lines
+    from vlmdata.pdf_tables import find_tables
+
+    pdf = pdfium.PdfDocument(DOCS / "2305.03393v1-pg9.pdf")
+    (table,) = find_tables([w for ln in page_lines(pdf[0]) for w in ln.words])
+    assert [[c.text if c else None for c in r] for r in table.rows] == TABLE_1
+    assert table.header == COLUMNS
+    essay = pdfium.PdfDocument(DOCS / "multi_page.pdf")
+    assert all(find_tables([w for ln in page_lines(essay[p]) for w in ln.words]) == [] for p in range(len(essay)))
+
+
+def test_table_questions_answer_from_the_right_cell(doc: Built) -> None:
+    rows = all_rows(doc)
+    page = next(r for r in rows if r["meta"]["locator"] == "2305.03393v1-pg9.pdf#page=1")
+    msgs = page["messages"]
+    asked = 0
+    for i in range(0, len(msgs), 2):
+        q = text_of(msgs[i])
+        m = re.fullmatch(r'In the table, what is the "(.+)" value where # enc-layers is (\d), # dec-layers is (\d), '
+                         r'Language is (\w+)\?', q)
+        if not m:
+            continue
+        asked += 1
+        row = next(r for r in TABLE_1 if r[:3] == [m.group(2), m.group(3), m.group(4)])
+        assert text_of(msgs[i + 1]) == row[COLUMNS.index(m.group(1))]
+    assert asked == 2
+    cells = [r for r in rows if "cell" in r["meta"]]
+    assert len(cells) == 2
+    for row in cells:
+        box = row["meta"]["context"]["cell"]["box"]
+        pg = pdfium.PdfDocument(DOCS / row["meta"]["scene"])[0]
+        pw, ph = pg.get_size()
+        inside = pg.get_textpage().get_text_bounded(box[0] * pw - 1, (1 - box[3]) * ph - 1, box[2] * pw + 1,
+                                                    (1 - box[1]) * ph + 1).strip()
+        assert inside == text_of(row["messages"][1]) and any(inside in r for r in TABLE_1)

@@ -4,7 +4,7 @@
       kind: pdf
       path: ../examples/documents       # a file, or every .pdf under a folder
       dpi: 96
-      questions: [line, title, headings, page_of]
+      questions: [line, title, headings, page_of, table]
       highlight: box                    # line questions: a red box drawn on the page, or `crop`: the line cut out
 
 Reading uses pypdfium2 (the `[pdf]` extra; its wheels bundle PDFium, no system library), imported
@@ -41,9 +41,10 @@ class PdfSpec(SourceSpec):
     task: str = "doc_vqa"
     dpi: int = Field(default=96, ge=36, le=600)
     require_text: bool = True
-    questions: list[DocQuestion] = Field(default_factory=lambda: ["line", "title", "headings", "page_of"])
+    questions: list[DocQuestion] = Field(default_factory=lambda: ["line", "title", "headings", "page_of", "table"])
     highlight: Literal["box", "crop"] = "box"
     lines_per_page: int = Field(default=2, ge=0, le=50)  # highlighted-line rows per page
+    cells_per_table: int = Field(default=2, ge=0, le=50)  # table lookups per table, and boxed-cell rows
     max_images: int = Field(default=5, ge=2, le=32)       # page_of rows only for documents this short
     max_pages: int | None = Field(default=None, ge=1)     # read at most this many pages of each document
 
@@ -70,6 +71,18 @@ def _qa_messages(qa: list[tuple[str, str]], n_images: int) -> list[dict[str, Any
     return msgs
 
 
+def _boxed(image: Any, box: list[float], *, dpi: int) -> Any:
+    """A copy of the page with a red rectangle around `box` ([0, 1] page coordinates), a little padded."""
+    from PIL import ImageDraw
+
+    w, h = image.size
+    pad = max(2, round(dpi / 36))
+    shown = image.copy()
+    ImageDraw.Draw(shown).rectangle((round(box[0] * w) - pad, round(box[1] * h) - pad, round(box[2] * w) + pad,
+                                     round(box[3] * h) + pad), outline=(255, 0, 0), width=max(2, pad // 2))
+    return shown
+
+
 def read_pdf(spec: PdfSpec) -> Iterator[Record | Reject]:
     try:
         import pypdfium2 as pdfium
@@ -93,10 +106,10 @@ def read_pdf(spec: PdfSpec) -> Iterator[Record | Reject]:
 
 
 def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from PIL import ImageDraw
-
     from vlmdata.doc_questions import QUESTIONS, grounded, headings_answer, pick_lines
     from vlmdata.pdf_layout import page_lines
+    from vlmdata.pdf_tables import find_tables, lookups
+    from vlmdata.pdf_tables import to_json as table_json
 
     n_pages = len(pdf)
     if n_pages == 0:
@@ -134,6 +147,12 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
         page_headings = [h for h in headings if h != title]
         if "headings" in spec.questions and page_headings:
             qa.append((QUESTIONS["headings"], headings_answer(page_headings), page_headings))
+        tables = find_tables(context["words"]) if "table" in spec.questions else []
+        if tables:
+            context["tables"] = [table_json(t) for t in tables]
+        for t in tables:
+            for q, cell, quotes in lookups(t, n=spec.cells_per_table):
+                qa.append((q, cell.text, [cell.text, *quotes]))
         if "text" in spec.questions and text:
             qa.append((QUESTIONS["text"], text, [text]))
         good = []
@@ -146,6 +165,18 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
         png = _png(image)
         yield Record(source=spec.name, locator=locator, task=spec.task, images=[ImageRef(data=png)],
                      messages=_qa_messages(good, 1) if good else None, context=context, meta=meta)
+        for t_i, t in enumerate(tables):
+            for k, (_, cell, _) in enumerate(lookups(t, n=spec.cells_per_table)):
+                if grounded(quotes=[cell.text], page_text=text) is not None:
+                    yield Reject(spec.name, f"{locator}&table={t_i}&cell={k}", "ungrounded",
+                                 f"cell {cell.text!r} not on the page", "load")
+                    continue
+                shown = _boxed(image, cell.box, dpi=spec.dpi)
+                yield Record(source=spec.name, locator=f"{locator}&table={t_i}&cell={k}", task=spec.task,
+                             images=[ImageRef(data=_png(shown))],
+                             messages=_qa_messages([(QUESTIONS["table_cell"], cell.text)], 1),
+                             context={**context, "cell": {"text": cell.text, "box": cell.box}},
+                             meta={**meta, "cell": [t_i, k]})
         if "line" not in spec.questions:
             continue
         for i in pick_lines([ln.text for ln in lines], n=spec.lines_per_page):
@@ -160,9 +191,7 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
             if spec.highlight == "crop":
                 shown, question = image.crop((max(0, x0), max(0, y0), min(w, x1), min(h, y1))), QUESTIONS["line_crop"]
             else:
-                shown = image.copy()
-                ImageDraw.Draw(shown).rectangle((x0, y0, x1, y1), outline=(255, 0, 0), width=max(2, pad // 2))
-                question = QUESTIONS["line_box"]
+                shown, question = _boxed(image, ln.box, dpi=spec.dpi), QUESTIONS["line_box"]
             yield Record(source=spec.name, locator=f"{locator}&line={i}", task=spec.task,
                          images=[ImageRef(data=_png(shown))], messages=_qa_messages([(question, ln.text)], 1),
                          context={**context, "line": ln.to_json()}, meta={**meta, "line": i})
