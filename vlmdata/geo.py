@@ -95,6 +95,44 @@ def haversine_m(*, lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
+WGS84_A, WGS84_F = 6_378_137.0, 1 / 298.257223563
+
+
+def geodesic_m(*, lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Distance in metres on the WGS 84 ellipsoid (Vincenty's inverse formula, mm-accurate); the
+    haversine on the mean sphere (within ~0.5%) for the nearly antipodal points where it does not converge."""
+    a, f = WGS84_A, WGS84_F
+    b = a * (1 - f)
+    big_l = math.radians(lon2 - lon1)
+    u1 = math.atan((1 - f) * math.tan(math.radians(lat1)))
+    u2 = math.atan((1 - f) * math.tan(math.radians(lat2)))
+    su1, cu1, su2, cu2 = math.sin(u1), math.cos(u1), math.sin(u2), math.cos(u2)
+    lam = big_l
+    for _ in range(200):
+        sl, cl = math.sin(lam), math.cos(lam)
+        sin_s = math.hypot(cu2 * sl, cu1 * su2 - su1 * cu2 * cl)
+        if sin_s == 0:
+            return 0.0
+        cos_s = su1 * su2 + cu1 * cu2 * cl
+        sigma = math.atan2(sin_s, cos_s)
+        sin_a = cu1 * cu2 * sl / sin_s
+        cos2_a = 1 - sin_a**2
+        cos_2sm = cos_s - 2 * su1 * su2 / cos2_a if cos2_a else 0.0
+        c = f / 16 * cos2_a * (4 + f * (4 - 3 * cos2_a))
+        prev = lam
+        lam = big_l + (1 - c) * f * sin_a * (sigma + c * sin_s * (cos_2sm + c * cos_s * (-1 + 2 * cos_2sm**2)))
+        if abs(lam - prev) < 1e-12:
+            break
+    else:
+        return haversine_m(lon1=lon1, lat1=lat1, lon2=lon2, lat2=lat2)
+    u_sq = cos2_a * (a**2 - b**2) / b**2
+    big_a = 1 + u_sq / 16384 * (4096 + u_sq * (-768 + u_sq * (320 - 175 * u_sq)))
+    big_b = u_sq / 1024 * (256 + u_sq * (-128 + u_sq * (74 - 47 * u_sq)))
+    d_sigma = big_b * sin_s * (cos_2sm + big_b / 4 * (cos_s * (-1 + 2 * cos_2sm**2) - big_b / 6 * cos_2sm
+                                                      * (-3 + 4 * sin_s**2) * (-3 + 4 * cos_2sm**2)))
+    return b * big_a * (sigma - d_sigma)
+
+
 def finite(*values: float) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
@@ -102,14 +140,14 @@ def finite(*values: float) -> bool:
 def ground_extent_m(edges_lonlat: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
     """(width, height) in metres of a chip from the lon/lat of its edge midpoints (left, right, top, bottom).
 
-    Measured on the ground, so it is right in any CRS (UTM, Web Mercator, geographic); None when a
+    Measured on the WGS 84 ellipsoid, so it is right in any CRS (UTM, Web Mercator, geographic); None when a
     midpoint does not lie on the Earth (a full-disk geostationary scene's corners)."""
     pts = [edges_lonlat[k] for k in ("left", "right", "top", "bottom")]
     if not all(finite(*p) for p in pts):
         return None
     (l_lon, l_lat), (r_lon, r_lat), (t_lon, t_lat), (b_lon, b_lat) = pts
-    return (haversine_m(lon1=l_lon, lat1=l_lat, lon2=r_lon, lat2=r_lat),
-            haversine_m(lon1=t_lon, lat1=t_lat, lon2=b_lon, lat2=b_lat))
+    return (geodesic_m(lon1=l_lon, lat1=l_lat, lon2=r_lon, lat2=r_lat),
+            geodesic_m(lon1=t_lon, lat1=t_lat, lon2=b_lon, lat2=b_lat))
 
 
 def luminance(*, stretched: list[np.ndarray], valid: np.ndarray) -> float | None:
