@@ -115,11 +115,34 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
             export(tmp, fmt=fmt, dest=tmp / "exports" / fmt, name=recipe.name)
         if recipe.output.report:
             write_report(tmp, seed=recipe.seed)
+        deid = _deidentification_check(loaded, tmp=tmp, cache=plan_cache_dir(final, cache_dir))
+        if deid is not None:
+            manifest["deidentification"] = deid
+            write_manifest(tmp / "manifest.json", manifest)
+            (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(path=final, manifest=manifest)
+
+
+def plan_cache_dir(final: Path, cache_dir: Path | None) -> Path:
+    """Where the synthesis cache of this build lives (see `vlmdata.plan.make_plan`)."""
+    return cache_dir or final.parent / ".vlmdata-cache"
+
+
+def _deidentification_check(loaded: LoadedRecipe, *, tmp: Path, cache: Path) -> dict[str, Any] | None:
+    """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.deid)."""
+    from vlmdata.sources.dicom import DicomSpec, dicom_files
+
+    inputs = [f for src in loaded.recipe.sources if isinstance(src, DicomSpec) for f in dicom_files(src)]
+    if not inputs:
+        return None
+    from vlmdata.deid import check_build
+
+    roots = [tmp] + ([cache] if loaded.recipe.synthesize and cache.exists() else [])
+    return check_build(dicom_inputs=inputs, roots=roots)
 
 
 def _yaml(data: dict[str, Any]) -> str:

@@ -58,13 +58,14 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
           cache: str | None, engine: str | None, workers: int | None) -> None:
     """Build the dataset described by RECIPE."""
     from vlmdata.build import build as run_build
+    from vlmdata.deid import DeidentificationError
     from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
                            cache_dir=Path(cache) if cache else None, engine=engine, workers=workers)
-    except SynthError as e:
+    except (SynthError, DeidentificationError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     m = result.manifest
@@ -73,6 +74,8 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     if rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in m["rejects"].items())
         click.echo(f"rejected {rejected} rows ({reasons}); see {result.path / 'rejects.jsonl'}")
+    if "deidentification" in m:
+        click.echo(f"de-identification: {m['deidentification']['summary']}")
 
 
 @main.command("plan")

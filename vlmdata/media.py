@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from vlmdata.medical_view import NiftiView
 from vlmdata.rows import ImageRef, RowError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -102,10 +103,14 @@ def load_image(
     from PIL import Image, ImageOps
 
     data = read_ref(ref)
-    if is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
+    if isinstance(ref.view, NiftiView):
+        from vlmdata.volume_image import nifti_to_png
+
+        data = nifti_to_png(ref, data)
+    elif is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
         from vlmdata.dicom_image import dicom_to_png
 
-        data = dicom_to_png(data, window=ref.window, frame=ref.frame)
+        data = dicom_to_png(data, window=ref.window, frame=ref.frame, view=ref.view)
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding
     try:

@@ -19,13 +19,15 @@ INTERNAL_COLUMNS = ("image_hashes", "image_sizes", "fields", "context")
 class ImageRef:
     """Where an image comes from: a file on disk (checked against the source's image_root) or bytes.
 
-    `window` and `frame` only matter for DICOM files (recipe overrides of the header's VOI window).
+    `window` and `frame` only matter for DICOM files (recipe overrides of the header's VOI window);
+    `view` (a `vlmdata.medical_view` DicomView/NiftiView) is what a medical source decided instead.
     """
 
     path: Path | None = None
     data: bytes | None = None
     window: tuple[float, float] | None = None
     frame: str | int = "middle"
+    view: Any = None
 
     def describe(self) -> str:
         return str(self.path) if self.path is not None else f"<{len(self.data or b'')} bytes>"

@@ -20,6 +20,8 @@ from vlmdata.sources.geotiff import GeoTiffSpec, read_geotiff
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
+from vlmdata.sources.medvqa import PathVqaSpec, SlakeSpec, VqaRadSpec, read_pathvqa, read_slake, read_vqa_rad
+from vlmdata.sources.nifti import NiftiSpec, read_nifti
 from vlmdata.sources.pdf import PdfSpec, read_pdf
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
 from vlmdata.sources.tabular import (
@@ -48,6 +50,10 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     ShapesSpec: read_shapes,
     GeoTiffSpec: read_geotiff,
     PdfSpec: read_pdf,
+    NiftiSpec: read_nifti,
+    VqaRadSpec: read_vqa_rad,
+    SlakeSpec: read_slake,
+    PathVqaSpec: read_pathvqa,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 
