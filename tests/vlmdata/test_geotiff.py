@@ -238,6 +238,8 @@ def test_bad_geotiff_options_are_refused_with_their_paths(ws: Workspace) -> None
     for key in ("sources[0].tile.size", "sources[0].tile.overlap", "sources[0].questions[0]",
                 "sources[0].stretch", "sources[0]"):
         assert key in text, text
+    with pytest.raises(ConfigError, match=r"give 1 band \(shown grey\) or 3"):
+        ws.load({"name": "t", "sources": [{"name": "s", "kind": "geotiff", "path": "a.tif", "bands": [4, 3]}]})
 
 
 def test_one_row_per_question_and_scene_grouping_without_dedup(ws: Workspace) -> None:

@@ -69,7 +69,7 @@ class GeoTiffSpec(SourceSpec):
     kind: Literal["geotiff"] = "geotiff"
     path: ExistingPath
     task: str = "geo_vqa"
-    bands: list[int] | None = Field(default=None, min_length=1, max_length=4)
+    bands: list[int] | None = None  # 1 (grey) or 3 (red, green, blue) 1-based band numbers
     tile: TileSpec = Field(default_factory=TileSpec)
     max_nodata: float = Field(default=0.2, ge=0.0, le=1.0)
     # Which pixels have no data: the file's own masks ("file"), none at all ("none": for a file whose
@@ -85,6 +85,9 @@ class GeoTiffSpec(SourceSpec):
     def _bands_positive(self) -> GeoTiffSpec:
         if self.bands is not None and any(b < 1 for b in self.bands):
             raise ValueError(f"bands are 1-based band numbers, got {self.bands}")
+        if self.bands is not None and len(self.bands) not in (1, 3):
+            raise ValueError(f"bands: give 1 band (shown grey) or 3 (shown as red, green, blue), got {len(self.bands)}: "
+                             f"{self.bands}")
         return self
 
 
@@ -218,8 +221,7 @@ def _png(channels: list[Any]) -> bytes:
     import numpy as np
     from PIL import Image
 
-    arr = channels[0] if len(channels) == 1 else np.stack(channels[:3] if len(channels) >= 3 else
-                                                          [channels[0]] * 3, axis=-1)
+    arr = channels[0] if len(channels) == 1 else np.stack(channels, axis=-1)  # 1 or 3 bands (the spec checks)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
