@@ -223,3 +223,34 @@ def test_table_questions_answer_from_the_right_cell(doc: Built) -> None:
         inside = pg.get_textpage().get_text_bounded(box[0] * pw - 1, (1 - box[3]) * ph - 1, box[2] * pw + 1,
                                                     (1 - box[1]) * ph + 1).strip()
         assert inside == text_of(row["messages"][1]) and any(inside in r for r in TABLE_1)
+
+
+def _ink_in_boxes(page, lines) -> float:
+    """The share of the rendered page's ink that lies inside the line boxes."""
+    ink = 255 - np.asarray(page.render(scale=1.0).to_pil().convert("L")).astype(float)
+    h, w = ink.shape
+    inside = np.zeros_like(ink, dtype=bool)
+    for ln in lines:
+        x0, y0, x1, y1 = ln.box
+        inside[int(y0 * h):int(np.ceil(y1 * h)) + 1, int(x0 * w):int(np.ceil(x1 * w)) + 1] = True
+    return float(ink[inside].sum() / ink.sum())
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_line_boxes_follow_a_rotated_page(rotation: int) -> None:
+    import io
+
+    from vlmdata.pdf_layout import page_lines
+
+    pdf = pdfium.PdfDocument(DOCS / "2305.03393v1-pg9.pdf")
+    upright = page_lines(pdf[0])
+    upright_share = _ink_in_boxes(pdf[0], upright)  # the rest is the table's rules
+    assert upright_share > 0.8
+    pdf[0].set_rotation(rotation)
+    buf = io.BytesIO()
+    pdf.save(buf)
+    turned_pdf = pdfium.PdfDocument(buf.getvalue())
+    turned = page_lines(turned_pdf[0])
+    chars = sorted("".join(w["text"] for ln in turned for w in ln.words))  # PDFium may split words differently
+    assert chars == sorted("".join(w["text"] for ln in upright for w in ln.words))
+    assert _ink_in_boxes(turned_pdf[0], turned) > upright_share - 0.02  # the boxes sit on the text as rendered
