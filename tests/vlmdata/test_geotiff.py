@@ -314,3 +314,25 @@ def test_geodesic_distance_matches_vincentys_published_example() -> None:
     assert abs(geodesic_m(**args) - 54972.271) < 0.01
     assert abs(haversine_m(**args) - 54972.271) / 54972.271 < 0.005
     assert geodesic_m(lon1=10, lat1=50, lon2=10, lat2=50) == 0.0
+
+
+def test_a_rotated_grid_gets_its_centre_and_ground_size_from_the_transform(ws: Workspace) -> None:
+    from affine import Affine
+
+    # a 10 m grid turned by 30 degrees in UTM 32N: columns run east-north-east
+    t = Affine.translation(600000, 5200000) * Affine.rotation(-30) * Affine.scale(10, -10)
+    data = np.full((1, 64, 64), 100, dtype=np.uint8)
+    path = ws.path("rot/r.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32632",
+                       transform=t) as ds:
+        ds.write(data)
+    built = ws.build({"name": "t", "sources": [{"name": "s", "kind": "geotiff", "path": "rot", "tile": {"size": 64},
+                                                "questions": ["location", "extent"]}]})
+    ctx = built.rows[0]["meta"]["context"]
+    from rasterio.warp import transform
+
+    cx, cy = t * (32, 32)
+    (lon,), (lat,) = transform("EPSG:32632", "EPSG:4326", [cx], [cy])
+    assert ctx["center_lonlat"] == pytest.approx([lon, lat], abs=1e-6)
+    assert ctx["extent_m"][0] == pytest.approx(640, rel=0.002) and ctx["extent_m"][1] == pytest.approx(640, rel=0.002)
+    assert ctx["gsd_m"] == pytest.approx(10, rel=0.002)

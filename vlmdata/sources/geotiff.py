@@ -184,20 +184,22 @@ def _lonlat(ds: Any, xs: list[float], ys: list[float]) -> list[tuple[float, floa
 
 
 def chip_geo(ds: Any, window: Any) -> dict[str, Any]:
-    """Bounds (scene CRS and lon/lat), centre, ground extent and sample distance of one chip window."""
-    from rasterio.windows import Window, bounds
+    """Bounds (scene CRS and lon/lat), centre, ground extent and sample distance of one chip window.
 
+    Points are mapped from pixel positions through the scene's affine transform, so a rotated or
+    sheared grid gives the right centre and edge midpoints; bounds are the envelope of the corners."""
     from vlmdata.geo import finite, ground_extent_m
 
-    w = Window(window.col_off, window.row_off, window.width, window.height)
-    left, bottom, right, top = bounds(w, ds.transform)
-    out: dict[str, Any] = {"bounds": [_r(left), _r(bottom), _r(right), _r(top)],
-                           "res": [_r(abs(ds.transform.a)), _r(abs(ds.transform.e))]}
+    t = ds.transform
+    c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
+    pixels = [(c0 + w / 2, r0 + h / 2), (c0, r0 + h / 2), (c0 + w, r0 + h / 2), (c0 + w / 2, r0),
+              (c0 + w / 2, r0 + h), (c0, r0), (c0 + w, r0), (c0, r0 + h), (c0 + w, r0 + h)]
+    xy = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in pixels]
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    out: dict[str, Any] = {"bounds": [_r(min(xs[5:])), _r(min(ys[5:])), _r(max(xs[5:])), _r(max(ys[5:]))],
+                           "res": [_r(math.hypot(t.a, t.d)), _r(math.hypot(t.b, t.e))]}
     if ds.crs is None:
         return out | {"bounds_lonlat": None, "center_lonlat": None, "extent_m": None, "gsd_m": None}
-    cx, cy = (left + right) / 2, (bottom + top) / 2
-    xs = [cx, left, right, cx, cx, left, right, left, right]
-    ys = [cy, cy, cy, top, bottom, bottom, bottom, top, top]
     pts = _lonlat(ds, xs, ys)
     centre = pts[0]
     out["center_lonlat"] = [round(centre[0], 6), round(centre[1], 6)] if finite(*centre) else None
