@@ -336,3 +336,27 @@ def test_a_rotated_grid_gets_its_centre_and_ground_size_from_the_transform(ws: W
     assert ctx["center_lonlat"] == pytest.approx([lon, lat], abs=1e-6)
     assert ctx["extent_m"][0] == pytest.approx(640, rel=0.002) and ctx["extent_m"][1] == pytest.approx(640, rel=0.002)
     assert ctx["gsd_m"] == pytest.approx(10, rel=0.002)
+
+
+def test_a_damaged_block_loses_its_chip_not_the_scene(ws: Workspace) -> None:
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+
+    path = ws.path("dmg/d.tif")
+    data = np.random.default_rng(2).integers(1, 255, size=(1, 256, 256), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(10, 50, 0.001, 0.001), tiled=True, blockxsize=32, blockysize=32,
+                       compress="deflate") as ds:
+        ds.write(data)
+        ds.build_overviews([4], Resampling.average)  # the scene statistics read this 64 px overview
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_7_7", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_7_7", "TIFF", bidx=1))
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + size] = b"\xff" * size  # the full-resolution tile at the bottom right, garbled
+    path.write_bytes(bytes(raw))
+    built = ws.build({"name": "t", "sources": [{"name": "s", "kind": "geotiff", "path": "dmg",
+                                                "tile": {"size": 32, "overlap": 0}, "questions": ["nodata"],
+                                                "stats_max_side": 64}]})
+    assert {r["locator"]: r["reason"] for r in built.rejects} == {"d.tif#x224_y224": "geotiff_error"}
+    assert len(built.rows) == 63

@@ -159,14 +159,13 @@ class _Scene:
         self.brightness = luminance(stretched=stretched, valid=valid)
         first = data[0][valid].astype(np.float64)
         self.std = float(first.std()) if first.size else None
-        self.valid_fraction = float(valid.mean())
 
 
 def _lonlat(ds: Any, xs: list[float], ys: list[float]) -> list[tuple[float, float]]:
     """Points of the scene CRS in lon/lat (inf where a point is off the Earth, as PROJ reports it)."""
     from rasterio.warp import transform
 
-    if ds.crs.is_geographic:
+    if ds.crs.to_epsg() == 4326:
         return list(zip(xs, ys, strict=True))
     try:
         lons, lats = transform(ds.crs, "EPSG:4326", xs, ys)
@@ -250,6 +249,7 @@ def read_geotiff(spec: GeoTiffSpec) -> Iterator[Record | Reject]:
 
 def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | Reject]:
     import numpy as np
+    import rasterio.errors
     from rasterio.windows import Window
 
     from vlmdata.geo import band_stats, luminance, stretch, tile_windows
@@ -272,8 +272,12 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
     for window in tile_windows(width=ds.width, height=ds.height, size=spec.tile.size, overlap=spec.tile.overlap):
         locator = f"{scene}#x{window.col_off}_y{window.row_off}"
         w = Window(window.col_off, window.row_off, window.width, window.height)
-        data = ds.read(bands, window=w)
-        valid = _valid(spec, data, ds.read_masks(bands, window=w))
+        try:
+            data = ds.read(bands, window=w)
+            valid = _valid(spec, data, ds.read_masks(bands, window=w))
+        except rasterio.errors.RasterioError as e:  # a damaged block: this chip is lost, not the scene
+            yield Reject(spec.name, locator, "geotiff_error", f"cannot read the chip: {type(e).__name__}: {e}", "load")
+            continue
         nodata = round(1.0 - float(valid.mean()), 6)
         if nodata > spec.max_nodata:
             yield Reject(spec.name, locator, "chip_nodata", f"{nodata:.0%} of the chip is nodata > max_nodata "
