@@ -118,6 +118,7 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
     pages: list[dict[str, Any]] = []
     for p in range(min(n_pages, spec.max_pages or n_pages)):
         locator = f"{doc}#page={p + 1}"
+        page = None
         try:
             page = pdf[p]
             lines = page_lines(page)
@@ -125,6 +126,9 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
         except Exception as e:  # a damaged page object: the other pages still count
             yield Reject(spec.name, locator, "pdf_error", f"page {p + 1}: {type(e).__name__}: {e}", "load")
             continue
+        finally:
+            if page is not None:
+                page.close()  # PDFium's page memory now, not at garbage collection
         if not lines and spec.require_text:
             yield Reject(spec.name, locator, "no_text", f"page {p + 1} of {doc} has no text layer (a scan?); "
                                                         "set require_text: false to keep such pages", "load")
