@@ -112,7 +112,7 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
         (tmp / "recipe.resolved.yaml").write_text(_yaml(manifest["recipe"]), encoding="utf-8")
         for fmt in recipe.output.exports:
-            export(tmp, fmt=fmt, dest=tmp / "exports" / fmt, name=recipe.name)
+            export(tmp, fmt=fmt, dest=tmp / "exports" / fmt, name=recipe.name, final_dest=final / "exports" / fmt)
         if recipe.output.report:
             write_report(tmp, seed=recipe.seed)
         deid = _deidentification_check(loaded, tmp=tmp, cache=plan_cache_dir(final, cache_dir))

@@ -24,6 +24,11 @@ def _load(recipe: str, overrides: tuple[str, ...]):
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - a bug in validation must still not print a traceback at the user
+        click.echo(f"1 problem(s) in recipe {recipe}:\n  - vlmdata could not check this recipe "
+                   f"({type(e).__name__}: {e}); this is a bug in vlmdata, please report it with the recipe",
+                   err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,6 +123,7 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 
     from vlmdata.report.domains import context_lines
     from vlmdata.report.manifest import read_manifest
+    from vlmdata.steps.mix import mix_table
 
     path = Path(out)
     manifest = read_manifest(path) if (path / "manifest.json").is_file() else {}
@@ -136,12 +142,13 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
         if stage["stage"] == "split" and d:
             click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
                        f"groups shared between splits: {d['shared_groups_between_splits']}")
-        if stage["stage"] == "mix" and d:
-            click.echo(f"  mix by {d['by']} (T={d['temperature']}, total={d['total']}):")
-            for g, row in d[f"{d['by']}s"].items():
-                click.echo(f"    {g}: n={row['n']} p={row['p']:.4f} rows={row['rows']}")
-            if d.get("note"):
-                click.echo(f"    note: {d['note']}")
+    mix = mix_table(manifest)
+    if mix is not None:
+        click.echo(f"  mix by {mix.by} (T={mix.temperature}, total={mix.total}):")
+        for g in mix.groups:
+            click.echo(f"    {g.group}: n={g.n} p={g.p:.4f} rows={g.rows}")
+        if mix.note:
+            click.echo(f"    note: {mix.note}")
     for split, ds in dd.items():
         shown = ds.with_format("arrow")[: min(n_rows, len(ds))].to_pylist()  # no image decoding, no cache files
         for row in shown:
@@ -155,18 +162,59 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "jsonl"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]),
+              required=True)
 @click.option("-o", "--dest", type=click.Path(file_okay=False), default=None, help="Default: OUT/exports/FORMAT.")
 @click.option("--images-dir", type=click.Path(file_okay=False), default=None, help="Default: DEST/images.")
-def export(out: str, fmt: str, dest: str | None, images_dir: str | None) -> None:
-    """Export a built dataset OUT as LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json) or JSONL."""
+@click.option("--absolute-paths", is_flag=True,
+              help="Image paths absolute (default: relative to DEST, i.e. LLaMA-Factory's media_dir / ROOT_IMAGE_DIR).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="webdataset: rows per tar shard.")
+def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolute_paths: bool, shard_size: int) -> None:
+    """Export a built dataset OUT for another tool: LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json),
+    ms-swift JSONL, JSONL, WebDataset shards or an lmms-eval task."""
     from vlmdata.export import export as run_export
 
     path = Path(out)
-    files = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
-                       images_dir=Path(images_dir) if images_dir else None)
-    for split, file in files.items():
+    try:
+        result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
+                            images_dir=Path(images_dir) if images_dir else None, absolute_paths=absolute_paths,
+                            shard_size=shard_size)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    for split, file in result.files.items():
         click.echo(f"{split}: {file}")
+    if result.rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in result.rejected.items())
+        click.echo(f"not exported: {sum(result.rejected.values())} rows ({reasons}); see {result.rejects_path}")
+
+
+@main.command("import-llamafactory")
+@click.argument("dataset_info", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the recipe here (default: print it). An existing file is never overwritten.")
+@click.option("--name", default="llamafactory", show_default=True, help="The recipe's name.")
+def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
+    """Turn LLaMA-Factory's DATASET_INFO (dataset_info.json) into a recipe with one sharegpt source per entry."""
+    from vlmdata.import_llamafactory import recipe_from_registry
+
+    target = Path(out) if out else None
+    if target is not None and target.exists():
+        click.echo(f"error: {target} exists; choose another -o (vlmdata never overwrites a file it did not write)",
+                   err=True)
+        sys.exit(2)
+    try:
+        text = recipe_from_registry(Path(dataset_info), name=name, recipe_dir=target.parent if target else Path.cwd())
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}")
 
 
 @main.command()

@@ -19,9 +19,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.config_limits import number_problems
+from vlmdata.config_paths import TemplateRef
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
+from vlmdata.redact import Redactor
+from vlmdata.sizes import ShardSize
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.steps.dedup import DedupSpec
@@ -57,8 +61,9 @@ class InstructSpec(BaseModel):
     suffix: str | None = None
     mc_suffix: str = MC_SUFFIX
     prompts: list[str] | None = Field(default=None, min_length=1)
-    template: str | None = None
+    template: TemplateRef | None = None
     system: str | None = None
+    target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
 
     @field_validator("template")
     @classmethod
@@ -75,8 +80,9 @@ class InstructSpec(BaseModel):
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
-    max_shard_size: str = "500MB"
-    exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
+    max_shard_size: ShardSize = "500MB"
+    exports: list[Literal["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]] = Field(
+        default_factory=list)  # into OUT/exports/<format> (vlmdata/export.py)
     report: bool = True  # write report.html
 
 
@@ -84,7 +90,7 @@ class Recipe(BaseModel):
     """A whole build. Sections are listed here in the order the engine runs them."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)  # a folder name: out/NAME
     description: str = ""
     license: str | None = None
     seed: int = 0
@@ -98,7 +104,7 @@ class Recipe(BaseModel):
     split: SplitSpec | None = None
     mix: MixSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=256, ge=1, le=65536)  # rows held (decoded) at once per worker
     engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
 
     def output_path(self) -> Path:
@@ -115,23 +121,25 @@ class LoadedRecipe:
     sha256: str
     secret_env: set[str] = field(default_factory=set)
 
+    def redactor(self) -> Redactor:
+        """Every secret this recipe can bring: credential-like env vars it expands, each job's
+        `api_key_env` (whatever its name) and keys written into an endpoint's base_url."""
+        jobs = self.recipe.synthesize
+        return Redactor(env_names=set(self.secret_env) | {j.endpoint.api_key_env for j in jobs},
+                        urls=[j.base_url() for j in jobs])
+
     def redacted(self) -> dict[str, Any]:
-        """The resolved recipe for manifests: values of credential-like env vars replaced by ${NAME}."""
-        import os
-
-        dumped = self.recipe.model_dump(mode="json")
-        secrets = {os.environ[n]: f"${{{n}}}" for n in self.secret_env if os.environ.get(n)}
-        return _redact(dumped, secrets)
+        """The resolved recipe for manifests: secret values replaced by ${NAME} (or masked)."""
+        return _redact(self.recipe.model_dump(mode="json"), self.redactor())
 
 
-def _redact(value: Any, secrets: dict[str, str]) -> Any:
+def _redact(value: Any, redact: Redactor) -> Any:
     if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
+        return {k: _redact(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
+        return [_redact(v, redact) for v in value]
     if isinstance(value, str):
-        for secret, name in secrets.items():
-            value = value.replace(secret, name)
+        return redact(value)
     return value
 
 
@@ -161,15 +169,28 @@ def recipe_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _with_env(env: list[Problem], problems: list[Problem]) -> list[Problem]:
+    """Unset-variable problems first; a later problem at the same place (the unexpanded `${VAR}` read as a
+    value) is their consequence and is left out."""
+    where = {p.path for p in env}
+    return env + [p for p in problems if p.path not in where]
+
+
 def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths."""
     path = Path(path)
-    raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}")
+    what = f"recipe {path}"
+    env: list[Problem] = []  # unset ${VAR}s: reported with every other problem, not instead of them
+    raw, secrets = load_config_dict(path, overrides=list(overrides), what=what, model=Recipe, env_problems=env)
     try:
-        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
+        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent),
+                                                     "seed": raw.get("seed", 0)})  # sources that sample read it
     except ValidationError as err:
-        raise ConfigError(problems_from_validation_error(err, model=Recipe, data=raw), what=f"recipe {path}") from None
-    problems = cross_checks(recipe)
-    if problems:
-        raise ConfigError(problems, what=f"recipe {path}")
+        found = problems_from_validation_error(err, model=Recipe, data=raw)
+        where = {p.path for p in found}
+        found += [p for p in number_problems(raw=raw, instance=None) if p.path not in where]
+        raise ConfigError(_with_env(env, found), what=what) from None
+    problems = number_problems(raw=raw, instance=recipe) + cross_checks(recipe)
+    if problems or env:
+        raise ConfigError(_with_env(env, problems), what=what)
     return LoadedRecipe(recipe=recipe, path=path.resolve(), raw=raw, sha256=recipe_hash(raw), secret_env=secrets)

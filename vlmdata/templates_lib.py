@@ -103,7 +103,10 @@ def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
 
     from vlmdata.validation import did_you_mean
 
-    path = find_template(ref, base_dir=base_dir)
+    try:
+        path = find_template(ref, base_dir=base_dir)
+    except (OSError, ValueError, RuntimeError) as e:  # a name too long for the file system, a NUL byte, ~nouser
+        return f"template '{ref[:60]}' cannot be looked up: {getattr(e, 'strerror', None) or e}"
     if path is None:
         names = available_templates()
         return f"template '{ref}' not found{did_you_mean(ref, names)} (shipped: {', '.join(names) or 'none'})"
@@ -111,6 +114,8 @@ def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
         tmpl = _environment().from_string(path.read_text(encoding="utf-8"))
     except TemplateSyntaxError as e:
         return f"template '{ref}' ({path}) line {e.lineno}: {e.message}"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"template '{ref}' ({path}) cannot be read: {e}"
     if "user" not in tmpl.blocks:
         return f"template '{ref}' ({path}) has no {{% block user %}}"
     return None

@@ -134,7 +134,8 @@ def test_rejects_are_in_the_card(zoo: Built) -> None:
 
 
 def test_rows_that_arrive_with_messages_are_checked(ws: Workspace) -> None:
-    """A dataset already in the row contract (hf) is checked at the instruct stage, like LLaVA rows at load."""
+    """A dataset already in the row contract (hf): image parts vs images are checked at load (sources/chat.py,
+    like LLaVA rows), a row with nothing to learn from at the instruct stage."""
     import datasets
 
     from vlmdata.schema import COLUMNS, features, image_part, message, text_part
@@ -152,7 +153,7 @@ def test_rows_that_arrive_with_messages_are_checked(ws: Workspace) -> None:
     built = ws.build({"name": "t", "sources": [{"name": "c", "kind": "hf", "path": "contract"}]})
     assert len(built.rows) == 1 and built.rows[0]["messages"] == one_image
     assert [(r["reason"], r["locator"], r["stage"]) for r in built.rejects] == [
-        ("image_count_mismatch", "train[1]", "instruct"), ("no_assistant_turn", "train[2]", "instruct")]
+        ("image_count_mismatch", "train[1]", "load"), ("no_assistant_turn", "train[2]", "instruct")]
 
 
 def test_image_values_that_are_not_paths_become_images_or_rejects(ws) -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vlmdata.dedup.eval_paths import IMAGE_SUFFIXES, is_dataset
 from vlmdata.dedup.phash import hash_images
 from vlmdata.dedup.shingles import word_ngrams
 from vlmdata.dedup.textnorm import normalize, role_text
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -31,8 +30,7 @@ class EvalSet:
     ngram_owner: np.ndarray  # (k,) int64 index into ids (first row with that n-gram)
 
 
-def _is_dataset(path: Path) -> bool:
-    return any((path / f).exists() for f in ("dataset_dict.json", "state.json", "dataset_info.json"))
+_is_dataset = is_dataset
 
 
 def _image_bytes(value: object) -> list[bytes]:

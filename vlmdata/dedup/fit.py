@@ -88,6 +88,8 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
                 for r in np.flatnonzero((rows >= 0) & alive).tolist():
                     _contaminate(state, alive, r, names[s], ev.ids[int(rows[r])], counts)
             state.summary["contaminated"] = counts
+            state.summary["against_image_hash"] = {"method": image.method, "max_distance": image.max_distance,
+                                                   "hash_size": image.hash_size}
             state.summary["removed"]["contaminated"] = sum(counts.values())
 
     if spec.text is not None and n:

@@ -90,13 +90,20 @@ def _rejects(out_dir: Path, manifest: dict[str, Any], *, per_reason: int = 3) ->
 
 
 def _mix(manifest: dict[str, Any]) -> str:
-    mix = next((st.get("details") for st in manifest.get("stages", []) if st["stage"] == "mix" and st.get("details")), None)
+    from vlmdata.steps.mix import mix_table
+
+    table = mix_table(manifest)
     rows = []
-    if mix and isinstance(mix.get("groups"), dict):
-        for task, d in mix["groups"].items():
-            rows.append(f"<tr><td>{_e(task)}</td><td>{_e(d.get('n'))}</td><td>{_e(d.get('p'))}</td><td>{_e(d.get('final'))}</td></tr>")
-        head = "<tr><th>task</th><th>n<sub>i</sub></th><th>p<sub>i</sub></th><th>final</th></tr>"
-        return f"<p>Temperature {_e(mix.get('temperature'))}.</p><table>{head}{''.join(rows)}</table>"
+    if table is not None:
+        for g in table.groups:
+            rows.append(f"<tr><td>{_e(g.group)}</td><td>{g.n}</td><td>{g.n_capped}</td><td>{g.p:.4f}</td>"
+                        f"<td>{g.rows}</td><td>{g.dropped}</td><td>{g.repeated}</td></tr>")
+        head = (f"<tr><th>{_e(table.by)}</th><th>n<sub>i</sub> (train)</th><th>after caps</th><th>p<sub>i</sub></th>"
+                "<th>final rows</th><th>dropped</th><th>repeated</th></tr>")
+        note = f"<p class='muted'>{_e(table.note)}</p>" if table.note else ""
+        return (f"<p>Temperature {_e(table.temperature)}; {table.train_rows_in} train rows in, {table.total} out "
+                f"(requested {table.requested_total}); {table.untouched_eval_rows} validation/test rows untouched."
+                f"</p><table class='mix'>{head}{''.join(rows)}</table>{note}")
     for task, n in manifest.get("tasks", {}).items():
         rows.append(f"<tr><td>{_e(task)}</td><td>{n}</td></tr>")
     return f"<table><tr><th>task</th><th>rows</th></tr>{''.join(rows)}</table><p class='muted'>No mix stage ran.</p>"

@@ -43,7 +43,7 @@ class SourceSpec(BaseModel):
     """Recipe fields every source has. `task` names the rows' task; `limit` reads only the first N rows."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     task: str = "vqa"
     image_root: ExistingDir | None = None
     fields: FieldMap = Field(default_factory=FieldMap)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from vlmdata.media import resolve_under
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec
 
@@ -26,8 +26,8 @@ from vlmdata.sources.base import SourceSpec
 class CocoSpec(SourceSpec):
     kind: Literal["coco"] = "coco"
     path: ExistingDir  # the image folder (e.g. train2017/)
-    captions: ExistingPath | None = None  # captions_*.json
-    instances: ExistingPath | None = None  # instances_*.json
+    captions: ExistingFile | None = None  # captions_*.json
+    instances: ExistingFile | None = None  # instances_*.json
     task: str = "caption"
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 
 from vlmdata.dicom_image import header_int
 from vlmdata.medical_view import DicomView
-from vlmdata.paths import ExistingPath
+from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.slicing import SliceSpec, grid_of, select
 from vlmdata.sources.base import SourceSpec
@@ -50,7 +50,7 @@ class DicomSpec(SourceSpec):
     frame: Literal["middle", "first"] | int = "middle"  # a multi-frame file's frame (same as `slices`)
     overlays: bool = False
     allow_burned_in: bool = False
-    labels: ExistingPath | None = None
+    labels: ExistingFile | None = None
     key: str = "file_name"
 
     @model_validator(mode="after")

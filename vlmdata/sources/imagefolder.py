@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
 
@@ -24,7 +24,7 @@ class ImageFolderSpec(SourceSpec):
     kind: Literal["imagefolder"] = "imagefolder"
     path: ExistingDir
     task: str = "caption"
-    labels: ExistingPath | None = None
+    labels: ExistingFile | None = None
     key: str = "file_name"  # the labels file's column that names the image (relative path)
     label_from: Literal["labels", "folder"] = "labels"
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingPath
+from vlmdata.paths import ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec, _image_refs
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
+from vlmdata.sources.llava_system import unfold_system
 
 ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 IMAGE_TOKEN = "<image>"
@@ -22,7 +23,7 @@ IMAGE_TOKEN = "<image>"
 
 class LlavaSpec(SourceSpec):
     kind: Literal["llava"] = "llava"
-    path: ExistingPath
+    path: ExistingFile
     task: str = "conversation"
 
 
@@ -65,7 +66,8 @@ def read_llava(spec: LlavaSpec) -> Iterator[Record | Reject]:
             if not isinstance(raw, dict) or not isinstance(raw.get("conversations"), list):
                 raise RowError("malformed_line", f"item {index} has no 'conversations' list")
             images = _image_refs(raw.get(spec.fields.image), root=root)
-            messages = conversation_to_messages(raw["conversations"], n_images=len(images))
+            messages = unfold_system(conversation_to_messages(raw["conversations"], n_images=len(images)),
+                                     raw.get("system"))  # a system turn vlmdata's export folded (llava_system.py)
         except RowError as e:
             yield Reject(spec.name, locator, e.reason, e.detail, "load")
             continue

@@ -11,7 +11,9 @@ import json
 from collections.abc import Iterator
 from typing import Literal
 
-from vlmdata.paths import ExistingPath
+from pydantic import Field
+
+from vlmdata.paths import ExistingFile, ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
@@ -19,17 +21,17 @@ from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error
 
 class JsonlSpec(SourceSpec):
     kind: Literal["jsonl"] = "jsonl"
-    path: ExistingPath
+    path: ExistingFile
 
 
 class JsonSpec(SourceSpec):
     kind: Literal["json"] = "json"
-    path: ExistingPath
+    path: ExistingFile
 
 
 class CsvSpec(SourceSpec):
     kind: Literal["csv"] = "csv"
-    path: ExistingPath
+    path: ExistingFile
     delimiter: str = ","
     list_separator: str | None = None  # e.g. "|" to split an `answers` cell into several answers
 
@@ -37,7 +39,7 @@ class CsvSpec(SourceSpec):
 class ParquetSpec(SourceSpec):
     kind: Literal["parquet"] = "parquet"
     path: ExistingPath
-    batch_size: int = 1024
+    batch_size: int = Field(default=1024, ge=1, le=1_000_000)  # Parquet rows read at once
 
 
 def read_jsonl(spec: JsonlSpec) -> Iterator[Record | Reject]:

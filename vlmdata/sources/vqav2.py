@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _image_refs
 
@@ -31,8 +31,8 @@ CONTEXT_KEYS = ("question_id", "image_id", "question_type", "answer_type", "mult
 
 class VqaV2Spec(SourceSpec):
     kind: Literal["vqav2"] = "vqav2"
-    questions: ExistingPath
-    annotations: ExistingPath | None = None
+    questions: ExistingFile
+    annotations: ExistingFile | None = None
     image_root: ExistingDir
     image_pattern: str = "COCO_{split}_{image_id:012d}.jpg"
     split: str | None = None  # default: the questions file's data_subtype

@@ -20,9 +20,10 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import Reject
@@ -65,14 +66,31 @@ class ImageDedup(BaseModel):
         return self
 
 
+def _eval_set(value: Path) -> Path:
+    from vlmdata.dedup.eval_paths import eval_set_problem
+
+    why = eval_set_problem(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+EvalSetPath = Annotated[ExistingPath, AfterValidator(_eval_set)]
+
+
 class DedupSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: TextDedup | None = None
     images: ImageDedup | None = None
     vqa_composite: bool = False
-    against: list[ExistingPath] = Field(default_factory=list)
+    against: list[EvalSetPath] = Field(default_factory=list)
     against_ngram: int = Field(default=8, ge=1)
-    workers: int | None = Field(default=None, ge=1)  # processes hashing `against` eval images; default min(4, CPUs)
+    workers: int | None = Field(default=None, ge=1, le=256)  # processes hashing `against` eval images; default min(4, CPUs)
+
+    def image_hashing(self) -> ImageDedup:
+        """The image hash and Hamming radius of every image comparison, decontamination included:
+        `dedup.images` when given, else ImageDedup's own defaults (the only place they are written)."""
+        return self.images if self.images is not None else ImageDedup()
 
     @model_validator(mode="after")
     def _composite(self) -> DedupSpec:
@@ -135,7 +153,7 @@ class DedupStep(GlobalStep):
     def __init__(self, *, spec: DedupSpec, seed: int) -> None:
         self.spec = spec
         self.seed = seed
-        self.image = spec.images or ImageDedup()  # decontamination hashes images even without dedup.images
+        self.image = spec.image_hashing()  # decontamination hashes images even without dedup.images
         self.workers = spec.workers or min(4, os.cpu_count() or 1)
         self.hash_images = spec.images is not None or bool(spec.against)
 
