@@ -159,6 +159,7 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     """Counts per split, task and source of a built dataset OUT, and a few rendered rows."""
     import datasets
 
+    from vlmdata.report.domains import context_lines
     from vlmdata.report.manifest import read_manifest
     from vlmdata.steps.mix import mix_table
 
@@ -190,6 +191,8 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
         shown = ds.with_format("arrow")[: min(n_rows, len(ds))].to_pylist()  # no image decoding, no cache files
         for row in shown:
             click.echo(f"\n  [{split}] {row['id']} task={row['task']} source={row['source']} images={len(row['images'])}")
+            for line in context_lines(json.loads(row["meta"] or "{}")):  # a chip's or a page's context
+                click.echo(f"    {'context':>9}: {line}")
             click.echo(_render_messages(row["messages"]))
             if row["answers"]:
                 click.echo(f"    answers: {row['answers'][:10]}")

@@ -39,6 +39,7 @@ class Record:
 
     `fields` holds the canonical label fields the source mapped (question, answers, caption, ...);
     `messages` is set when the source already stores chat turns (LLaVA json, a vlmdata dataset).
+    `meta` goes into the row's `meta` beside the source and locator (`scene`, `window`, `doc`, `page`).
     """
 
     source: str
@@ -48,6 +49,8 @@ class Record:
     fields: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    # Lineage the source adds to the row's `meta` (a chip's scene and window, a page's document and number).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

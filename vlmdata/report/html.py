@@ -3,7 +3,9 @@
 Sections: the stage funnel (rows in/out per stage), rejects per reason with examples, the task mix
 (before and after sampling when a mix stage ran), duplicate pairs side by side (when dedup dropped
 rows and recorded thumbnails), score distributions of the scored filters with their thresholds
-(report/scores.py), and random rows per task rendered as chats with their images.
+(report/scores.py), satellite scenes with their chip grid and document pages with their text layer
+(`report/domains.py`), and random rows per task rendered as chats with their images and their chip or
+page context.
 
     vlmdata report out/medical      # regenerate from the output folder alone
 """
@@ -31,6 +33,7 @@ table{border-collapse:collapse;margin:8px 0} td,th{padding:4px 10px;border-botto
 img.thumb{max-width:220px;max-height:220px;border-radius:4px;margin:4px;vertical-align:top}
 .pair{display:flex;gap:12px;align-items:flex-start;margin:8px 0}
 code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
+img.overview{max-width:360px;border-radius:4px} .ctx{font-size:12px;color:#4b5563;margin:4px 0}
 """
 
 
@@ -121,8 +124,12 @@ def _chat(row: dict[str, Any]) -> str:
                 body.append(_e(part.get("text") or ""))
         turns.append(f"<div class='turn {_e(m['role'])}'><span class='role'>{_e(m['role'])}</span>{''.join(body)}</div>")
     answers = f"<div class='muted'>answers: {_e(row['answers'][:10])}</div>" if row["answers"] else ""
+    from vlmdata.report.domains import context_lines
+
+    lines = context_lines(json.loads(row["meta"] or "{}")) if row.get("meta") else []
+    ctx = f"<div class='ctx'>{'<br>'.join(_e(x) for x in lines)}</div>" if lines else ""
     return (f"<div class='chat'><div class='muted'>{_e(row['task'])} · {_e(row['source'])} · <code>{_e(row['id'])}</code>"
-            f"</div>{''.join(turns)}{answers}</div>")
+            f"</div>{ctx}{''.join(turns)}{answers}</div>")
 
 
 def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
@@ -184,6 +191,9 @@ def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
         + f"<div><b>{_e(d['reason'])}</b><br>dropped <code>{_e(d.get('id'))}</code> (left)<br>kept "
         f"<code>{_e(d['duplicate_of'])}</code> (right)</div></div>" for d in duplicates
     ) or "<p class='muted'>No duplicate pairs recorded.</p>"
+    from vlmdata.report.domains import domains_html
+
+    domains = domains_html(out_dir)
     splits = ", ".join(f"{k}: {v}" for k, v in manifest.get("splits", {}).items())
     body = f"""
 <h1>{_e(manifest['name'])}</h1>
@@ -194,6 +204,7 @@ def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
 <h2 id='mix'>Task mix</h2>{_mix(manifest)}
 <h2 id='duplicates'>Duplicates</h2>{dup_html}
 <h2 id='scores'>Scores</h2>{score_section(out_dir, manifest)}
+{domains}
 <h2 id='samples'>Samples</h2>{samples_html}
 """
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(manifest['name'])} · vlmdata report"

@@ -16,12 +16,14 @@ from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, limited
 from vlmdata.sources.coco import CocoSpec, read_coco
 from vlmdata.sources.dicom import DicomSpec, read_dicom
+from vlmdata.sources.geotiff import GeoTiffSpec, read_geotiff
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
 from vlmdata.sources.llava_onevision import LlavaOneVisionSpec, read_llava_onevision
 from vlmdata.sources.medvqa import PathVqaSpec, SlakeSpec, VqaRadSpec, read_pathvqa, read_slake, read_vqa_rad
 from vlmdata.sources.nifti import NiftiSpec, read_nifti
+from vlmdata.sources.pdf import PdfSpec, read_pdf
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
 from vlmdata.sources.sharegpt import ShareGptSpec, read_sharegpt
 from vlmdata.sources.tabular import (
@@ -49,6 +51,8 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     CocoSpec: read_coco,
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
+    GeoTiffSpec: read_geotiff,
+    PdfSpec: read_pdf,
     ShareGptSpec: read_sharegpt,
     WebDatasetSpec: read_webdataset,
     LlavaOneVisionSpec: read_llava_onevision,

@@ -37,6 +37,7 @@ class LoadStep(MapStep):
                 "source": rec.source,
                 "source_kind": self.source_kinds.get(rec.source, ""),
                 "locator": rec.locator,
+                **rec.meta,
             }
             if any(im.window for im in images):  # 16-bit/float greyscale: which values became 0 and 255
                 meta["depth_window"] = [im.window for im in images]

@@ -8,7 +8,10 @@ tokens of a row depend on `group_by`:
   (without dedup, the pixel shas alone), so rows that share any image — near-duplicate or exact —
   land in one split;
 - `image`: every image's pixel sha (exact duplicates only);
-- `id`: the row's content id; `source_row`: the source name + its row locator.
+- `id`: the row's content id; `source_row`: the source name + its row locator;
+- `scene`: the source name + the scene (or document) the row was cut from (`meta.scene`, which the
+  `geotiff` and `pdf` sources write), plus every image's pixel sha, so no chip of a scene is in two
+  splits; rows without a scene fall back to `image`.
 Text-only rows fall back to their own id under the image-based modes.
 
 `assign` picks how groups go to splits; both are deterministic under the recipe seed:
@@ -48,7 +51,7 @@ class SplitSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     validation: float = Field(default=0.05, ge=0.0, lt=1.0)
     test: float = Field(default=0.0, ge=0.0, lt=1.0)
-    group_by: Literal["image_cluster", "image", "id", "source_row"] = "image_cluster"
+    group_by: Literal["image_cluster", "image", "id", "source_row", "scene"] = "image_cluster"
     stratify_by: Literal["task", "source"] | None = None
     assign: Literal["fill", "hash"] = "fill"
 
@@ -67,6 +70,9 @@ def group_tokens(row: Row, *, group_by: str) -> list[str]:
     if group_by == "source_row":
         return ["s:" + row["source"] + "\0" + str((row.get("meta") or {}).get("locator", row["id"]))]
     tokens = ["i:" + h for h in row.get("image_hashes") or []]
+    scene = (row.get("meta") or {}).get("scene") if group_by == "scene" else None
+    if scene is not None:
+        tokens.append("g:" + row["source"] + "\0" + str(scene))
     if group_by == "image_cluster" and row.get("image_cluster"):  # dedup writes "" for text-only rows
         tokens.append("c:" + str(row["image_cluster"]))
     return tokens or ["r:" + row["id"]]

@@ -23,7 +23,7 @@ from vlmdata.schema import image_part, message, row_id, text_part
 from vlmdata.steps.base import MapStep, Row
 from vlmdata.synth.cache import ResponseCache
 from vlmdata.synth.cost import Ledger, price_for
-from vlmdata.synth.grounding import check_counts
+from vlmdata.synth.grounding import check_counts, check_quotes
 from vlmdata.synth.parse import check, parse
 from vlmdata.synth.prompt import Request, build_request, render_chat, template_context
 from vlmdata.synth.run import JobState, Outcome, run_job
@@ -128,6 +128,7 @@ class SynthesizeStep(MapStep):
             pairs = parse(spec.parse, response.text, prompt=prompt)
             if spec.grounding:
                 check_counts(pairs, row["context"])
+                check_quotes(pairs, row["context"])
         except RowError as e:
             return self._reject(job, row, e.reason, e.detail, raw=response.text, key=request.key)
         messages: list[dict[str, Any]] = []
@@ -135,7 +136,8 @@ class SynthesizeStep(MapStep):
             images = [image_part() for _ in row["images"]] if i == 0 else []
             messages += [message("user", [*images, text_part(question)]), message("assistant", [text_part(answer)])]
         template = self.templates[spec.name]
-        meta = {k: row["meta"][k] for k in ("source", "source_kind", "locator") if k in row["meta"]}
+        meta = {k: row["meta"][k] for k in ("source", "source_kind", "locator", "scene", "window", "page")
+                if k in row["meta"]}  # scene/window/page: split.group_by scene keeps them with their source
         meta.update({"from_row": row.get("id"), "job": spec.name, "template": {"name": template.name,
                      "sha256": template.sha256}, "model": spec.model, "request": request.key, "sample": request.sample,
                      "mode": spec.mode, "cached": outcome.cached, "cost_usd": round(outcome.cost_usd, 8),

@@ -5,6 +5,10 @@ LLM-written conversations confidently miscount. When a row's context has `boxes`
 bare number answering "How many <category> ...?", is compared with the number of boxes of that
 category; a mismatch rejects the row (`grounding_mismatch`). Only categories present in the boxes are
 checked, so talk of things the labels do not cover is left alone.
+
+On document pages (a context with `ocr_text`, e.g. from the `pdf` source), every quoted span of an
+answer ("...", “...”) must be text of the page (`grounding_quote` otherwise): a model that quotes a
+page must quote what is on it.
 """
 
 from __future__ import annotations
@@ -53,3 +57,20 @@ def check_counts(pairs: list[tuple[str, str]], context: dict[str, Any]) -> None:
             if wrong:
                 raise RowError("grounding_mismatch",
                                f"the answer says {wrong[0]} {category} but the labels have {truth}")
+
+
+_QUOTED = re.compile(r"\"([^\"]{3,})\"|\u201c([^\u201d]{3,})\u201d")
+
+
+def check_quotes(pairs: list[tuple[str, str]], context: dict[str, Any]) -> None:
+    """Reject an answer quoting text that is not on its page (rows whose context has `ocr_text`)."""
+    page = context.get("ocr_text")
+    if not isinstance(page, str):
+        return
+    from vlmdata.doc_questions import grounded
+
+    for _, answer in pairs:
+        quotes = [a or b for a, b in _QUOTED.findall(answer)]
+        missing = grounded(quotes=quotes, page_text=page)
+        if missing is not None:
+            raise RowError("grounding_quote", f"the answer quotes {missing[:120]!r}, which is not on the page")

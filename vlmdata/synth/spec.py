@@ -74,7 +74,7 @@ class SynthesizeSpec(BaseModel):
     parse: Literal["qa_blocks", "json", "text"] = "qa_blocks"
     prompts: list[str] | None = Field(default=None, min_length=1)  # user turn of `text` rows
     structured_outputs: bool = True  # `json`: send a JSON-schema response_format
-    grounding: bool = False  # reject answers whose counts contradict the source's boxes
+    grounding: bool = False  # reject answers whose counts contradict the source's boxes, or that misquote a page
     keep_source_rows: bool = True
     mode: Literal["online", "batch"] = "online"
     concurrency: int = Field(default=16, ge=1, le=4096)
