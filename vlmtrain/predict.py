@@ -91,7 +91,7 @@ def generate(
     if system is not None:
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
     inputs = prompt_inputs(processor=processor, family=family_of_model(model), prompts=[messages],
-                           images=[image.convert("RGB")])
+                           images=[[image.convert("RGB")]])
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
     with torch.no_grad(), inference_autocast(model):

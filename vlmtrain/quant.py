@@ -37,7 +37,7 @@ def skip_modules(*, model_path: str, family: Family, trust_remote_code: bool) ->
     skip = [*family.vision, *family.projector, "lm_head"]
     for name, module in skeleton.named_modules():
         narrow = isinstance(module, torch.nn.Linear) and min(module.in_features, module.out_features) < MIN_WIDTH
-        if narrow and family.component_of(name) == "llm":
+        if narrow and family.find_component(name) == "llm":
             skip.append(name)
     return skip
 
