@@ -56,7 +56,7 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
             model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
         )
         quantization = bnb_config(quant=quant, skip=skip)
-    base, _ = load_base(model=config.model, quantization=quantization)
+    base, _ = load_base(model=config.model, quantization=quantization, cpu=config.train.device == "cpu")
     base = replay(model=base, chain=chain)
     gc = config.train.gradient_checkpointing
     if quantization is not None and quant.upcast:

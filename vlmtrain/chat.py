@@ -21,9 +21,25 @@ and `template_problem` finds it at validation time (`model.chat_template` is the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from vlmdata.schema import assistant_texts
+
+TEMPLATES = Path(__file__).parent / "chat_templates"
+
+
+def shipped_templates() -> list[str]:
+    """Names of the chat templates shipped in vlmtrain/chat_templates/ (`model.chat_template: NAME`)."""
+    return sorted(p.stem for p in TEMPLATES.glob("*.jinja"))
+
+
+def shipped_template(name: str) -> str:
+    """The text of a shipped template; ValueError lists the names."""
+    path = TEMPLATES / f"{name}.jinja"
+    if not path.is_file():
+        raise ValueError(f"no shipped chat template '{name}' (shipped: {', '.join(shipped_templates())})")
+    return path.read_text(encoding="utf-8")
 
 
 class TemplateError(ValueError):

@@ -39,7 +39,7 @@ class FinetuneRecipe:
 
     def setup(self) -> None:
         """Write the resolved config, open the data, load the model, add LoRA, build the Trainer."""
-        from transformers import AutoProcessor, set_seed
+        from transformers import set_seed
 
         from vlmtrain.build import build_model
         from vlmtrain.checkpoint import checkpoint_step, require_checkpoint, trim_log
@@ -47,11 +47,14 @@ class FinetuneRecipe:
         from vlmtrain.data import open_sources
         from vlmtrain.diagnostics import diagnose
         from vlmtrain.families import family_of
-        from vlmtrain.model import model_type
+        from vlmtrain.model import load_processor, model_type
         from vlmtrain.quant import GuardRelease
         from vlmtrain.trainer import build_trainer
 
         cfg = self.config
+        from vlmtrain.model_check import check_model
+
+        check_model(cfg)  # family, processor settings, chat template: before any data or weights
         set_seed(cfg.seed)
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,7 @@ class FinetuneRecipe:
         for source in cfg.data.all_sources:
             self.echo(f"data: {source.path} [{source.split}] x{source.weight:g}")
         # Lengths and rejects come from the processor alone: no model is loaded or run for them.
-        processor = AutoProcessor.from_pretrained(str(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code)
+        processor = load_processor(model=cfg.model)  # model.processor settings and chat template applied
         self.processor = processor
         family = family_of(model_type(model=cfg.model))
         self.collator = ChatCollator(processor=processor, max_length=cfg.data.max_length, family=family)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vlmtrain.tiny_builders import build_idefics3, build_paligemma, build_qwen2_vl
+from vlmtrain.tiny_more import build_gemma3, build_llava_next, build_llava_onevision, build_smolvlm
+from vlmtrain.tiny_qwen import build_qwen2_5_vl, build_qwen3_5, build_qwen3_vl
 from vlmtrain.tiny_tokenizer import chat_template, train_tokenizer
 
 
@@ -130,6 +132,41 @@ FAMILIES: dict[str, TinyFamily] = {
         name="paligemma",
         description="PaliGemmaForConditionalGeneration: SigLIP 32px -> 16 tokens, Gemma 2x64, prefix/suffix",
         build=build_paligemma,
+    ),
+    "qwen2_5_vl": TinyFamily(
+        name="qwen2_5_vl",
+        description="Qwen2_5_VLForConditionalGeneration: window-attention tower, 56px -> 4 tokens, Qwen2 2x64",
+        build=build_qwen2_5_vl,
+    ),
+    "qwen3_vl": TinyFamily(
+        name="qwen3_vl",
+        description="Qwen3VLForConditionalGeneration: patch 16, DeepStack mergers, 64px -> 4 tokens, Qwen3 2x64",
+        build=build_qwen3_vl,
+    ),
+    "qwen3_5": TinyFamily(
+        name="qwen3_5",
+        description="Qwen3_5ForConditionalGeneration: hybrid linear/full attention 2x64, thinking template",
+        build=build_qwen3_5,
+    ),
+    "gemma3": TinyFamily(
+        name="gemma3",
+        description="Gemma3ForConditionalGeneration: SigLIP 32px pooled to 4 soft tokens, Gemma 3 2x64",
+        build=build_gemma3,
+    ),
+    "llava_next": TinyFamily(
+        name="llava_next",
+        description="LlavaNextForConditionalGeneration: CLIP 32px any-resolution + image_newline, Llama 2x64",
+        build=build_llava_next,
+    ),
+    "llava_onevision": TinyFamily(
+        name="llava_onevision",
+        description="LlavaOnevisionForConditionalGeneration: SigLIP 32px anyres_max_9, Qwen2 2x64",
+        build=build_llava_onevision,
+    ),
+    "smolvlm": TinyFamily(
+        name="smolvlm",
+        description="SmolVLMForConditionalGeneration (SmolVLM2): SigLIP 32px, pixel shuffle -> 4 tokens, 2x64",
+        build=build_smolvlm,
     ),
 }
 
