@@ -121,13 +121,13 @@ class ChatCollator:
             if n_parts != n_images:
                 raise ValueError(f"row {row.get('id')}: {n_parts} image part(s) but {n_images} image(s)")
             per_row.append([_to_pil(image) for image in row["images"]])
-        from vlmtrain.prompting import batch_images
+        from vlmtrain.prompting import batch_images, fill_image_rows
 
         images = batch_images(family=self.family, per_row=per_row)
         if self.family is not None and self.family.prompt == "prefix_suffix":
             batch = self._prefix_suffix(rows, images=images)
         else:
-            batch = self._chat(rows, images=images)
+            batch = fill_image_rows(batch=self._chat(rows, images=images), per_row=per_row)
         if self.carry_tasks:  # each row's task (a list of B strings), popped before the forward pass
             batch["tasks"] = [str(row["task"]) for row in rows]
         return batch

@@ -52,6 +52,31 @@ def batch_images(*, family: Family | None, per_row: list[list[Any]]) -> Any:
     return [image for images in per_row for image in images]
 
 
+_PER_IMAGE_ROW_KEYS = ("aspect_ratio_ids", "aspect_ratio_mask")  # Mllama: one row per sample that has images
+
+
+def fill_image_rows(*, batch: Any, per_row: list[list[Any]]) -> Any:
+    """Give text-only rows of a mixed batch their row in per-sample image tensors the processor left out.
+
+    Why: MllamaProcessor returns `aspect_ratio_ids`/`_mask` for the samples that have images only, so a
+    batch mixing text-only and image rows fails in the model's reshape. The missing rows get the values
+    the processor itself uses for padding image slots (id 1, mask 1); their pixels are zeros and their
+    cross-attention mask is zero, so nothing attends to them.
+    """
+    import torch
+
+    have = [i for i, images in enumerate(per_row) if images]
+    if not have or len(have) == len(per_row):
+        return batch
+    for key in _PER_IMAGE_ROW_KEYS:
+        value = batch.get(key) if hasattr(batch, "get") else None
+        if isinstance(value, torch.Tensor) and value.shape[0] == len(have):
+            full = torch.ones((len(per_row), *value.shape[1:]), dtype=value.dtype)
+            full[have] = value
+            batch[key] = full
+    return batch
+
+
 def prompt_inputs(
     *, processor: Any, family: Family, prompts: list[list[dict[str, Any]]], images: list[list[Any]]
 ) -> Any:
@@ -67,7 +92,7 @@ def prompt_inputs(
         texts = [prefix_prompt(processor=processor, messages=p) for p in prompts]
         return processor(text=texts, **kwargs)
     texts = [prompt(processor=processor, messages=p) for p in prompts]
-    return processor(text=texts, add_special_tokens=False, **kwargs)
+    return fill_image_rows(batch=processor(text=texts, add_special_tokens=False, **kwargs), per_row=images)
 
 
 def inference_autocast(model: Any) -> contextlib.AbstractContextManager:

@@ -6,8 +6,10 @@ entry builds a model and processor from config objects only, small enough that a
 runs in seconds; `write_tiny` saves them so `AutoModelForImageTextToText.from_pretrained(out)` and
 `AutoProcessor.from_pretrained(out)` load them like any checkpoint.
 
-Adding a family = one builder function (`vlmtrain.tiny_builders`) + one `FAMILIES` entry here, and
-one entry in `vlmtrain.families` (module prefixes, image and prompt handling).
+Adding a family = one builder function (`vlmtrain.tiny_builders`, `tiny_qwen`, `tiny_more`,
+`tiny_more2`) + one `FAMILIES` entry here, and one entry in `vlmtrain.families` (module prefixes,
+image and prompt handling); the per-family tests (tests/vlmtrain/test_family_matrix.py) are
+parametrised over this table, so the new family is tested by that alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 from vlmtrain.tiny_builders import build_idefics3, build_paligemma, build_qwen2_vl
 from vlmtrain.tiny_more import build_gemma3, build_llava_next, build_llava_onevision, build_smolvlm
+from vlmtrain.tiny_more2 import build_aya_vision, build_glm4v, build_internvl, build_mistral3, build_mllama
 from vlmtrain.tiny_qwen import build_qwen2_5_vl, build_qwen3_5, build_qwen3_vl
 from vlmtrain.tiny_tokenizer import chat_template, train_tokenizer
 
@@ -167,6 +170,31 @@ FAMILIES: dict[str, TinyFamily] = {
         name="smolvlm",
         description="SmolVLMForConditionalGeneration (SmolVLM2): SigLIP 32px, pixel shuffle -> 4 tokens, 2x64",
         build=build_smolvlm,
+    ),
+    "mistral3": TinyFamily(
+        name="mistral3",
+        description="Mistral3ForConditionalGeneration: Pixtral 32px, 2x2 patch merger -> 4 [IMG], Mistral 2x64",
+        build=build_mistral3,
+    ),
+    "internvl": TinyFamily(
+        name="internvl",
+        description="InternVLForConditionalGeneration (-hf): InternViT 32px, pixel shuffle -> 4 tokens, Qwen2 2x64",
+        build=build_internvl,
+    ),
+    "aya_vision": TinyFamily(
+        name="aya_vision",
+        description="AyaVisionForConditionalGeneration: SigLIP 32px, pixel shuffle -> 4 tokens, Cohere2 2x64",
+        build=build_aya_vision,
+    ),
+    "glm4v": TinyFamily(
+        name="glm4v",
+        description="Glm4vForConditionalGeneration (GLM-4.1V): 56px -> 4 tokens, GLM-4 2x64 with M-RoPE",
+        build=build_glm4v,
+    ),
+    "mllama": TinyFamily(
+        name="mllama",
+        description="MllamaForConditionalGeneration (Llama 3.2 Vision): 1 tile 32px, cross-attention layer 1 of 2",
+        build=build_mllama,
     ),
 }
 

@@ -29,7 +29,12 @@ def build_gemma3(*, seed: int) -> tuple[Any, Any]:
     + 4 x `<image_soft_token>` + `<end_of_image>\\n\\n`. `<end_of_turn>` ends answers and generation.
     """
     import torch
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
 
     image_tokens = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>",
                     "eoi_token": "<end_of_image>"}
