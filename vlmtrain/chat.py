@@ -43,7 +43,12 @@ def shipped_template(name: str) -> str:
 
 
 class TemplateError(ValueError):
-    """The chat template cannot be used to supervise exactly the answers."""
+    """The chat template cannot be used to supervise exactly the answers; `reason` says why (no fix)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}; set model.chat_template to a shipped template or a file "
+                         "(`vlmtrain validate` names the family's)")
 
 
 def _tokenizer(processor: Any) -> Any:
@@ -107,7 +112,7 @@ def conversation(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str
             raise TemplateError(
                 f"the chat template does not render turn {i} as a prefix of the whole conversation "
                 "(its generation prompt or an earlier answer renders differently); cannot tell which tokens "
-                "are the assistant's answer. Set model.chat_template to a shipped template or a file"
+                "are the assistant's answer"
             )
         start, end = len(before), len(through)
         answer = answer.strip()  # templates may trim the content
@@ -120,13 +125,12 @@ def conversation(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str
             for token in specials:
                 leftover = leftover.replace(token, "")
             if found and leftover.strip():
-                raise TemplateError(f"the chat template writes {leftover.strip()!r} after the answer; set "
-                                    "model.chat_template to a template that ends answers with a special token")
+                raise TemplateError(f"the chat template writes the text '{leftover.strip()}' after the answer")
             spans.append((start, stop))
         else:
             if found and full[tail_from:end].strip():
-                raise TemplateError(f"the chat template writes {full[tail_from:end].strip()!r} after the answer "
-                                    "and no end-of-turn token; set model.chat_template")
+                raise TemplateError(f"the chat template writes the text '{full[tail_from:end].strip()}' after "
+                                    "the answer and no end-of-turn token")
             if not eos:
                 raise TemplateError("the chat template ends answers with no special token and the tokenizer "
                                     "has no EOS token: nothing would teach the model to stop")
@@ -185,7 +189,7 @@ def template_problem(processor: Any) -> str | None:
             conversation(processor=processor, messages=messages)
             return None
         except TemplateError as err:
-            problem = str(err)
+            problem = err.reason
         except Exception as err:  # noqa: BLE001 - a template may raise anything (e.g. "system role not supported")
             problem = f"the chat template fails on a probe conversation: {err}"
     return problem

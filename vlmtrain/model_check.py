@@ -48,8 +48,12 @@ def model_problems(config: TrainConfig) -> list[Problem]:
         return list(err.problems)
     problem = template_problem(processor)
     if problem is not None:
-        fix = (f"set model.chat_template: {family.fixed_template} (shipped)" if family.fixed_template
-               else "set model.chat_template to a template file")
+        if family.fixed_template:
+            fix = f"set model.chat_template: {family.fixed_template} (shipped)"
+        elif family.thinking:
+            fix = "leave model.chat_template unset and choose model.thinking: off or keep"
+        else:
+            fix = "set model.chat_template to a template file"
         where = "model.chat_template" if config.model.chat_template else "model.path"
         found.append(Problem(where, f"the chat template of '{config.model.path}' (family {model_type}) cannot be "
                                     f"trained on: {problem}; {fix}"))

@@ -178,4 +178,10 @@ def build_mllama(*, seed: int) -> tuple[Any, Any]:
     config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=_id(tokenizer, "<|image|>"))
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
+    # The gates start at 0 (tanh(0) = 0: the image is shut out until trained), so a fresh model's
+    # cross-attention MLP would get no gradient at all; set them open as in a trained checkpoint.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                param.fill_(0.5)
     return finish(model=model, tokenizer=tokenizer, stop=[_id(tokenizer, "<|eot_id|>")]), processor
