@@ -55,7 +55,8 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
         skip = skip_modules(
             model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
         )
-        quantization = bnb_config(quant=quant, skip=skip)
+        fsdp = config.distributed is not None and config.distributed.strategy == "fsdp"
+        quantization = bnb_config(quant=quant, skip=skip, storage=quant.compute_dtype if fsdp else None)
     base, _ = load_base(model=config.model, quantization=quantization, cpu=config.train.device == "cpu")
     base = replay(model=base, chain=chain)
     gc = config.train.gradient_checkpointing

@@ -38,6 +38,7 @@ from pydantic import (
 
 from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
+from vlmtrain.config_distributed import DistributedSection, strategy_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
     ALL_LINEAR,
@@ -296,6 +297,7 @@ class TrainConfig(_Section):
     stages: list[StageSection] | None = None
     multitask: MultitaskSection | None = None  # task sampling + per-task loss weighting
     continual: ContinualSection | None = None  # a task sequence, trained one after another
+    distributed: DistributedSection | None = None  # ddp | fsdp | deepspeed_zero2 | deepspeed_zero3 (multi-process)
 
     @model_validator(mode="before")
     @classmethod
@@ -337,6 +339,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
+    found += strategy_problems(config.distributed)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

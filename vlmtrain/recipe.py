@@ -142,12 +142,17 @@ class FinetuneRecipe:
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
         self.trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        if self.config.distributed is not None and self.config.distributed.sharded:
+            # every rank takes part: the Trainer gathers the shards (adapter + trained.safetensors, VlmTrainer._save)
+            self.trainer.save_model(str(self.run_dir))
         if self.trainer.is_world_process_zero():
             from vlmtrain.weights import save_trained, write_chain
 
-            if hasattr(self.model, "peft_config"):
+            sharded = self.config.distributed is not None and self.config.distributed.sharded
+            if hasattr(self.model, "peft_config") and not sharded:
                 self.model.save_pretrained(str(self.run_dir))
-            save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
+            if not sharded:
+                save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
             write_chain(folder=self.run_dir, chain=self.chain)
             self.processor.save_pretrained(str(self.run_dir))
             from vlmtrain.report import plot_losses, read_logs
