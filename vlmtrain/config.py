@@ -85,6 +85,12 @@ class ModelSection(_Section):
     # processor settings, checked per family (vlmtrain.processor_settings); defaults cap image tokens
     processor: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("thinking", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false: take it as the 'off' the user wrote."""
+        return "off" if value is False else value
+
     @field_validator("chat_template")
     @classmethod
     def _template(cls, value: str | None, info: ValidationInfo) -> str | None:

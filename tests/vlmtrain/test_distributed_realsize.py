@@ -76,3 +76,20 @@ def test_realsize_benchmark_builds_every_real_config_on_the_meta_device():
     assert set(lines) == {"qwen2_5_vl-7b", "qwen3_vl-8b", "gemma3-12b", "mllama-11b"}
     assert " 8.29 B params" in lines["qwen2_5_vl-7b"]  # the published parameter count of Qwen2.5-VL-7B
     assert "cross_attention" in lines["mllama-11b"]
+
+
+def test_every_family_has_a_ready_recipe_for_a_real_checkpoint_that_validates(colour_dataset):
+    from vlmtrain.config import load_train_config
+    from vlmtrain.families import FAMILIES
+
+    recipes = {}
+    for path in sorted((ROOT / "recipes" / "train").glob("*.yaml")):
+        header = path.read_text(encoding="utf-8").splitlines()
+        if len(header) > 2 and header[0] == f"# vlmtrain run recipes/train/{path.name}" and ": " in header[2]:
+            family = header[2].removeprefix("# ").split(":")[0]
+            if family in FAMILIES:
+                recipes[family] = path
+    assert set(recipes) == set(FAMILIES)
+    for family, path in recipes.items():
+        config = load_train_config(path, overrides=[f"data.path={colour_dataset}"])
+        assert isinstance(config.model.path, str) and "/" in config.model.path, family  # a hub id
