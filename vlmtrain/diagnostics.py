@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,8 @@ class Diagnostics:
     lengths: list[int]
     reasons: list[str | None]
     max_length: int
+    # image tokens per row after expansion, under the run's processor settings (model.processor)
+    image_tokens: list[int] = field(default_factory=list)
 
     @property
     def kept(self) -> list[int]:
@@ -61,7 +63,8 @@ class Diagnostics:
 
     def table(self) -> str:
         """Rows per task, token-length percentiles, rows over max_length and rows rejected per reason."""
-        header = ["task", "rows", *(f"p{p}" for p in PERCENTILES), "max", f">{self.max_length}", IMAGE_CUT, NO_ANSWER]
+        header = ["task", "rows", *(f"p{p}" for p in PERCENTILES), "max", "img_tok_max", f">{self.max_length}",
+                  IMAGE_CUT, NO_ANSWER]
         lines = []
         for task in [*sorted(set(self.tasks)), "all"]:
             idx = [i for i, t in enumerate(self.tasks) if task in ("all", t)]
@@ -69,7 +72,9 @@ class Diagnostics:
             reasons = Counter(self.reasons[i] for i in idx)
             pct = [int(np.percentile(lengths, p, method="nearest")) for p in PERCENTILES]
             over = int((lengths > self.max_length).sum())
-            lines.append([task, len(idx), *pct, int(lengths.max()), over, reasons[IMAGE_CUT], reasons[NO_ANSWER]])
+            images = max((self.image_tokens[i] for i in idx), default=0) if self.image_tokens else 0
+            lines.append([task, len(idx), *pct, int(lengths.max()), images, over, reasons[IMAGE_CUT],
+                          reasons[NO_ANSWER]])
         table = [header, *lines]
         widths = [max(len(str(row[c])) for row in table) for c in range(len(header))]
         out = ["  ".join(_cell(v, w, left=c == 0) for c, (v, w) in enumerate(zip(row, widths, strict=True))) for row in table]
@@ -93,7 +98,7 @@ def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: i
     max_length = collator.max_length
     measure = replace(collator, max_length=2**31 - 1)  # the full, uncut length
     image_ids = torch.tensor(_image_token_ids(collator.processor), dtype=torch.long)
-    ids, tasks, lengths, reasons = [], [], [], []
+    ids, tasks, lengths, reasons, image_tokens = [], [], [], [], []
     for rows in row_batches(dataset, batch_size=batch_size):
         batch = measure(rows)
         for b, row in enumerate(rows):
@@ -110,4 +115,6 @@ def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: i
             tasks.append(str(row["task"]))
             lengths.append(n)
             reasons.append(reason)
-    return Diagnostics(ids=ids, tasks=tasks, lengths=lengths, reasons=reasons, max_length=max_length)
+            image_tokens.append(int(torch.isin(tokens, image_ids).sum()))
+    return Diagnostics(ids=ids, tasks=tasks, lengths=lengths, reasons=reasons, max_length=max_length,
+                       image_tokens=image_tokens)

@@ -98,3 +98,27 @@ def test_a_parameter_no_prefix_covers_names_itself_and_the_family():
                               lr=1e-4)
     with pytest.raises(UncoveredParameter, match="parameter\\(s\\) of family 'llava' fall into no component"):
         apply_plan(model=model, family=broken, plan=plan, seed=0)
+
+
+def test_diagnostics_count_the_image_tokens_each_row_expands_to_under_the_processor_settings():
+    import datasets
+    from train_rows import vqa_row
+
+    from vlmdata.schema import features
+    from vlmtrain.collate import ChatCollator
+    from vlmtrain.config import ModelSection
+    from vlmtrain.diagnostics import diagnose
+    from vlmtrain.model import load_processor
+
+    dataset = datasets.Dataset.from_list([vqa_row(colour="red", question="x" * 3)], features=features())
+    counts = {}
+    for pixels in (3136, 12544):  # 56 x 56 px -> 2 x 2 merged tokens; 112 x 112 px -> 4 x 4
+        section = ModelSection.model_validate({"path": str(tiny_dir("qwen2_5_vl")),
+                                               "processor": {"min_pixels": pixels, "max_pixels": pixels}})
+        collator = ChatCollator(processor=load_processor(model=section), max_length=512,
+                                family=FAMILIES["qwen2_5_vl"])
+        diag = diagnose(dataset=dataset, collator=collator)
+        counts[pixels] = diag.image_tokens[0]
+        assert diag.table().splitlines()[0].split()[6] == "img_tok_max"
+    # the image tokens plus <|vision_start|> and <|vision_end|>
+    assert counts == {3136: 4 + 2, 12544: 16 + 2}
