@@ -108,6 +108,7 @@ def _run(*, family: str, data, write_config, tmp_path, body: str):
     return run(config=load_train_config(path), echo=lambda _: None)
 
 
+@pytest.mark.slow  # ~10 s a family: one run, a reload, eval, predict and a merge
 @pytest.mark.parametrize("family", ALL)
 def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_data, write_config, tmp_path):
     import datasets
@@ -144,6 +145,7 @@ def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_da
     assert torch.allclose(expected, got, atol=1e-4), (expected - got).abs().max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ALL)
 def test_qlora_4bit_gradients_reach_every_adapter(family, matrix_data, write_config, tmp_path):
     from vlmtrain.config import load_train_config
