@@ -64,8 +64,8 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
         upcast_floats(model=base, only_trainable=False)
     model = apply_plan(model=base, family=family, plan=plan, seed=config.seed, gradient_checkpointing=gc)
     autocast = mixed_precision(precision=config.train.precision, cpu=config.train.device == "cpu")
-    if quantization is not None and autocast:  # under autocast, what trains keeps fp32 master weights;
-        upcast_floats(model=model, only_trainable=True)  # without it, model.dtype throughout (no mixed dtypes)
+    if autocast:  # under autocast, what trains (LoRA, a full projector or cross-attention) keeps fp32 master
+        upcast_floats(model=model, only_trainable=True)  # weights, QLoRA or not; without it, model.dtype throughout
     groups = param_groups(
         model=model, family=family, plan=plan, weight_decay=config.train.weight_decay, default_lr=config.train.lr
     )

@@ -122,3 +122,19 @@ def test_diagnostics_count_the_image_tokens_each_row_expands_to_under_the_proces
         assert diag.table().splitlines()[0].split()[6] == "img_tok_max"
     # the image tokens plus <|vision_start|> and <|vision_end|>
     assert counts == {3136: 4 + 2, 12544: 16 + 2}
+
+
+def test_bf16_lora_keeps_fp32_master_weights_for_fully_trained_components(colour_dataset, write_config, tmp_path):
+    import torch
+
+    from vlmtrain.build import build_model
+    from vlmtrain.config import load_train_config
+
+    body = ("components: {projector: {train: full}, llm: {train: lora, r: 4}}\n"
+            "train: {steps: 1, device: cpu, precision: bf16}\n")
+    text = config_text(model=tiny_dir("llava"), data=colour_dataset, out=tmp_path / "run", body=body)
+    path = write_config(text.replace("model: {path: ", "model: {dtype: bfloat16, path: "))
+    model = build_model(config=load_train_config(path)).model
+    dtypes = {n: p.dtype for n, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "multi_modal_projector" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if ".vision_tower." in n} == {torch.bfloat16}  # frozen: stays bf16
