@@ -116,7 +116,8 @@ def conversation(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str
             )
         start, end = len(before), len(through)
         answer = answer.strip()  # templates may trim the content
-        at = full.rfind(answer, start, end) if answer else start
+        # the first occurrence: an answer such as "end" also occurs inside "<|im_end|>" after it
+        at = full.find(answer, start, end) if answer else start
         found = at >= 0  # else the template rewrote the answer: the tail cannot be checked
         tail_from = at + len(answer) if found else start
         stop = _stop_end(full, start=tail_from, end=end, specials=specials)

@@ -140,3 +140,14 @@ def test_gemma3_image_cut_is_found_on_the_expanded_soft_tokens():
     dataset = datasets.Dataset.from_list([row], features=features())
     assert diagnose(dataset=dataset, collator=cut).reasons == [IMAGE_CUT]
     assert (full["labels"][0][full["input_ids"][0] == soft] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize(("family", "answer"), [("qwen2_5_vl", "end"), ("gemma3", "turn"), ("llava_next", "s"),
+                                                ("mllama", "eot")])
+def test_an_answer_that_is_part_of_the_end_of_turn_token_is_still_supervised_exactly(family, answer):
+    processor = _processor(family)
+    rows = _decoded([vqa_row(colour="red", answer=answer)])
+    batch = ChatCollator(processor=processor, max_length=512, family=FAMILIES[family])(rows)
+    tok = processor.tokenizer
+    runs = supervised_runs(batch["labels"][0].tolist())
+    assert len(runs) == 1 and tok.decode(runs[0][:-1]).strip() == answer
