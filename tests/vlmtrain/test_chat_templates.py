@@ -151,3 +151,24 @@ def test_an_answer_that_is_part_of_the_end_of_turn_token_is_still_supervised_exa
     tok = processor.tokenizer
     runs = supervised_runs(batch["labels"][0].tolist())
     assert len(runs) == 1 and tok.decode(runs[0][:-1]).strip() == answer
+
+
+def test_a_row_the_chat_template_refuses_is_a_reject_not_a_crash():
+    """Llama 3.2 Vision's template raises on a system message with an image: that row is rejected and counted."""
+    import datasets
+
+    from vlmdata.schema import features
+    from vlmtrain.diagnostics import UNRENDERABLE, diagnose
+
+    processor = _processor("mllama")
+    with_system = make_row(images=[png(colour="red")], messages=[
+        message("system", [text_part("Be brief.")]),
+        message("user", [image_part(), text_part("Colour?")]),
+        message("assistant", [text_part("red")]),
+    ])
+    rows = [vqa_row(colour="blue"), with_system, vqa_row(colour="green")]
+    dataset = datasets.Dataset.from_list(rows, features=features())
+    diag = diagnose(dataset=dataset, collator=ChatCollator(processor=processor, max_length=512,
+                                                           family=FAMILIES["mllama"]))
+    assert diag.reasons == [None, UNRENDERABLE, None] and diag.kept == [0, 2]
+    assert diag.counts() == {UNRENDERABLE: 1}
