@@ -108,8 +108,8 @@ def _run(*, family: str, data, write_config, tmp_path, body: str):
     return run(config=load_train_config(path), echo=lambda _: None)
 
 
-@pytest.mark.slow  # ~10 s a family: one run, a reload, eval, predict and a merge
-@pytest.mark.parametrize("family", ALL)
+@pytest.mark.slow  # ~10 s a family: one run, a reload, eval, predict and a merge (PaliGemma: test_families,
+@pytest.mark.parametrize("family", CHAT)  # test_prompting and test_eval_merge, on one question per row)
 def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_data, write_config, tmp_path):
     import datasets
     import torch
@@ -120,8 +120,6 @@ def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_da
     from vlmtrain.merge import merge_run
     from vlmtrain.predict import generate, load_run
 
-    if TABLE[family].prompt != "chat":
-        pytest.skip("prefix/suffix families train one question + one answer per row (test_families covers them)")
     body = ("lora: {r: 8, alpha: 16, dropout: 0.0}\n"
             "train: {steps: 2, batch_size: 4, lr: 2.0e-2, scheduler: constant, device: cpu}\n")
     run_dir = _run(family=family, data=matrix_data, write_config=write_config, tmp_path=tmp_path, body=body)
@@ -147,22 +145,22 @@ def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_da
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ALL)
-def test_qlora_4bit_gradients_reach_every_adapter(family, matrix_data, write_config, tmp_path):
+def test_qlora_4bit_gradients_reach_every_adapter(family, matrix_data, colour_dataset, write_config, tmp_path):
     from vlmtrain.config import load_train_config
     from vlmtrain.recipe import FinetuneRecipe
 
-    if TABLE[family].prompt != "chat":
-        pytest.skip("PaliGemma's QLoRA is covered with the other prefix/suffix checks")
+    chat = TABLE[family].prompt == "chat"
+    data, rows = (matrix_data, _rows()) if chat else (colour_dataset, _rows()[:2])  # prefix/suffix: one Q + one A
     body = ("method: qlora\nquant: {bits: 4}\nlora: {r: 8, alpha: 16, dropout: 0.0}\n"
             "train: {steps: 1, batch_size: 4, lr: 1.0e-2, device: cpu}\n")
-    path = write_config(config_text(model=tiny_dir(family), data=matrix_data, out=tmp_path / "run", body=body)
+    path = write_config(config_text(model=tiny_dir(family), data=data, out=tmp_path / "run", body=body)
                         .replace("max_length: 128", "max_length: 1024"))
     recipe = FinetuneRecipe(config=load_train_config(path), echo=lambda _: None)
     recipe.setup()
     model = recipe.model
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
     model.train()
-    batch = recipe.collator(_decoded(_rows()))
+    batch = recipe.collator(_decoded(rows))
     model(**batch).loss.backward()
     lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
     dead = [n for n, p in lora_b.items() if p.grad is None or not p.grad.abs().sum() > 0]
