@@ -24,6 +24,11 @@ def _load(recipe: str, overrides: tuple[str, ...]):
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - a bug in validation must still not print a traceback at the user
+        click.echo(f"1 problem(s) in recipe {recipe}:\n  - vlmdata could not check this recipe "
+                   f"({type(e).__name__}: {e}); this is a bug in vlmdata, please report it with the recipe",
+                   err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,19 +37,43 @@ def main() -> None:
     """Build visual instruction datasets from a YAML recipe."""
 
 
+def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
+    """Where the build would write, checked as `build` checks it (output_guard), plus max_reject_ratio keys."""
+    from vlmdata.output_guard import OutputError, check_destination
+    from vlmdata.plan import make_plan
+    from vlmdata.reject_budget import unknown_stages
+
+    problems = []
+    try:
+        check_destination(loaded, Path(out) if out else None, force=force)
+    except OutputError as e:
+        problems.append(f"{'-o' if out else 'output.path'}: {e}")
+    problems += unknown_stages(loaded.recipe.max_reject_ratio, make_plan(loaded).steps)
+    return problems
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key.")
-def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+@click.option("-o", "--out", type=click.Path(), default=None, help="Check this output folder (as build -o).")
+@click.option("--force", is_flag=True, help="As build --force.")
+def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bool) -> None:
     """Check RECIPE and list every problem at once (exit 2 if any). Reads and writes no data."""
     loaded = _load(recipe, overrides)
     r = loaded.recipe
+    problems = _output_problems(loaded, out, force)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in recipe {recipe}:", err=True)
+        for line in problems:
+            click.echo(f"  - {line}", err=True)
+        sys.exit(2)
     click.echo(f"ok: recipe '{r.name}' ({len(r.sources)} source(s), sha256 {loaded.sha256}) -> {r.output_path()}")
 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: output.path).")
+@click.option("-o", "--out", type=click.Path(), default=None,
+              help="Output folder (default: output.path). Only a new or empty folder or an earlier vlmdata dataset.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most N rows per source (a quick trial).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key, e.g. seed=1.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -54,25 +83,42 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
               help="Where the steps run (default: the recipe's engine.kind, else local). Same output either way.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local engine: processes for per-row steps (default: engine.workers, else min(4, CPUs)).")
+@click.option("--force", is_flag=True,
+              help="Replace an earlier vlmdata dataset of another recipe. Nothing else is ever replaced.")
 def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
-          cache: str | None, engine: str | None, workers: int | None) -> None:
+          cache: str | None, engine: str | None, workers: int | None, force: bool) -> None:
     """Build the dataset described by RECIPE."""
+    from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
+    from vlmdata.deid import DeidentificationError
+    from vlmdata.output_guard import OutputError
+    from vlmdata.reject_budget import RejectBudgetExceeded
+    from vlmdata.rows import BuildError
     from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
-                           cache_dir=Path(cache) if cache else None, engine=engine, workers=workers)
-    except SynthError as e:
+                           cache_dir=Path(cache) if cache else None, engine=engine, workers=workers, force=force)
+    except RejectBudgetExceeded as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except (SynthError, DeidentificationError, OutputError, BuildError) as e:  # the build's, not a row's
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Terminated:
+        click.echo("terminated (SIGTERM): nothing was written; the partial output was removed", err=True)
+        sys.exit(143)
     m = result.manifest
     rejected = m["rejected_total"]
     click.echo(f"built {m['rows']} rows {m['splits']} in {m['wall_seconds']} s -> {result.path}")
     if rejected:
         reasons = ", ".join(f"{k}: {v}" for k, v in m["rejects"].items())
         click.echo(f"rejected {rejected} rows ({reasons}); see {result.path / 'rejects.jsonl'}")
+    if "deidentification" in m:
+        click.echo(f"de-identification: {m['deidentification']['summary']}")
+    for warning in m.get("warnings", []):
+        click.echo(f"warning: {warning['message']}", err=True)
 
 
 @main.command("plan")
@@ -114,6 +160,7 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     import datasets
 
     from vlmdata.report.manifest import read_manifest
+    from vlmdata.steps.mix import mix_table
 
     path = Path(out)
     manifest = read_manifest(path) if (path / "manifest.json").is_file() else {}
@@ -132,12 +179,13 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
         if stage["stage"] == "split" and d:
             click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
                        f"groups shared between splits: {d['shared_groups_between_splits']}")
-        if stage["stage"] == "mix" and d:
-            click.echo(f"  mix by {d['by']} (T={d['temperature']}, total={d['total']}):")
-            for g, row in d[f"{d['by']}s"].items():
-                click.echo(f"    {g}: n={row['n']} p={row['p']:.4f} rows={row['rows']}")
-            if d.get("note"):
-                click.echo(f"    note: {d['note']}")
+    mix = mix_table(manifest)
+    if mix is not None:
+        click.echo(f"  mix by {mix.by} (T={mix.temperature}, total={mix.total}):")
+        for g in mix.groups:
+            click.echo(f"    {g.group}: n={g.n} p={g.p:.4f} rows={g.rows}")
+        if mix.note:
+            click.echo(f"    note: {mix.note}")
     for split, ds in dd.items():
         shown = ds.with_format("arrow")[: min(n_rows, len(ds))].to_pylist()  # no image decoding, no cache files
         for row in shown:
@@ -149,18 +197,59 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "jsonl"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]),
+              required=True)
 @click.option("-o", "--dest", type=click.Path(file_okay=False), default=None, help="Default: OUT/exports/FORMAT.")
 @click.option("--images-dir", type=click.Path(file_okay=False), default=None, help="Default: DEST/images.")
-def export(out: str, fmt: str, dest: str | None, images_dir: str | None) -> None:
-    """Export a built dataset OUT as LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json) or JSONL."""
+@click.option("--absolute-paths", is_flag=True,
+              help="Image paths absolute (default: relative to DEST, i.e. LLaMA-Factory's media_dir / ROOT_IMAGE_DIR).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="webdataset: rows per tar shard.")
+def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolute_paths: bool, shard_size: int) -> None:
+    """Export a built dataset OUT for another tool: LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json),
+    ms-swift JSONL, JSONL, WebDataset shards or an lmms-eval task."""
     from vlmdata.export import export as run_export
 
     path = Path(out)
-    files = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
-                       images_dir=Path(images_dir) if images_dir else None)
-    for split, file in files.items():
+    try:
+        result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
+                            images_dir=Path(images_dir) if images_dir else None, absolute_paths=absolute_paths,
+                            shard_size=shard_size)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    for split, file in result.files.items():
         click.echo(f"{split}: {file}")
+    if result.rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in result.rejected.items())
+        click.echo(f"not exported: {sum(result.rejected.values())} rows ({reasons}); see {result.rejects_path}")
+
+
+@main.command("import-llamafactory")
+@click.argument("dataset_info", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write the recipe here (default: print it). An existing file is never overwritten.")
+@click.option("--name", default="llamafactory", show_default=True, help="The recipe's name.")
+def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
+    """Turn LLaMA-Factory's DATASET_INFO (dataset_info.json) into a recipe with one sharegpt source per entry."""
+    from vlmdata.import_llamafactory import recipe_from_registry
+
+    target = Path(out) if out else None
+    if target is not None and target.exists():
+        click.echo(f"error: {target} exists; choose another -o (vlmdata never overwrites a file it did not write)",
+                   err=True)
+        sys.exit(2)
+    try:
+        text = recipe_from_registry(Path(dataset_info), name=name, recipe_dir=target.parent if target else Path.cwd())
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if target is None:
+        click.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}")
 
 
 @main.command()

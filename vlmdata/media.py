@@ -7,7 +7,8 @@ root never reaches training; it becomes a reject with one of these reasons:
 
 Images that are already RGB, upright and small enough keep their original bytes (no generation loss);
 the others are re-encoded (PNG, or JPEG for JPEG inputs). The id of a row uses a hash of the decoded
-pixels, so re-encoding never changes it.
+pixels, so re-encoding never changes it. 16-bit and float greyscale is windowed to 8 bits (depth.py),
+never clipped; a DICOM file's size comes from its header, checked before its pixels are decoded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from vlmdata.depth import HIGH_DEPTH_MODES, DepthWindow, to_8bit
+from vlmdata.medical_view import NiftiView
 from vlmdata.rows import ImageRef, RowError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -31,6 +35,7 @@ class LoadedImage:
     sha256: str  # of the decoded RGB pixels (+ size), stable across encoders
     width: int
     height: int
+    window: dict[str, Any] | None = None  # how a 16-bit/float greyscale image was mapped to 8 bits
 
 
 @lru_cache(maxsize=256)
@@ -97,15 +102,21 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
+    depth: DepthWindow | None = None,
 ) -> LoadedImage:
-    """Decode, orient (EXIF), convert to RGB, optionally shrink to `max_side`; raise RowError if bad."""
+    """Decode, orient (EXIF), convert to RGB, optionally shrink to `max_side`; raise RowError if bad.
+    `depth`: how 16-bit / float greyscale becomes 8 bits (default: min-max window)."""
     from PIL import Image, ImageOps
 
     data = read_ref(ref)
-    if is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
+    if isinstance(ref.view, NiftiView):
+        from vlmdata.volume_image import nifti_to_png
+
+        data = nifti_to_png(ref, data)
+    elif is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
         from vlmdata.dicom_image import dicom_to_png
 
-        data = dicom_to_png(data, window=ref.window, frame=ref.frame)
+        data = dicom_to_png(data, window=ref.window, frame=ref.frame, view=ref.view, max_pixels=max_pixels)
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding
     try:
@@ -129,6 +140,15 @@ def load_image(
         Image.MAX_IMAGE_PIXELS = saved
 
     changed = exif_orientation not in (None, 1) or im.mode != "RGB"
+    window = None
+    if im.mode in HIGH_DEPTH_MODES:
+        try:
+            mode = im.mode
+            im, (lo, hi) = to_8bit(im, depth)
+            window = {"mode": mode, "method": (depth or DepthWindow()).method, "low": lo, "high": hi}
+        except Exception as e:
+            raise RowError("image_corrupt", f"{ref.describe()}: cannot window {im.mode} pixels "
+                                            f"({type(e).__name__}: {e})") from None
     if im.mode != "RGB":
         im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im.convert("RGB")
     if max_side is not None and max(im.size) > max_side:
@@ -147,4 +167,4 @@ def load_image(
                 im = again.convert("RGB")
     digest = hashlib.sha256(f"{im.width}x{im.height}:".encode())
     digest.update(im.tobytes())
-    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height)
+    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height, window=window)

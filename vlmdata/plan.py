@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlmdata.embed.step import EmbedStep
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.sources.base import SourceSpec
 from vlmdata.steps.base import Step
@@ -35,13 +36,23 @@ class Plan:
         return lines + [f"step {i + 1}: {step.name}" for i, step in enumerate(self.steps)] + ["write"]
 
 
+def _embed_step(loaded: LoadedRecipe, *, cache: Path) -> EmbedStep | None:
+    """The embed stage when a step reads embeddings (semantic dedup, clip_score), else None."""
+    recipe = loaded.recipe
+    roles = [item.clip_score.text for item in recipe.filter if item.clip_score is not None]
+    semantic = recipe.dedup is not None and recipe.dedup.images is not None and recipe.dedup.images.method == "semantic"
+    if recipe.embed is None or not (roles or semantic):
+        return None
+    return EmbedStep(spec=recipe.embed, roles=roles, cache_dir=cache)
+
+
 def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path | None = None) -> Plan:
     """`out` (the build's output folder) places the synthesis cache at OUT/../.vlmdata-cache unless
     `cache_dir` is given."""
     recipe = loaded.recipe
     steps: list[Step] = [
         LoadStep(max_pixels=recipe.images.max_pixels, max_side=recipe.images.max_side,
-                 source_kinds={s.name: s.kind for s in recipe.sources}),
+                 source_kinds={s.name: s.kind for s in recipe.sources}, depth=recipe.images.depth),
         InstructStep(specs=recipe.instruct, seed=recipe.seed, base_dir=loaded.path.parent),
     ]
     if recipe.synthesize:
@@ -50,9 +61,18 @@ def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path 
                                     cache_dir=cache))
     if recipe.normalize is not None:
         steps.append(NormalizeStep.from_spec(recipe.normalize))
-    steps.extend(build_filters(recipe.filter))  # each filter its own stage in the funnel
+    filters = build_filters(recipe.filter)  # each filter its own stage in the funnel
+    embed = _embed_step(loaded, cache=cache_dir or (out or recipe.output_path()).resolve().parent / ".vlmdata-cache")
+    # embeddings are made just before the first step that reads them (cheap filters first save work)
+    first = next((i for i, item in enumerate(recipe.filter) if item.clip_score is not None), len(filters))
+    steps.extend(filters[:first])
+    if embed is not None and first < len(filters):
+        steps.append(embed)
+    steps.extend(filters[first:])
+    if embed is not None and first == len(filters):
+        steps.append(embed)
     if recipe.dedup is not None:
-        steps.append(DedupStep(spec=recipe.dedup, seed=recipe.seed))
+        steps.append(DedupStep(spec=recipe.dedup, seed=recipe.seed, embed=embed))
     if recipe.split is not None:
         steps.append(SplitStep(spec=recipe.split, seed=recipe.seed))
     if recipe.mix is not None:

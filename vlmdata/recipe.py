@@ -14,14 +14,20 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vlmdata.config_io import load_config_dict
+from vlmdata.config_limits import number_problems
+from vlmdata.config_paths import TemplateRef
+from vlmdata.depth import DepthWindow
+from vlmdata.embed.spec import EmbedSpec
 from vlmdata.engines.spec import EngineSpec, LocalEngine
 from vlmdata.media import DEFAULT_MAX_PIXELS
 from vlmdata.paths import OutputPath
+from vlmdata.redact import Redactor
+from vlmdata.sizes import ShardSize
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.steps.dedup import DedupSpec
@@ -42,6 +48,7 @@ class ImageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_side: int | None = Field(default=None, ge=8)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    depth: DepthWindow = Field(default_factory=DepthWindow)  # 16-bit/float greyscale -> 8 bits (depth.py)
 
 
 class InstructSpec(BaseModel):
@@ -57,8 +64,9 @@ class InstructSpec(BaseModel):
     suffix: str | None = None
     mc_suffix: str = MC_SUFFIX
     prompts: list[str] | None = Field(default=None, min_length=1)
-    template: str | None = None
+    template: TemplateRef | None = None
     system: str | None = None
+    target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
 
     @field_validator("template")
     @classmethod
@@ -75,8 +83,9 @@ class InstructSpec(BaseModel):
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: OutputPath | None = None  # default: out/<name> under the current folder
-    max_shard_size: str = "500MB"
-    exports: list[Literal["llava", "sharegpt", "jsonl"]] = Field(default_factory=list)  # into OUT/exports/<format>
+    max_shard_size: ShardSize = "500MB"
+    exports: list[Literal["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]] = Field(
+        default_factory=list)  # into OUT/exports/<format> (vlmdata/export.py)
     report: bool = True  # write report.html
 
 
@@ -84,7 +93,7 @@ class Recipe(BaseModel):
     """A whole build. Sections are listed here in the order the engine runs them."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)  # a folder name: out/NAME
     description: str = ""
     license: str | None = None
     seed: int = 0
@@ -93,13 +102,16 @@ class Recipe(BaseModel):
     instruct: dict[str, InstructSpec] = Field(default_factory=dict)
     synthesize: list[SynthesizeSpec] = Field(default_factory=list)
     normalize: NormalizeSpec | None = None
+    embed: EmbedSpec | None = None  # the model for semantic dedup and clip_score (runs only when one needs it)
     filter: list[FilterItem] = Field(default_factory=list)
     dedup: DedupSpec | None = None
     split: SplitSpec | None = None
     mix: MixSpec | None = None
     output: OutputSpec = Field(default_factory=OutputSpec)
-    batch_size: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=256, ge=1, le=65536)  # rows held (decoded) at once per worker
     engine: EngineSpec = Field(default_factory=LocalEngine)  # where the steps run; never changes the output
+    # fail (and keep the previous output) when a stage rejects more than this share (vlmdata/reject_budget.py)
+    max_reject_ratio: Annotated[float, Field(ge=0, le=1)] | dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
 
     def output_path(self) -> Path:
         return self.output.path or (Path.cwd() / "out" / self.name).resolve()
@@ -115,23 +127,25 @@ class LoadedRecipe:
     sha256: str
     secret_env: set[str] = field(default_factory=set)
 
+    def redactor(self) -> Redactor:
+        """Every secret this recipe can bring: credential-like env vars it expands, each job's
+        `api_key_env` (whatever its name) and keys written into an endpoint's base_url."""
+        jobs = self.recipe.synthesize
+        return Redactor(env_names=set(self.secret_env) | {j.endpoint.api_key_env for j in jobs},
+                        urls=[j.base_url() for j in jobs])
+
     def redacted(self) -> dict[str, Any]:
-        """The resolved recipe for manifests: values of credential-like env vars replaced by ${NAME}."""
-        import os
-
-        dumped = self.recipe.model_dump(mode="json")
-        secrets = {os.environ[n]: f"${{{n}}}" for n in self.secret_env if os.environ.get(n)}
-        return _redact(dumped, secrets)
+        """The resolved recipe for manifests: secret values replaced by ${NAME} (or masked)."""
+        return _redact(self.recipe.model_dump(mode="json"), self.redactor())
 
 
-def _redact(value: Any, secrets: dict[str, str]) -> Any:
+def _redact(value: Any, redact: Redactor) -> Any:
     if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
+        return {k: _redact(v, redact) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v, secrets) for v in value]
+        return [_redact(v, redact) for v in value]
     if isinstance(value, str):
-        for secret, name in secrets.items():
-            value = value.replace(secret, name)
+        return redact(value)
     return value
 
 
@@ -152,7 +166,19 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                     f"instruct.{src.task}.template (e.g. medical/report) or give the source `labels`",
                 ))
     problems += synth_cross_checks(recipe)
+    problems += embed_cross_checks(recipe)
     return problems
+
+
+def embed_cross_checks(recipe: Recipe) -> list[Problem]:
+    """Steps that read embeddings need the `embed:` model that makes them."""
+    if recipe.embed is not None:
+        return []
+    needs = [f"filter[{i}].clip_score" for i, item in enumerate(recipe.filter) if item.clip_score is not None]
+    if recipe.dedup is not None and recipe.dedup.images is not None and recipe.dedup.images.method == "semantic":
+        needs.append("dedup.images.method")
+    return [Problem(p, "needs image embeddings: add an `embed:` section naming the model, e.g. "
+                       "embed: {model: models/clip-vit-b32} (a local save_pretrained folder)") for p in needs]
 
 
 def recipe_hash(raw: dict[str, Any]) -> str:
@@ -161,15 +187,28 @@ def recipe_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _with_env(env: list[Problem], problems: list[Problem]) -> list[Problem]:
+    """Unset-variable problems first; a later problem at the same place (the unexpanded `${VAR}` read as a
+    value) is their consequence and is left out."""
+    where = {p.path for p in env}
+    return env + [p for p in problems if p.path not in where]
+
+
 def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
     """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths."""
     path = Path(path)
-    raw, secrets = load_config_dict(path, overrides=list(overrides), what=f"recipe {path}")
+    what = f"recipe {path}"
+    env: list[Problem] = []  # unset ${VAR}s: reported with every other problem, not instead of them
+    raw, secrets = load_config_dict(path, overrides=list(overrides), what=what, model=Recipe, env_problems=env)
     try:
-        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent)})
+        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent),
+                                                     "seed": raw.get("seed", 0)})  # sources that sample read it
     except ValidationError as err:
-        raise ConfigError(problems_from_validation_error(err, model=Recipe, data=raw), what=f"recipe {path}") from None
-    problems = cross_checks(recipe)
-    if problems:
-        raise ConfigError(problems, what=f"recipe {path}")
+        found = problems_from_validation_error(err, model=Recipe, data=raw)
+        where = {p.path for p in found}
+        found += [p for p in number_problems(raw=raw, instance=None) if p.path not in where]
+        raise ConfigError(_with_env(env, found), what=what) from None
+    problems = number_problems(raw=raw, instance=recipe) + cross_checks(recipe)
+    if problems or env:
+        raise ConfigError(_with_env(env, problems), what=what)
     return LoadedRecipe(recipe=recipe, path=path.resolve(), raw=raw, sha256=recipe_hash(raw), secret_env=secrets)

@@ -12,20 +12,22 @@ from pathlib import Path
 from typing import Any
 
 # Columns a row carries between stages that are not part of the written contract.
-INTERNAL_COLUMNS = ("image_hashes", "image_sizes", "fields", "context")
+INTERNAL_COLUMNS = ("image_hashes", "image_sizes", "fields", "context", "image_embeddings", "text_embeddings")
 
 
 @dataclass(frozen=True)
 class ImageRef:
     """Where an image comes from: a file on disk (checked against the source's image_root) or bytes.
 
-    `window` and `frame` only matter for DICOM files (recipe overrides of the header's VOI window).
+    `window` and `frame` only matter for DICOM files (recipe overrides of the header's VOI window);
+    `view` (a `vlmdata.medical_view` DicomView/NiftiView) is what a medical source decided instead.
     """
 
     path: Path | None = None
     data: bytes | None = None
     window: tuple[float, float] | None = None
     frame: str | int = "middle"
+    view: Any = None
 
     def describe(self) -> str:
         return str(self.path) if self.path is not None else f"<{len(self.data or b'')} bytes>"
@@ -82,3 +84,13 @@ class RowError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class BuildError(Exception):
+    """A failure of the whole build, not of one row (a missing or refused API key, an unreachable
+    endpoint at start, a reject budget exceeded): engines let it through their per-row boundary."""
+
+
+class SourceError(BuildError):
+    """A source that cannot be read at all for a reason the user must fix (a split that does not exist):
+    the build stops with this message instead of rejecting every row."""

@@ -11,12 +11,17 @@ Synthesis templates add few-shot pairs as `example_1_user` / `example_1_assistan
 reference answer in `assistant`; a synthesis prompt leaves it to the model). Names are looked up in
 the shipped `templates/` package (`medical/report`), or a path to a `.j2` file is used as given.
 The environment is sandboxed (no attribute access to internals) and undefined variables raise,
-so a typo in a template is a clear per-row reject, not a silently empty prompt.
+so a typo in a template is a clear per-row reject, not a silently empty prompt. The sandbox also
+bounds what one row can cost: `range` (Jinja's own cap per range, MAX_STEPS for all loops of a render,
+nested ones too), string and list repetition and powers (`MAX_SIZE`), and the rendered text;
+`{% include %}` has no loader (a template is one file).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -65,14 +70,22 @@ class Template:
         """Render each role block present; returns {role: text}. Raises jinja2 errors on bad context."""
         tmpl = _environment().from_string(self.source)
         ctx = tmpl.new_context(dict(context))
+        token = _steps.set([MAX_STEPS])
+        try:
+            return self._render_blocks(tmpl, ctx)
+        finally:
+            _steps.reset(token)
+
+    @staticmethod
+    def _render_blocks(tmpl: Any, ctx: Any) -> dict[str, str]:
         out: dict[str, str] = {}
         for role in ROLES:
             block = tmpl.blocks.get(role)
             if block is not None:
-                out[role] = "".join(block(ctx)).strip()
+                out[role] = _bounded(block(ctx)).strip()
         for name, block in tmpl.blocks.items():  # few-shot pairs of synthesis templates
             if name.startswith("example_"):
-                out[name] = "".join(block(ctx)).strip()
+                out[name] = _bounded(block(ctx)).strip()
         return out
 
     @property
@@ -81,12 +94,95 @@ class Template:
         return tuple(r for r in ROLES if r in tmpl.blocks)
 
 
+MAX_SIZE = 1_000_000  # characters or items one operation of a template may make
+MAX_STEPS = 1_000_000  # `range` items one render may walk through, all loops together (nested ones too)
+_steps: ContextVar[list[int]] = ContextVar("vlmdata_template_steps")
+
+
+def _counted(rng: range) -> Iterator[int]:
+    from jinja2.exceptions import SecurityError
+
+    budget = _steps.get(None)
+    for i in rng:
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise SecurityError(f"the template's loops ran more than {MAX_STEPS} steps on this row")
+        yield i
+
+
+def _bounded_range(*args: int) -> Any:
+    """Jinja's `safe_range` (at most 100 000 items), counted against the render's MAX_STEPS."""
+    from jinja2.sandbox import safe_range
+
+    rng = safe_range(*args)
+    return _Range(rng)
+
+
+class _Range:
+    """A range whose iteration is counted (len, indexing and `in` work as on a range)."""
+
+    def __init__(self, rng: range) -> None:
+        self.rng = rng
+
+    def __iter__(self) -> Iterator[int]:
+        return _counted(self.rng)
+
+    def __len__(self) -> int:
+        return len(self.rng)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rng[i]
+
+    def __contains__(self, x: Any) -> bool:
+        return x in self.rng
+
+
+def _too_big(op: str, left: Any, right: Any) -> str | None:
+    if op == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * max(n, 0) > MAX_SIZE:
+                return f"{type(seq).__name__} * {n} would make {len(seq) * n} items (limit {MAX_SIZE})"
+    if (op == "**" and isinstance(left, int | float) and isinstance(right, int | float)
+            and abs(right) > 1000 and abs(left) > 1):
+        return f"{left} ** {right} is too large"
+    return None
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    class BoundedEnvironment(SandboxedEnvironment):
+        """SandboxedEnvironment with bounded repetition and powers: one row cannot exhaust memory."""
+
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            problem = _too_big(operator, left, right)
+            if problem:
+                raise SecurityError(problem)
+            return super().call_binop(context, operator, left, right)
+
+    env = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    env.globals["range"] = _bounded_range
+    return env
+
+
+def _bounded(pieces: Any) -> str:
+    """Join a block's output, stopping with an error past MAX_SIZE characters (a loop gone wild)."""
+    from jinja2.exceptions import SecurityError
+
+    out: list[str] = []
+    n = 0
+    for piece in pieces:
+        n += len(piece)
+        if n > MAX_SIZE:
+            raise SecurityError(f"rendered text is longer than {MAX_SIZE} characters")
+        out.append(piece)
+    return "".join(out)
 
 
 def load_template(ref: str, *, base_dir: Path | None = None) -> Template:
@@ -103,7 +199,10 @@ def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
 
     from vlmdata.validation import did_you_mean
 
-    path = find_template(ref, base_dir=base_dir)
+    try:
+        path = find_template(ref, base_dir=base_dir)
+    except (OSError, ValueError, RuntimeError) as e:  # a name too long for the file system, a NUL byte, ~nouser
+        return f"template '{ref[:60]}' cannot be looked up: {getattr(e, 'strerror', None) or e}"
     if path is None:
         names = available_templates()
         return f"template '{ref}' not found{did_you_mean(ref, names)} (shipped: {', '.join(names) or 'none'})"
@@ -111,6 +210,8 @@ def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
         tmpl = _environment().from_string(path.read_text(encoding="utf-8"))
     except TemplateSyntaxError as e:
         return f"template '{ref}' ({path}) line {e.lineno}: {e.message}"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"template '{ref}' ({path}) cannot be read: {e}"
     if "user" not in tmpl.blocks:
         return f"template '{ref}' ({path}) has no {{% block user %}}"
     return None

@@ -136,6 +136,21 @@ def _display_loc(model: type[BaseModel], loc: Sequence[Any]) -> list[Any]:
     return out
 
 
+def _tags_at(model: type[BaseModel], loc: Sequence[Any], tag: str) -> list[str]:
+    """The values a union's tag field (`kind`) may take at `loc`."""
+    current: list[Any] = [model]
+    for key in loc:
+        current = [t for tp in current for t in _step(tp, key)] or current
+    out = []
+    for tp in current:
+        for t in _unwrap(tp):
+            if isinstance(t, type) and issubclass(t, BaseModel) and tag in t.model_fields:
+                default = t.model_fields[tag].default
+                if isinstance(default, str):
+                    out.append(default)
+    return out
+
+
 def problems_from_validation_error(err: ValidationError, *, model: type[BaseModel], data: Any) -> list[Problem]:
     """Turn a pydantic error into problems with YAML paths and did-you-mean hints."""
     problems: list[Problem] = []
@@ -157,6 +172,16 @@ def problems_from_validation_error(err: ValidationError, *, model: type[BaseMode
             msg = f"{what} '{given}'{did_you_mean(str(given), options)} (choose from: {', '.join(options)})"
             if kind == "union_tag_invalid":
                 loc = [*loc, str(ctx.get("discriminator", "kind")).strip("'")]
+        elif kind == "union_tag_not_found":
+            tag = str((e.get("ctx") or {}).get("discriminator", "kind")).strip("'")
+            options = _tags_at(model, e["loc"], tag)
+            msg = "required key is missing" + (f" (choose from: {', '.join(options)})" if options else "")
+            given = e.get("input")
+            if isinstance(given, dict):
+                near = did_you_mean(tag, [str(k) for k in given])
+                if near:
+                    msg += f"; is it misspelt as {near[len('; did you mean '):-1]}?"
+            loc = [*loc, tag]
         elif kind == "missing":
             msg = "required key is missing"
         else:

@@ -30,6 +30,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -150,14 +151,50 @@ def _known_split(value: str, info: ValidationInfo) -> str:
 
 
 class SourceSpec(_Section):
-    """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half."""
+    """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half.
 
+    With `kind` (any vlmdata source kind: sharegpt, webdataset, llava, llava_onevision, jsonl, ...),
+    `path` is that source's file or folder, read through `vlmdata.readers` at the start of the run
+    (`options`: the source's other keys, e.g. image_root, fields, tags); without it, a built dataset.
+    """
+
+    kind: str | None = None
     path: Path
     split: str = "train"
     weight: PositiveFloat = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
 
-    check_path = field_validator("path")(_dataset_folder)
-    check_split = field_validator("split")(_known_split)
+    @field_validator("path")
+    @classmethod
+    def check_path(cls, value: Path, info: ValidationInfo) -> Path:
+        if info.data.get("kind") is None:
+            return _dataset_folder(value, info)
+        value = _resolve(value, info)
+        if not value.exists():
+            raise ValueError(f"path not found: {value}")
+        return value
+
+    @field_validator("split")
+    @classmethod
+    def check_split(cls, value: str, info: ValidationInfo) -> str:
+        return value if info.data.get("kind") is not None else _known_split(value, info)
+
+    _base_dir: Path | None = PrivateAttr(default=None)  # the config's folder: options' relative paths
+
+    @model_validator(mode="after")
+    def _check_source(self, info: ValidationInfo) -> SourceSpec:
+        if self.kind is None:
+            if self.options:
+                raise ValueError("'options' are a vlmdata source's keys; set 'kind' too (e.g. kind: sharegpt)")
+            return self
+        from vlmdata.readers import source_problems  # torch-free; reads no data
+
+        self._base_dir = Path((info.context or {}).get("base_dir", ".")).resolve()
+        problems = source_problems(kind=self.kind, path=self.path, options=self.options, base_dir=self._base_dir)
+        if problems:
+            raise ValueError("; ".join(f"{p.path if p.path in ('kind', 'path', '') else 'options.' + p.path}: "
+                                       f"{p.message}" for p in problems))
+        return self
 
 
 class DataSection(_Section):
@@ -357,7 +394,7 @@ def load_train_config(path: str | Path, *, overrides: Sequence[str] = ()) -> Tra
     """Read, merge (`extends:`), expand (`${VAR}`), override (`--set`) and validate a training YAML."""
     path = Path(path)
     what = f"training config {path}"
-    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what)
+    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what, model=TrainConfig)
     return validate_train_config(data, base_dir=path.resolve().parent, what=what)
 
 

@@ -19,7 +19,7 @@ from vlmdata.validation import ConfigError, Problem
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
 
-    from vlmtrain.config import DataSection
+    from vlmtrain.config import DataSection, SourceSpec
 
 
 def check_columns(*, columns: list[str], where: str) -> None:
@@ -68,17 +68,34 @@ def weighted_rows(*, n: int, weight: float, seed: int) -> list[int]:
     return [i for _ in range(whole) for i in range(n)] + sorted(int(i) for i in extra)
 
 
-def open_sources(*, data: DataSection, seed: int) -> datasets.Dataset:
+def read_source(*, source: SourceSpec, seed: int, rejects_to: Path | None = None) -> datasets.Dataset:
+    """A raw source (`kind` set: a sharegpt file, a webdataset folder, ...) read by vlmdata into rows."""
+    from vlmdata.readers import read_rows
+
+    dataset = read_rows(kind=str(source.kind), path=source.path, options=source.options, seed=seed,
+                        base_dir=source._base_dir, rejects_to=rejects_to)
+    if len(dataset) == 0:
+        raise ConfigError([Problem("data.sources", f"{source.kind} source {source.path} gave no rows "
+                                                   f"({dataset.info.description})")], what="dataset")
+    return dataset
+
+
+def open_sources(*, data: DataSection, seed: int, rejects_dir: Path | None = None) -> datasets.Dataset:
     """All of `data.sources` (or `data.path`) as one Dataset, each source repeated/subsampled by its weight.
 
     Rows keep their source order; the Trainer's sampler shuffles. Each source's subset is drawn with
-    `seed + its index`, so adding a source does not change which rows the others contribute.
+    `seed + its index`, so adding a source does not change which rows the others contribute. A source
+    with a `kind` is read through vlmdata first; its rejects go to `rejects_dir/rejects-<i>.jsonl`.
     """
     import datasets
 
     parts = []
     for i, source in enumerate(data.all_sources):
-        dataset = open_split(path=source.path, split=source.split)
+        if getattr(source, "kind", None) is not None:
+            dataset = read_source(source=source, seed=seed,
+                                  rejects_to=rejects_dir / f"rejects-{i}.jsonl" if rejects_dir else None)
+        else:
+            dataset = open_split(path=source.path, split=source.split)
         if source.weight != 1.0:
             dataset = dataset.select(weighted_rows(n=len(dataset), weight=source.weight, seed=seed + i))
         if len(dataset) == 0:

@@ -68,9 +68,10 @@ class FinetuneRecipe:
             else:
                 self.log_path.write_text("", encoding="utf-8")
 
-        dataset = open_sources(data=cfg.data, seed=cfg.seed)
+        dataset = open_sources(data=cfg.data, seed=cfg.seed, rejects_dir=self.run_dir / "data" if self.main else None)
         for source in cfg.data.all_sources:
-            self.echo(f"data: {source.path} [{source.split}] x{source.weight:g}")
+            read = f"{source.kind} (read by vlmdata)" if getattr(source, "kind", None) else f"[{source.split}]"
+            self.echo(f"data: {source.path} {read} x{source.weight:g}")
         # Lengths and rejects come from the processor alone: no model is loaded or run for them.
         processor = load_processor(model=cfg.model)  # model.processor settings and chat template applied
         self.processor = processor

@@ -34,6 +34,7 @@ class Reply:
     garbage: bool = False
     refusal: str | None = None
     usage: tuple[int, int] | None = None
+    drip_s: float | None = None  # send the (200) answer one byte every drip_s seconds
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -54,6 +55,7 @@ class FakeOpenAI:
         self.rule: Callable[[str, int], Reply] = lambda text, attempt: Reply()
         self.batch_steps = ["validating", "in_progress", "completed"]
         self.hold_batches = False
+        self.drop_batch_create = 0  # create the next N batches, then close the connection without answering
         self.lock = threading.RLock()
         self.counts: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()  # per request-body hash
@@ -107,7 +109,7 @@ class FakeOpenAI:
                 "created_at": b["created_at"], "input_file_id": b["input_file_id"], "status": status,
                 "output_file_id": b["output_file_id"] if status == "completed" else None,
                 "error_file_id": b["error_file_id"] if status == "completed" else None,
-                "request_counts": {"total": b["n"], "completed": 0, "failed": 0}}
+                "request_counts": {"total": b["n"], "completed": 0, "failed": 0}, "metadata": b.get("metadata")}
 
     def _run_batch(self, b: dict[str, Any]) -> None:
         out, err = [], []
@@ -193,6 +195,11 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             elif self.path.startswith("/v1/files/") and self.path.endswith("/content"):
                 fid = self.path.split("/")[3]
                 self._send(200, None, raw=server.files[fid])
+            elif self.path.split("?")[0] == "/v1/batches":
+                with server.lock:
+                    data = [server.batch_view(bid, poll=False) for bid in reversed(list(server.batches))]
+                self._send(200, {"object": "list", "data": data, "has_more": False,
+                                 "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
             elif self.path.startswith("/v1/batches/"):
                 with server.lock:
                     view = server.batch_view(self.path.split("/")[3], poll=True)
@@ -215,8 +222,15 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     bid = f"batch_{len(server.batches)}"
                     server.batches[bid] = {"endpoint": req["endpoint"], "input_file_id": req["input_file_id"],
                                            "created_at": int(time.time()), "polls": 0, "output_file_id": None,
-                                           "error_file_id": None, "n": len(server.files[req["input_file_id"]].splitlines())}
+                                           "error_file_id": None, "n": len(server.files[req["input_file_id"]].splitlines()),
+                                           "metadata": req.get("metadata")}
                     view = server.batch_view(bid, poll=False)
+                    drop = server.drop_batch_create > 0
+                    server.drop_batch_create -= drop
+                if drop:  # the batch exists, the client never hears of it (as if killed before the ledger write)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._send(200, view)
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -235,6 +249,21 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             elif reply.status != 200:
                 headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
                 self._send(reply.status, {"error": {"message": f"scripted {reply.status}", "type": "test"}}, headers=headers)
+            elif reply.drip_s is not None:
+                data = json.dumps(server.completion(body, reply)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    try:
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        with server.lock:
+                            server.abandoned += 1
+                        return
+                    time.sleep(reply.drip_s)
             else:
                 self._send(200, server.completion(body, reply))
                 with server.lock:

@@ -89,7 +89,7 @@ def test_near_duplicate_images_and_composite_vqa_keys(pics: Workspace) -> None:
     clusters = [r["meta"]["dedup"]["image_cluster"] for r in built.rows]
     assert clusters[0] == clusters[1] == head["meta"]["image_sha256"][0] != clusters[2]
 
-    images_only = pics.build(recipe({"images": {"method": "phash"}}), out="img")
+    images_only = pics.build(recipe({"images": {"method": "phash"}}), out="images-only")  # not "img": the pictures live there
     assert len(images_only.rows) == 2
     assert {r["reason"] for r in images_only.rejects} == {"duplicate_image"}
 

@@ -73,8 +73,10 @@ def test_jsonl_export_and_shared_images(medical_out: Path, tmp_path: Path) -> No
     lines = [json.loads(x) for x in (dest / "train.jsonl").read_text().splitlines()]
     assert {r["id"] for r in lines} == set(_ids(medical_out))
     referenced = {p for r in lines for p in r["images"]}
-    # the 6 decodable scans are each asked about many times but stored once
-    assert len(list((tmp_path / "imgs").iterdir())) == len(referenced) == 6
+    distinct = {sha for r in lines for sha in r["meta"]["image_sha256"]}
+    # each scan is asked about many times but stored once: one file per distinct image
+    assert len(lines) > len(distinct) > 1
+    assert len(list((tmp_path / "imgs").iterdir())) == len(referenced) == len(distinct)
 
 
 def test_report_sections_and_inlined_images(medical_out: Path, tmp_path: Path) -> None:
@@ -86,9 +88,24 @@ def test_report_sections_and_inlined_images(medical_out: Path, tmp_path: Path) -
     page = (out / "report.html").read_text()
     for section in ("id='funnel'", "id='rejects'", "id='mix'", "id='samples'"):
         assert section in page
-    assert "dicom_error" in page and "nm_jpeg12bit.dcm" in page
     assert page.count("data:image/jpeg;base64,") >= 2
     assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
+
+
+def test_report_lists_rejects_with_their_files(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for name in ("CT_small.dcm", "JPEG-lossy.dcm"):  # the second has a broken JPEG marker: a reject
+        shutil.copyfile(get_testdata_file(name, download=False), scans / name)
+    (tmp_path / "r.yaml").write_text("name: scans\nsources:\n  - {name: scans, kind: dicom, path: scans, task: report}\n"
+                                     "instruct: {report: {template: medical/report}}\nsplit: {validation: 0}\n")
+    out = build(load_recipe(tmp_path / "r.yaml"), out=tmp_path / "out", progress=False)
+    assert out.manifest["rows"] == 1 and sum(out.manifest["rejects"].values()) == 1
+    page = (out.path / "report.html").read_text()
+    (reason,) = out.manifest["rejects"]
+    assert reason in page and "JPEG-lossy.dcm" in page
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None and not os.environ.get("CI"),

@@ -17,9 +17,9 @@ EXPECTED = {
     "image_missing": [("qa", "qa.jsonl:4")],
     "image_empty": [("qa", "qa.jsonl:5")],
     "image_corrupt": [("qa", "qa.jsonl:6"), ("qa", "qa.jsonl:7")],
-    "image_too_large": [("qa", "qa.jsonl:8"), ("qa", "qa.jsonl:9")],
+    # 12: a 512x512 DICOM over max_pixels 1600, refused from its header before its pixels are decoded
+    "image_too_large": [("qa", "qa.jsonl:8"), ("qa", "qa.jsonl:9"), ("qa", "qa.jsonl:12")],
     "path_escape": [("qa", "qa.jsonl:10"), ("qa", "qa.jsonl:11")],
-    "dicom_error": [("qa", "qa.jsonl:12")],
     "missing_answer": [("qa", "qa.jsonl:13")],
     "bad_value": [("qa", "qa.jsonl:14")],
     "no_instruction": [("plain", "plain.jsonl:1")],
@@ -53,7 +53,7 @@ def zoo(module_ws: Workspace) -> Built:
         {**good, "image": "bomb.png"},                                         # 9 image_too_large (header only)
         {**good, "image": "../outside.png"},                                   # 10 path_escape
         {**good, "image": str(ws.root / "data/outside.png")},                  # 11 path_escape (absolute)
-        {**good, "image": "lossy.dcm"},                                        # 12 dicom_error
+        {**good, "image": "lossy.dcm"},                                        # 12 image_too_large (header)
         {"image": "good.png", "question": "What colour?"},                     # 13 missing_answer
         {**good, "choices": ["blue", "green"]},                                # 14 bad_value
         {**good, "question": "And now?"},                                      # 15 kept
@@ -134,7 +134,8 @@ def test_rejects_are_in_the_card(zoo: Built) -> None:
 
 
 def test_rows_that_arrive_with_messages_are_checked(ws: Workspace) -> None:
-    """A dataset already in the row contract (hf) is checked at the instruct stage, like LLaVA rows at load."""
+    """A dataset already in the row contract (hf): image parts vs images are checked at load (sources/chat.py,
+    like LLaVA rows), a row with nothing to learn from at the instruct stage."""
     import datasets
 
     from vlmdata.schema import COLUMNS, features, image_part, message, text_part
@@ -152,7 +153,7 @@ def test_rows_that_arrive_with_messages_are_checked(ws: Workspace) -> None:
     built = ws.build({"name": "t", "sources": [{"name": "c", "kind": "hf", "path": "contract"}]})
     assert len(built.rows) == 1 and built.rows[0]["messages"] == one_image
     assert [(r["reason"], r["locator"], r["stage"]) for r in built.rejects] == [
-        ("image_count_mismatch", "train[1]", "instruct"), ("no_assistant_turn", "train[2]", "instruct")]
+        ("image_count_mismatch", "train[1]", "load"), ("no_assistant_turn", "train[2]", "instruct")]
 
 
 def test_image_values_that_are_not_paths_become_images_or_rejects(ws) -> None:

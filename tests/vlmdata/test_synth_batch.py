@@ -33,6 +33,8 @@ def test_batch_round_trip_attach_and_online_retry(ws: Workspace, server: FakeOpe
     assert server.counts["chat"] == 0
     uploaded = server.files["file-0"].decode().splitlines()
     assert len(uploaded) == 4 and json.loads(uploaded[0])["url"] == "/v1/chat/completions"
+    spool = ws.root / ".vlmdata-cache" / "batches"
+    assert [re.fullmatch(r"[0-9a-f]{16}\.jsonl", p.name) is not None for p in spool.iterdir()] == [True]
 
     ws.build(recipe, out="again")  # still in flight: attaches, does not resubmit
     assert server.counts["batches_created"] == 1 and server.counts["files_uploaded"] == 1
@@ -45,8 +47,32 @@ def test_batch_round_trip_attach_and_online_retry(ws: Workspace, server: FakeOpe
     assert {r["meta"]["mode"] for r in rows} == {"batch"}
     details = next(s for s in done.manifest["stages"] if s["stage"] == "synthesize")["details"]["jobs"]["conversation"]
     assert details["requests_sent"] == 4 and details["budget_exhausted"] is False
-    assert re.fullmatch(r"[0-9a-f]{16}\.jsonl", next((ws.root / ".vlmdata-cache" / "batches").iterdir()).name)
+    assert list(spool.iterdir()) == []  # collected: the spool file is gone
 
     final = ws.build(recipe, out="final")  # everything cached: no batch, no request
     assert len([r for r in final.rows if r["task"] == "conversation"]) == 4
     assert server.counts["batches_created"] == 1 and server.counts["chat"] == 1
+
+
+def test_a_kill_between_batch_create_and_the_ledger_write_never_submits_twice(ws: Workspace,
+                                                                              server: FakeOpenAI) -> None:
+    """The server creates the batch but the build never hears back (as if killed right after
+    `batches.create`): the rerun finds that batch from the ledger's recorded file id and attaches."""
+    import sqlite3
+
+    server.rule = lambda text, attempt: Reply(text=CONV)
+    server.drop_batch_create = 1
+    spec = job("conversation", "llava/conversation", mode="batch", poll_s=0.01, max_retries=0)
+    recipe = ws.recipe(llava_recipe(ws, n=3, jobs=[spec]))
+    with pytest.raises(Exception):  # noqa: B017 - the connection drop ends the first build, whatever its type
+        ws.build(recipe)
+    assert server.counts["batches_created"] == 1 and server.counts["files_uploaded"] == 1
+    db = sqlite3.connect(ws.root / ".vlmdata-cache" / "synth.sqlite")
+    assert db.execute("select status, input_file_id from batches").fetchall() == [("submitting", "file-0")]
+
+    done = ws.build(recipe, out="again")
+    assert server.counts["batches_created"] == 1 and server.counts["files_uploaded"] == 1  # attached, not resent
+    assert server.counts["batch_request"] == 3 and server.counts["chat"] == 0
+    assert len([r for r in done.rows if r["task"] == "conversation"]) == 3
+    assert db.execute("select batch_id, status from batches").fetchall() == [("batch_0", "completed")]
+    assert list((ws.root / ".vlmdata-cache" / "batches").iterdir()) == []

@@ -61,3 +61,52 @@ def test_grounding_counts() -> None:
         check_counts([("Who is there?", "I see 2 people.")], ctx)
     with pytest.raises(RowError, match="grounding"):
         check_counts([("How many dogs are in the park?", "There are two.")], ctx)
+
+
+# The shape of LLaVA's own published GPT-4 examples (haotian-liu/LLaVA, Apache-2.0,
+# playground/data/prompts/conversation/001_conv.txt, abridged): a multi-paragraph answer with numbered
+# headings, "- " bullets and trailing spaces on its lines.
+LLAVA_ANSWER = (
+    "Cross-country skiing and downhill skiing are two distinct types of skiing. \n"
+    "\n"
+    "1. Cross-Country Skiing:\n"
+    "Also known as Nordic skiing, it involves traversing relatively flat terrain. \n"
+    "There are two main techniques in cross-country skiing:\n"
+    "- Classic: This technique involves skiing in parallel tracks.\n"
+    "- Skate skiing: This technique is similar to ice skating. \n"
+    "\n"
+    "2. Downhill Skiing:\n"
+    "Also known as alpine skiing, it involves descending slopes at high speeds. \n"
+    "\n"
+    "In summary, both sports require specialized equipment and techniques.")
+LLAVA_CONV = ("Question:\nWhat is the skier doing?\n===\nAnswer:\nThe skier is skiing in the snow-covered hills.\n"
+              "===\nQuestion:\nCan you explain cross-country and downhill skiing a bit more?\n===\nAnswer:\n"
+              + LLAVA_ANSWER)
+
+
+def test_qa_blocks_keep_llavas_published_text_exactly() -> None:
+    pairs = parse_qa_blocks(LLAVA_CONV)
+    assert pairs == [("What is the skier doing?", "The skier is skiing in the snow-covered hills."),
+                     ("Can you explain cross-country and downhill skiing a bit more?", LLAVA_ANSWER)]
+    assert "\n\n" in pairs[1][1]
+    # Windows line ends: only the line ends change.
+    assert parse_qa_blocks(LLAVA_CONV.replace("\n", "\r\n")) == pairs
+
+
+@pytest.mark.parametrize("line", [
+    "A. Pack the roof box.", "A-frame tents are easier to pitch.", "Q-tips are useful too.",
+    "Q. Is it safe?", "A) Leave early.", "Answer. This is not a marker.", "Q: a line inside the answer",
+    "Answer: also inside, since the template puts markers on their own lines", "===", "---",
+])
+def test_only_a_whole_marker_line_starts_a_block(line: str) -> None:
+    answer = f"Here is a plan:\n\n{line}\nB. Drive north.\n\nThat is all."
+    text = f"Question:\nHow do I get ready?\n===\nAnswer:\n{answer}\n===\nQuestion:\nAnd then?\n===\nAnswer:\nRest."
+    assert parse_qa_blocks(text) == [("How do I get ready?", answer), ("And then?", "Rest.")]
+
+
+def test_inline_markers_still_parse_but_not_lookalikes() -> None:
+    text = "Q: How do I get ready?\nA: A. Pack the roof box.\nA-frame tents help.\nQ-tips too.\nQ: And then?\nA: Rest."
+    assert parse_qa_blocks(text) == [("How do I get ready?", "A. Pack the roof box.\nA-frame tents help.\nQ-tips too."),
+                                     ("And then?", "Rest.")]
+    assert parse_qa_blocks("**Question:** Why *this*?\n**Answer:** Because of *that*.") == [
+        ("Why *this*?", "Because of *that*.")]

@@ -9,16 +9,16 @@ training row that uses the same prompt, so they are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vlmdata.dedup.eval_paths import IMAGE_SUFFIXES, is_dataset
 from vlmdata.dedup.phash import hash_images
 from vlmdata.dedup.shingles import word_ngrams
 from vlmdata.dedup.textnorm import normalize, role_text
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -29,10 +29,10 @@ class EvalSet:
     image_owner: np.ndarray  # (m,) int64 index into ids
     ngrams: np.ndarray  # (k,) uint64, boilerplate removed, unique
     ngram_owner: np.ndarray  # (k,) int64 index into ids (first row with that n-gram)
+    image_vectors: np.ndarray | None = None  # (m, d) float16 unit embeddings (semantic dedup only)
 
 
-def _is_dataset(path: Path) -> bool:
-    return any((path / f).exists() for f in ("dataset_dict.json", "state.json", "dataset_info.json"))
+_is_dataset = is_dataset
 
 
 def _image_bytes(value: object) -> list[bytes]:
@@ -80,8 +80,10 @@ def _read_folder(path: Path) -> tuple[list[str], list[list[bytes]], list[str]]:
     return [str(p.relative_to(path)) for p in files], [[p.read_bytes()] for p in files], [""] * len(files)
 
 
-def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, workers: int) -> EvalSet:
-    """Read `path` (dataset or image folder) into hashes; raises ValueError if it holds nothing."""
+def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, workers: int,
+                  embed: Callable[[list[bytes]], np.ndarray] | None = None) -> EvalSet:
+    """Read `path` (dataset or image folder) into hashes (and `embed`'s vectors when given); raises
+    ValueError if it holds nothing."""
     ids, images, questions = (_read_dataset if _is_dataset(path) else _read_folder)(path)
     if not ids:
         raise ValueError(f"dedup.against: {path} holds no rows or images")
@@ -96,4 +98,5 @@ def load_eval_set(path: Path, *, ngram: int, method: str, hash_size: int, worker
     uniq, first, rows = np.unique(pairs[:, 0], return_index=True, return_counts=True)
     keep = (rows <= max(1, len(ids) / 2))
     return EvalSet(name=path.name, ids=ids, image_hashes=hashes, image_owner=owner.astype(np.int64),
-                   ngrams=uniq[keep], ngram_owner=pairs[first[keep], 1].astype(np.int64))
+                   ngrams=uniq[keep], ngram_owner=pairs[first[keep], 1].astype(np.int64),
+                   image_vectors=embed(blobs) if embed is not None else None)

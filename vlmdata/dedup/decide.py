@@ -19,10 +19,13 @@ REASONS = ("", "contaminated", "duplicate_exact", "duplicate_near_text", "duplic
 CODE = {r: i for i, r in enumerate(REASONS)}
 
 
-def first_of_groups(codes: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """rep (n,) int64: for active rows the smallest active index with the same code; -1 elsewhere."""
+def first_of_groups(codes: np.ndarray, active: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+    """rep (n,) int64: for active rows the smallest active index with the same code; -1 elsewhere.
+
+    With `rank` (n,) the active row of lowest rank (ties: smallest index) represents its group instead.
+    """
     idx = np.flatnonzero(active)
-    order = idx[np.argsort(codes[idx], kind="stable")]
+    order = idx[np.argsort(codes[idx], kind="stable")] if rank is None else idx[np.lexsort((idx, rank[idx], codes[idx]))]
     sc = codes[order]
     head = np.r_[True, sc[1:] != sc[:-1]] if sc.size else np.empty(0, bool)
     rep = np.full(codes.shape[0], -1, dtype=np.int64)

@@ -6,6 +6,7 @@ first-seen rule are described in decide.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +46,9 @@ def _drop(state: DedupState, rep: np.ndarray, alive: np.ndarray, reason: str, id
     state.summary["removed"][reason] = int(gone.size)
 
 
-def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, workers: int) -> DedupState:
+def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, workers: int,
+              embed: Callable[[list[bytes]], np.ndarray] | None = None) -> DedupState:
+    """`embed` (semantic dedup with `against`): encoded images → unit vectors, for the eval images."""
     from vlmdata.dedup.against import load_eval_set
     from vlmdata.steps.dedup import DedupState
 
@@ -62,14 +65,15 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
     n_img = np.diff(sha_off)
     img_row = np.repeat(np.arange(n), n_img)
 
-    evals = [load_eval_set(p, ngram=spec.against_ngram, method=image.method, hash_size=image.hash_size,
-                           workers=workers) for p in spec.against]
+    evals = [load_eval_set(p, ngram=spec.against_ngram, method=image.hash_method, hash_size=image.hash_size,
+                           workers=workers, embed=embed) for p in spec.against]
+    semantic = spec.images is not None and spec.images.method == "semantic"
     names = [e.name if [x.name for x in evals].count(e.name) == 1 else str(p) for e, p in zip(evals, spec.against, strict=True)]
     rep_img = np.arange(n_sha)
     if "img_hash" in keys.column_names and n:
         hashes, _ = _flat(keys, "img_hash")
         rep_img, hit = image_clusters(hashes.astype(np.uint64), max_distance=image.max_distance, evals=evals)
-        if spec.images is None:
+        if spec.images is None or semantic:
             rep_img = np.arange(n_sha)
         # -- contaminated: an image near an eval image, or a question n-gram of an eval question
         eval_set_of = np.repeat(np.arange(len(evals)), [e.image_hashes.size for e in evals])
@@ -87,7 +91,21 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
                 rows = gram_hits(grams.astype(np.uint64), owner, n, ev)
                 for r in np.flatnonzero((rows >= 0) & alive).tolist():
                     _contaminate(state, alive, r, names[s], ev.ids[int(rows[r])], counts)
+            if semantic and n_sha:
+                vecs, _, inv = _unique_vectors(keys)
+                for s, ev in enumerate(evals):
+                    best = np.full(vecs.shape[0], -1, np.int64)
+                    best_cos = np.zeros(vecs.shape[0], np.float64)
+                    for u, e_img, cos in semantic_hits(vecs, ev.image_vectors, threshold=spec.images.threshold):
+                        best[u], best_cos[u] = e_img, cos
+                    for img in np.flatnonzero(best[inv] >= 0).tolist():
+                        r = int(img_row[img])
+                        if alive[r]:
+                            _contaminate(state, alive, r, names[s], ev.ids[int(ev.image_owner[best[inv[img]]])], counts)
+                            state.cosine[r] = round(float(best_cos[inv[img]]), 4)
             state.summary["contaminated"] = counts
+            state.summary["against_image_hash"] = {"method": image.method, "max_distance": image.max_distance,
+                                                   "hash_size": image.hash_size}
             state.summary["removed"]["contaminated"] = sum(counts.values())
 
     if spec.text is not None and n:
@@ -105,11 +123,22 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
             _drop(state, labels, alive, "duplicate_near_text", ids)
             state.summary["minhash"] = {"bands": bands, "rows": rows}
 
+    rank = None
+    if semantic and n_sha:
+        rep_img, img_rank, vecs_all = _semantic(keys, spec=spec, seed=seed, state=state)
+        rank = np.where(n_img > 0, img_rank[np.minimum(sha_off[:-1], n_sha - 1)], 0)
     if spec.images is not None and n:
         q = keys.column("q_hash").to_numpy() if spec.vqa_composite else None
         codes, has = sequence_groups(rep_img, sha_off, q)
-        _drop(state, first_of_groups(codes, alive & has), alive, "duplicate_vqa" if spec.vqa_composite
-              else "duplicate_image", ids)
+        rep = first_of_groups(codes, alive & has, rank)
+        reason = "duplicate_vqa" if spec.vqa_composite else "duplicate_image"
+        if semantic and n_sha:
+            gone = np.flatnonzero(alive & (rep >= 0) & (rep != np.arange(n)))
+            first_img = sha_off[:-1]
+            cos = np.einsum("ij,ij->i", vecs_all[first_img[gone]].astype(np.float32),
+                            vecs_all[first_img[rep[gone]]].astype(np.float32))
+            state.cosine.update(zip(gone.tolist(), np.round(cos, 4).tolist(), strict=True))
+        _drop(state, rep, alive, reason, ids)
         state.summary["image_clusters"] = int(np.unique(rep_img).size)
 
     # image_cluster: the sha of the first image's cluster representative ("" for text-only rows)
@@ -133,6 +162,51 @@ def fit_dedup(keys: Any, *, spec: DedupSpec, image: ImageDedup, seed: int, worke
 
     state.show = set(image_dups[:SHOWN_DUPLICATES].tolist())  # deterministic: the first by _idx
     return state
+
+
+def _unique_vectors(keys: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, d) vectors of the unique images (by pixel sha), first occurrence of each (u,), and each
+    image's unique index (n_images,). Unique indices follow first appearance, so they keep row order."""
+    import pyarrow.compute as pc
+
+    sha = pc.list_flatten(keys.column("img_sha")).combine_chunks().dictionary_encode()
+    inv = sha.indices.to_numpy().astype(np.int64)
+    first = np.full(len(sha.dictionary), inv.size, np.int64)
+    np.minimum.at(first, inv, np.arange(inv.size))
+    flat = pc.list_flatten(keys.column("img_emb")).combine_chunks().to_numpy(zero_copy_only=False)
+    vecs = flat.reshape(inv.size, -1)
+    return vecs[first], first, inv
+
+
+def _semantic(keys: Any, *, spec: DedupSpec, seed: int, state: DedupState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SemDeDup over the unique images → (rep (n_images,) smallest image index of each one's group,
+    rank (n_images,) the `keep` order, all images' vectors (n_images, d))."""
+    from vlmdata.dedup.semantic import keep_rank, semantic_groups
+
+    im = spec.images
+    vecs, first, inv = _unique_vectors(keys)
+    groups = semantic_groups(vecs, threshold=im.threshold, clusters=None if im.clusters == "auto" else im.clusters,
+                             seed=seed)
+    rank_u = keep_rank(groups, keep=im.keep, seed=seed)
+    state.summary["semantic"] = {"images": int(vecs.shape[0]), "clusters": groups.clusters, "pairs": groups.pairs,
+                                 "groups": int(np.unique(groups.labels).size), "threshold": im.threshold,
+                                 "keep": im.keep}
+    all_vecs = vecs[inv]
+    return first[groups.labels[inv]], rank_u[inv], all_vecs
+
+
+def semantic_hits(ours: np.ndarray, theirs: np.ndarray | None, *, threshold: float) -> list[tuple[int, int, float]]:
+    """(our unique image, eval image, cosine) for each of our images with an eval image at cosine ≥ threshold."""
+    if theirs is None or not theirs.size or not ours.size:
+        return []
+    t = theirs.astype(np.float32)
+    out = []
+    for lo in range(0, ours.shape[0], 4096):
+        s = ours[lo:lo + 4096].astype(np.float32) @ t.T
+        best = s.argmax(axis=1)
+        val = s[np.arange(s.shape[0]), best]
+        out += [(lo + i, int(best[i]), float(val[i])) for i in np.flatnonzero(val >= threshold).tolist()]
+    return out
 
 
 def _contaminate(state: DedupState, alive: np.ndarray, r: int, name: str, eval_id: str,

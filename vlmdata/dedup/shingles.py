@@ -24,11 +24,17 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+_POWERS: dict[int, np.ndarray] = {}
+
+
 def _powers(base: int, size: int) -> np.ndarray:
-    p = np.full(size, base, dtype=np.uint64)
-    if size:
+    """base⁰ … base^(size−1) mod 2⁶⁴, from a grow-only table (every batch of texts needs them)."""
+    have = _POWERS.get(base)
+    if have is None or have.size < size:
+        p = np.full(max(size, 1 << 16, 0 if have is None else 2 * have.size), base, dtype=np.uint64)
         p[0] = 1
-    return np.cumprod(p, dtype=np.uint64)  # wraps mod 2**64, as wanted
+        have = _POWERS[base] = np.cumprod(p, dtype=np.uint64)  # wraps mod 2**64, as wanted
+    return have[:size]
 
 
 def word_ngrams(texts: list[str], *, n: int, short: bool) -> tuple[np.ndarray, np.ndarray]:

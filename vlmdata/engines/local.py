@@ -17,31 +17,37 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vlmdata.engines.packets import Entry, absorb, batched, run_steps
+from vlmdata.engines.packets import Entry, absorb, guarded, guarded_key, run_steps, source_chunks
 from vlmdata.engines.pool import WorkerPool
 from vlmdata.plan import Plan
 from vlmdata.rows import Reject
-from vlmdata.sources import read_source
 from vlmdata.steps.base import GlobalStep, StageStats, Step
 from vlmdata.steps.write import ArrowWriter
 
 
 class RejectLog:
-    """Append-only rejects.jsonl, one JSON object per rejected row."""
+    """Append-only rejects.jsonl, one JSON object per rejected row; `by_source` counts them per source and
+    `reads` (filled by the engine) what each source yielded, for `max_reject_ratio`."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = path.open("w", encoding="utf-8")
         self.count = 0
+        self.by_source: Counter[str] = Counter()
+        self.reasons: dict[str, Counter[str]] = {}  # per source
+        self.reads: Counter[str] = Counter()
 
     def add(self, reject: Reject) -> None:
         self._file.write(json.dumps(reject.to_json(), ensure_ascii=False, default=str) + "\n")
         self.count += 1
+        self.by_source[reject.source] += 1
+        self.reasons.setdefault(reject.source, Counter())[reject.reason] += 1
 
     def close(self) -> None:
         self._file.close()
@@ -73,27 +79,35 @@ class Segment:
 
     steps: list[tuple[int, Step]]
     key_step: GlobalStep | None
+    key_stage: int = 0  # the barrier's index in the plan (its funnel entry)
 
     def __call__(self, batch: Batch) -> Done:
         log = batch.log
         rows = run_steps(batch.rows, self.steps, log)
         if self.key_step is None:
             return Done(log=log, n=len(rows), rows=rows)
-        keys = self.key_step.key(rows) if rows else None
+        keys = None
+        if rows:
+            rows, keys = guarded_key(self.key_step, rows, log, self.key_stage)
         return Done(log=log, n=len(rows), blob=pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), keys=keys)
 
 
-def _source_batches(plan: Plan, *, limit: int | None, progress: bool) -> Iterator[Batch]:
+def _source_batches(plan: Plan, *, limit: int | None, progress: bool, reads: Counter[str]) -> Iterator[Batch]:
     """Each source in chunks of `batch_size`; read errors ride along as stage-0 rejects of their batch."""
     from tqdm.auto import tqdm
 
-    for spec in plan.sources:
-        bar = tqdm(desc=f"load {spec.name}", unit="row", disable=not progress, leave=False)
-        for chunk in batched(read_source(spec, limit=limit), plan.batch_size):
-            bad = [x for x in chunk if isinstance(x, Reject)]
-            log = [Entry(stage=0, rows_in=len(bad), rows_out=0, rejects=bad)] if bad else []
-            bar.update(len(chunk))
-            yield Batch(rows=[x for x in chunk if not isinstance(x, Reject)] if bad else chunk, log=log)
+    bars: dict[str, Any] = {}
+
+    def tick(name: str, n: int) -> None:
+        if name not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[name] = tqdm(desc=f"load {name}", unit="row", disable=not progress, leave=False)
+        bars[name].update(n)
+
+    for rows, log in source_chunks(plan, limit=limit, reads=reads, on_chunk=tick):
+        yield Batch(rows=rows, log=log)
+    for bar in bars.values():
         bar.close()
 
 
@@ -103,7 +117,7 @@ def _segments(plan: Plan) -> list[tuple[Segment, bool]]:
     run: list[tuple[int, Step]] = []
     for i, step in enumerate(plan.steps):
         if isinstance(step, GlobalStep):
-            out.append((Segment(steps=run, key_step=step), bool(run)))
+            out.append((Segment(steps=run, key_step=step, key_stage=i), bool(run)))
             run = []
         elif step.runs_on_driver:
             if run:
@@ -163,7 +177,7 @@ def _apply(step: GlobalStep, stage: int, rows: list[Any], state: Any, log: list[
     """`apply` over one replayed batch; its rows_in were counted at the barrier, so the entry adds 0."""
     kept: list[Any] = []
     rejects: list[Reject] = []
-    for out in step.apply(rows, state):
+    for out in guarded(step.name, lambda part: step.apply(part, state), rows):
         (rejects if isinstance(out, Reject) else kept).append(out)
     log.append(Entry(stage=stage, rows_in=0, rows_out=len(kept), rejects=rejects))
     return kept
@@ -184,7 +198,7 @@ def run_local(plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int
     pool = WorkerPool.start(workers=workers)
     tasks = {id(seg): pool.register(seg) for seg, parallel in segments if parallel} if pool is not None else {}
     try:
-        stream: Iterator[Batch] = _source_batches(plan, limit=limit, progress=progress)
+        stream: Iterator[Batch] = _source_batches(plan, limit=limit, progress=progress, reads=rejects.reads)
         for seg, _ in segments:
             results: Iterator[Done] = (pool.map(tasks[id(seg)], stream) if pool is not None and id(seg) in tasks
                                        else map(seg, stream))
@@ -199,6 +213,11 @@ def run_local(plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int
                               stats=stats, rejects=rejects)
         for batch in stream:
             writer.write(batch.rows)
+    except BaseException:
+        if pool is not None:
+            pool.close(abort=True)  # a failed or interrupted build ends its workers now
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.close()

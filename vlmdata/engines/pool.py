@@ -8,13 +8,21 @@ Why this shape:
 - the callables run in the workers are registered before the pool starts and the workers are forked,
   so steps reach the workers as they are, without being pickled (a Jinja template, a compiled regex or
   an open model need not be picklable); only batches and results cross the pipe. Where `fork` does not
-  exist (Windows), `WorkerPool.start` returns None and the engine runs everything in-process.
+  exist (Windows), `WorkerPool.start` returns None and the engine runs everything in-process;
+- no worker outlives the build: on Linux each worker asks the kernel for SIGKILL when its parent dies
+  (PR_SET_PDEATHSIG, so even a SIGKILLed driver leaves none behind), elsewhere a thread in the worker
+  watches the parent's pid; workers ignore SIGINT (the driver handles Ctrl-C for them) and take the
+  default SIGTERM, and a build that fails or is interrupted ends its workers instead of waiting.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,7 +31,33 @@ from typing import Any
 _TASKS: list[Callable[[Any], Any]] = []  # set in each worker only, by `_init` (inherited through fork, not pickled)
 
 
-def _init(tasks: list[Callable[[Any], Any]]) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the process `parent` ends (a SIGKILLed driver cannot clean up after itself)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the prctl: nobody will signal us
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vlmdata-parent-watch", daemon=True).start()
+
+
+def _init(tasks: list[Callable[[Any], Any]], parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     _TASKS[:] = tasks
 
 
@@ -67,7 +101,7 @@ class WorkerPool:
     def map(self, task: int, items: Iterable[Any]) -> Iterator[Any]:
         if self._executor is None:  # forks now: every task registered so far is in the workers
             self._executor = ProcessPoolExecutor(max_workers=self.workers, initializer=_init,
-                                                 initargs=(self._tasks,), mp_context=multiprocessing.get_context("fork"))
+                                                 initargs=(self._tasks, os.getpid()), mp_context=multiprocessing.get_context("fork"))
         pending: deque[Future[Any]] = deque()
         for item in items:
             pending.append(self._executor.submit(_call, task, item))
@@ -76,7 +110,13 @@ class WorkerPool:
         while pending:
             yield pending.popleft().result()
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def close(self, *, abort: bool = False) -> None:
+        """Stop the workers: after the work (`abort=False`), or at once (a failed or interrupted build)."""
+        if self._executor is None:
+            return
+        if abort:
+            for proc in list((getattr(self._executor, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.kill()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = None

@@ -23,11 +23,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vlmdata.engines.packets import Entry, absorb, batched, in_order, loads, packet, run, run_steps
+from vlmdata.engines.packets import (
+    Entry,
+    absorb,
+    guarded,
+    guarded_key,
+    in_order,
+    loads,
+    packet,
+    run,
+    run_steps,
+    source_chunks,
+)
 from vlmdata.engines.spec import RayEngine
 from vlmdata.plan import Plan
-from vlmdata.rows import Reject
-from vlmdata.sources import read_source
 from vlmdata.steps.base import GlobalStep, StageStats, Step
 from vlmdata.steps.write import ArrowWriter
 
@@ -48,6 +57,7 @@ class StageFn:
     head: Head | None
     steps: list[tuple[int, Step]]
     key_step: GlobalStep | None
+    key_stage: int = 0  # the barrier's index in the plan (its funnel entry)
 
     def __call__(self, rec: dict[str, Any]) -> dict[str, Any]:
         import ray
@@ -59,13 +69,16 @@ class StageFn:
             state, offsets = ray.get(self.head.ref)
             for k, row in enumerate(rows):
                 row["_idx"] = offsets[seq] + k
-            rows = run(self.head.stage, self.head.step.apply(rows, state), rows_in=0, log=log)
+            step = self.head.step
+            rows = run(self.head.stage, guarded(step.name, lambda part: step.apply(part, state), rows), rows_in=0,
+                       log=log)
         rows = run_steps(rows, self.steps, log)
         keys = None
         if self.key_step is not None and rows:
             import pyarrow as pa
 
-            keys = pa.table(self.key_step.key(rows))
+            rows, cols = guarded_key(self.key_step, rows, log, self.key_stage)
+            keys = pa.table(cols) if rows else None
         return packet(seq=seq, rows=rows, log=log, keys=keys)
 
 
@@ -99,15 +112,10 @@ def _put(packets: Iterator[dict[str, Any]]) -> Any:
     return ray.data.from_arrow_refs(refs)
 
 
-def _sources(plan: Plan, *, limit: int | None) -> Iterator[dict[str, Any]]:
+def _sources(plan: Plan, *, limit: int | None, reads: Any) -> Iterator[dict[str, Any]]:
     """The local engine's batches: each source in chunks of `batch_size`; read errors are stage-0 rejects."""
-    seq = 0
-    for spec in plan.sources:
-        for chunk in batched(read_source(spec, limit=limit), plan.batch_size):
-            bad = [x for x in chunk if isinstance(x, Reject)]
-            log = [Entry(stage=0, rows_in=len(bad), rows_out=0, rejects=bad)] if bad else []
-            yield packet(seq=seq, rows=[x for x in chunk if not isinstance(x, Reject)], log=log)
-            seq += 1
+    for seq, (rows, log) in enumerate(source_chunks(plan, limit=limit, reads=reads)):
+        yield packet(seq=seq, rows=rows, log=log)
 
 
 def _barrier(ds: Any, stage: int, step: GlobalStep, *, stats: list[StageStats], rejects: Any) -> tuple[Any, Head]:
@@ -141,7 +149,7 @@ def _on_driver(ds: Any, stage: int, step: Step) -> Any:
         for rec in in_order(ds.iter_rows()):
             log = loads(rec["log"], default=[])
             rows = loads(rec["rows"])
-            rows = run(stage, step.process(rows), rows_in=len(rows), log=log)
+            rows = run(stage, guarded(step.name, step.process, rows), rows_in=len(rows), log=log)
             yield packet(seq=int(rec["seq"]), rows=rows, log=log)
 
     return _put(packets())
@@ -163,12 +171,12 @@ def run_ray(plan: Plan, *, writer: ArrowWriter, rejects: Any, limit: int | None,
     ctx.enable_progress_bars = progress
     try:
         stats = [StageStats(stage=step.name) for step in plan.steps]
-        ds = _put(_sources(plan, limit=limit))
+        ds = _put(_sources(plan, limit=limit, reads=getattr(rejects, "reads", None)))
         head: Head | None = None
         pending: list[tuple[int, Step]] = []
         for i, step in enumerate(plan.steps):
             if isinstance(step, GlobalStep):
-                ds, head = _barrier(ds.map(StageFn(head=head, steps=pending, key_step=step)), i, step,
+                ds, head = _barrier(ds.map(StageFn(head=head, steps=pending, key_step=step, key_stage=i)), i, step,
                                     stats=stats, rejects=rejects)
                 pending = []
             elif step.runs_on_driver:

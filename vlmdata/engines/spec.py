@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_WORKERS = 256  # processes per machine; each holds a batch of decoded images
+
 
 class LocalEngine(BaseModel):
     """`workers`: processes for per-row steps (decode, instruct, filters, dedup keys); default
@@ -21,14 +23,14 @@ class LocalEngine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["local"] = "local"
-    workers: int | None = Field(default=None, ge=1)
+    workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
 
 
 class RayEngine(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["ray"] = "ray"
     address: str | None = None
-    num_cpus: int | None = Field(default=None, ge=1)
+    num_cpus: int | None = Field(default=None, ge=1, le=65536)
 
 
 EngineSpec = Annotated[LocalEngine | RayEngine, Field(discriminator="kind")]

@@ -2,7 +2,8 @@
 
 Sections: the stage funnel (rows in/out per stage), rejects per reason with examples, the task mix
 (before and after sampling when a mix stage ran), duplicate pairs side by side (when dedup dropped
-rows and recorded thumbnails), and random rows per task rendered as chats with their images.
+rows and recorded thumbnails), score distributions of the scored filters with their thresholds
+(report/scores.py), and random rows per task rendered as chats with their images.
 
     vlmdata report out/medical      # regenerate from the output folder alone
 """
@@ -87,13 +88,20 @@ def _rejects(out_dir: Path, manifest: dict[str, Any], *, per_reason: int = 3) ->
 
 
 def _mix(manifest: dict[str, Any]) -> str:
-    mix = next((st.get("details") for st in manifest.get("stages", []) if st["stage"] == "mix" and st.get("details")), None)
+    from vlmdata.steps.mix import mix_table
+
+    table = mix_table(manifest)
     rows = []
-    if mix and isinstance(mix.get("groups"), dict):
-        for task, d in mix["groups"].items():
-            rows.append(f"<tr><td>{_e(task)}</td><td>{_e(d.get('n'))}</td><td>{_e(d.get('p'))}</td><td>{_e(d.get('final'))}</td></tr>")
-        head = "<tr><th>task</th><th>n<sub>i</sub></th><th>p<sub>i</sub></th><th>final</th></tr>"
-        return f"<p>Temperature {_e(mix.get('temperature'))}.</p><table>{head}{''.join(rows)}</table>"
+    if table is not None:
+        for g in table.groups:
+            rows.append(f"<tr><td>{_e(g.group)}</td><td>{g.n}</td><td>{g.n_capped}</td><td>{g.p:.4f}</td>"
+                        f"<td>{g.rows}</td><td>{g.dropped}</td><td>{g.repeated}</td></tr>")
+        head = (f"<tr><th>{_e(table.by)}</th><th>n<sub>i</sub> (train)</th><th>after caps</th><th>p<sub>i</sub></th>"
+                "<th>final rows</th><th>dropped</th><th>repeated</th></tr>")
+        note = f"<p class='muted'>{_e(table.note)}</p>" if table.note else ""
+        return (f"<p>Temperature {_e(table.temperature)}; {table.train_rows_in} train rows in, {table.total} out "
+                f"(requested {table.requested_total}); {table.untouched_eval_rows} validation/test rows untouched."
+                f"</p><table class='mix'>{head}{''.join(rows)}</table>{note}")
     for task, n in manifest.get("tasks", {}).items():
         rows.append(f"<tr><td>{_e(task)}</td><td>{n}</td></tr>")
     return f"<table><tr><th>task</th><th>rows</th></tr>{''.join(rows)}</table><p class='muted'>No mix stage ran.</p>"
@@ -164,6 +172,7 @@ def _kept_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
 
 def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
     from vlmdata.report.manifest import read_manifest
+    from vlmdata.report.scores import score_section
 
     manifest = read_manifest(out_dir)
     rejects_html, duplicates = _rejects(out_dir, manifest)
@@ -184,6 +193,7 @@ def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
 <h2 id='rejects'>Rejects</h2>{rejects_html}
 <h2 id='mix'>Task mix</h2>{_mix(manifest)}
 <h2 id='duplicates'>Duplicates</h2>{dup_html}
+<h2 id='scores'>Scores</h2>{score_section(out_dir, manifest)}
 <h2 id='samples'>Samples</h2>{samples_html}
 """
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(manifest['name'])} · vlmdata report"

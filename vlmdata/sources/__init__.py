@@ -19,7 +19,11 @@ from vlmdata.sources.dicom import DicomSpec, read_dicom
 from vlmdata.sources.hf import HfSpec, read_hf
 from vlmdata.sources.imagefolder import ImageFolderSpec, read_imagefolder
 from vlmdata.sources.llava import LlavaSpec, read_llava
+from vlmdata.sources.llava_onevision import LlavaOneVisionSpec, read_llava_onevision
+from vlmdata.sources.medvqa import PathVqaSpec, SlakeSpec, VqaRadSpec, read_pathvqa, read_slake, read_vqa_rad
+from vlmdata.sources.nifti import NiftiSpec, read_nifti
 from vlmdata.sources.shapes import ShapesSpec, read_shapes
+from vlmdata.sources.sharegpt import ShareGptSpec, read_sharegpt
 from vlmdata.sources.tabular import (
     CsvSpec,
     JsonlSpec,
@@ -31,6 +35,7 @@ from vlmdata.sources.tabular import (
     read_parquet,
 )
 from vlmdata.sources.vqav2 import VqaV2Spec, read_vqav2
+from vlmdata.sources.webdataset import WebDatasetSpec, read_webdataset
 
 READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     JsonlSpec: read_jsonl,
@@ -44,6 +49,13 @@ READERS: dict[type[SourceSpec], Callable[[Any], Iterator[Record | Reject]]] = {
     CocoSpec: read_coco,
     VqaV2Spec: read_vqav2,
     ShapesSpec: read_shapes,
+    ShareGptSpec: read_sharegpt,
+    WebDatasetSpec: read_webdataset,
+    LlavaOneVisionSpec: read_llava_onevision,
+    NiftiSpec: read_nifti,
+    VqaRadSpec: read_vqa_rad,
+    SlakeSpec: read_slake,
+    PathVqaSpec: read_pathvqa,
 }
 KINDS: tuple[str, ...] = tuple(spec.model_fields["kind"].default for spec in READERS)
 

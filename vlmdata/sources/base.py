@@ -7,6 +7,7 @@ parse) one at a time, so a source never holds the whole dataset in memory.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from vlmdata.media import resolve_under
 from vlmdata.paths import ExistingDir
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.data_url import decode_data_url, is_data_url, is_remote_url
+from vlmdata.sources.encoding import check_text
 
 # A row missing one of these explicitly mapped columns is rejected; other fields are optional per row
 # (a missing answer is caught when instructions are made).
@@ -43,11 +45,12 @@ class SourceSpec(BaseModel):
     """Recipe fields every source has. `task` names the rows' task; `limit` reads only the first N rows."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     task: str = "vqa"
     image_root: ExistingDir | None = None
     fields: FieldMap = Field(default_factory=FieldMap)
     limit: int | None = Field(default=None, ge=1)
+    max_reject_ratio: float | None = Field(default=None, ge=0, le=1)  # over all stages (reject_budget.py)
 
     def default_image_root(self) -> Path:
         """Where relative image paths resolve when `image_root` is not given."""
@@ -90,9 +93,14 @@ def _image_refs(value: Any, *, root: Path) -> list[ImageRef]:
     raise RowError("bad_value", f"image field has unsupported type {type(value).__name__}")
 
 
+def is_missing(value: Any) -> bool:
+    """None or a float NaN (JSONL `NaN`, a Parquet/pandas null): a missing value, never the text "nan"."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _as_answers(value: Any) -> list[str]:
     """answers as a list of strings; accepts a string, a list, or VQA-style [{'answer': ...}]."""
-    if value is None:
+    if is_missing(value):
         return []
     if isinstance(value, str):
         return [value]
@@ -100,11 +108,23 @@ def _as_answers(value: Any) -> list[str]:
         out = []
         for v in value:
             if isinstance(v, dict) and "answer" in v:
-                out.append(str(v["answer"]))
-            elif v is not None:
+                if not is_missing(v["answer"]):
+                    out.append(str(v["answer"]))
+            elif not is_missing(v):
                 out.append(str(v))
         return out
     return [str(value)]
+
+
+def _no_nan(value: Any) -> Any:
+    """`value` with float NaNs replaced by None (a NaN in `meta` would make it invalid JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def record_from_mapping(raw: dict[str, Any], *, spec: SourceSpec, locator: str, root: Path) -> Record | Reject:
@@ -112,15 +132,16 @@ def record_from_mapping(raw: dict[str, Any], *, spec: SourceSpec, locator: str, 
     explicit = spec.fields.model_fields_set
     fields: dict[str, Any] = {}
     try:
+        check_text(raw)
         for canonical in CANONICAL_FIELDS:
             column = getattr(spec.fields, canonical)
             if column is None:
                 continue
-            if column not in raw or raw[column] is None:
+            if column not in raw or is_missing(raw[column]):
                 if canonical in explicit and canonical in REQUIRED_WHEN_MAPPED:
                     raise RowError("missing_field", f"column '{column}' (fields.{canonical}) is missing")
                 continue
-            fields[canonical] = raw[column]
+            fields[canonical] = _no_nan(raw[column])
         images = _image_refs(fields.pop("image", None), root=root)
         if "answers" in fields or "answer" in fields:
             fields["answers"] = _as_answers(fields.get("answers", fields.get("answer")))
@@ -130,7 +151,10 @@ def record_from_mapping(raw: dict[str, Any], *, spec: SourceSpec, locator: str, 
         task = str(fields.pop("task", spec.task))
     except RowError as e:
         return Reject(source=spec.name, locator=locator, reason=e.reason, detail=e.detail, stage="load")
-    context = {k: v for k, v in raw.items() if _jsonable(v)}
+    except Exception as e:  # a value no rule above expected: this row's reject, not the source's end
+        return Reject(source=spec.name, locator=locator, reason="internal_error",
+                      detail=f"load: {type(e).__name__}: {str(e)[:300]}", stage="load")
+    context = {k: _no_nan(v) for k, v in raw.items() if _jsonable(v)}
     return Record(source=spec.name, locator=locator, task=task, images=images, fields=fields, context=context)
 
 

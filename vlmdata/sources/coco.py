@@ -18,16 +18,17 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from vlmdata.media import resolve_under
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec
+from vlmdata.sources.encoding import check_text
 
 
 class CocoSpec(SourceSpec):
     kind: Literal["coco"] = "coco"
     path: ExistingDir  # the image folder (e.g. train2017/)
-    captions: ExistingPath | None = None  # captions_*.json
-    instances: ExistingPath | None = None  # instances_*.json
+    captions: ExistingFile | None = None  # captions_*.json
+    instances: ExistingFile | None = None  # instances_*.json
     task: str = "caption"
 
     @model_validator(mode="after")
@@ -38,8 +39,14 @@ class CocoSpec(SourceSpec):
 
 
 def _load(path: Path) -> dict[str, Any]:
-    with path.open("r", encoding="utf-8") as f:
+    # invalid UTF-8 survives as surrogates: the image whose caption holds it is rejected `bad_encoding`
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:
         return json.load(f)
+
+
+def _bad_annotation(spec: CocoSpec, path: Path, i: int, e: Exception) -> Reject:
+    return Reject(spec.name, f"{path.name}:annotations[{i}]", "malformed_annotation",
+                  f"{type(e).__name__}: {e} (an annotation needs image_id and caption / category_id and bbox)", "load")
 
 
 def _box(bbox: list[float], width: int, height: int) -> list[float]:
@@ -54,15 +61,22 @@ def read_coco(spec: CocoSpec) -> Iterator[Record | Reject]:
     if spec.captions is not None:
         data = _load(spec.captions)
         images.update({im["id"]: im for im in data.get("images", [])})
-        for ann in data.get("annotations", []):
-            captions[ann["image_id"]].append(str(ann["caption"]).strip())
+        for i, ann in enumerate(data.get("annotations", [])):
+            try:
+                captions[ann["image_id"]].append(str(ann["caption"]).strip())
+            except (KeyError, TypeError) as e:
+                yield _bad_annotation(spec, spec.captions, i, e)
     if spec.instances is not None:
         data = _load(spec.instances)
         images.update({im["id"]: im for im in data.get("images", [])})
         names = {c["id"]: c["name"] for c in data.get("categories", [])}
-        for ann in data.get("annotations", []):
-            boxes[ann["image_id"]].append({"category": names.get(ann["category_id"], str(ann["category_id"])),
-                                           "bbox": ann["bbox"]})
+        for i, ann in enumerate(data.get("annotations", [])):
+            try:
+                x, y, w, h = (float(v) for v in ann["bbox"])
+                boxes[ann["image_id"]].append({"category": names.get(ann["category_id"], str(ann["category_id"])),
+                                               "bbox": [x, y, w, h]})
+            except (KeyError, TypeError, ValueError) as e:
+                yield _bad_annotation(spec, spec.instances, i, e)
     for image_id in sorted(images):
         im = images[image_id]
         locator = f"{im['file_name']}#{image_id}"
@@ -71,6 +85,7 @@ def read_coco(spec: CocoSpec) -> Iterator[Record | Reject]:
         width, height = int(im.get("width") or 0), int(im.get("height") or 0)
         try:
             image = resolve_under(spec.path, im["file_name"])
+            check_text(captions.get(image_id, []), "caption")
         except RowError as e:
             yield Reject(spec.name, locator, e.reason, e.detail, "load")
             continue

@@ -1,7 +1,8 @@
 """`hf`: a Hugging Face dataset, saved on disk (`load_from_disk`) or by hub name (`load_dataset`).
 
-A dataset that already follows the row contract (it has `messages`) passes through with its chat
-turns; any other dataset maps its columns through `fields` like a table. Images are read as stored
+A dataset with `messages` (the row contract, TRL's format) keeps its chat turns; `content` may be
+parts, a plain string with `<image>` markers or OpenAI-style parts, and `content: null` is a reject
+(`sources/chat.py`). Any other dataset maps its columns through `fields` like a table. Images are read as stored
 bytes (no PIL decoding here; the load step verifies them).
 """
 
@@ -14,8 +15,9 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from vlmdata.paths import ExistingPath
-from vlmdata.rows import Record, Reject, RowError
+from vlmdata.rows import Record, Reject, RowError, SourceError
 from vlmdata.sources.base import SourceSpec, _as_answers, _image_refs, record_from_mapping
+from vlmdata.sources.chat import turns_to_messages
 
 
 class HfSpec(SourceSpec):
@@ -43,7 +45,8 @@ def _batches(spec: HfSpec) -> Iterator[list[dict[str, Any]]]:
         ds = datasets.load_from_disk(str(spec.path))
         if isinstance(ds, datasets.DatasetDict):
             if spec.split not in ds:
-                raise ValueError(f"split '{spec.split}' not in {sorted(ds)} (set sources[].split)")
+                raise SourceError(f"source '{spec.name}': split '{spec.split}' not in {sorted(ds)} "
+                                  "(set sources[].split)")
             ds = ds[spec.split]
         for table in ds.with_format("arrow").iter(batch_size=256):
             yield table.to_pylist()
@@ -69,8 +72,9 @@ def read_hf(spec: HfSpec) -> Iterator[Record | Reject]:
             locator = f"{spec.split}[{index}]"
             index += 1
             if "messages" in raw and isinstance(raw["messages"], list):
-                try:
-                    images = _image_refs(raw.get("images") or [], root=root)
+                try:  # content as parts, a string with <image> markers, or OpenAI parts (sources/chat.py)
+                    listed = _image_refs(raw.get("images") or [], root=root)
+                    messages, images = turns_to_messages(raw["messages"], images=listed, root=root)
                 except RowError as e:
                     yield Reject(spec.name, locator, e.reason, e.detail, "load")
                     continue
@@ -80,7 +84,7 @@ def read_hf(spec: HfSpec) -> Iterator[Record | Reject]:
                     task=str(raw.get("task") or spec.task),
                     images=images,
                     fields={"answers": _as_answers(raw.get("answers"))},
-                    messages=raw["messages"],
+                    messages=messages,
                 )
             else:
                 yield record_from_mapping(raw, spec=spec, locator=locator, root=root)

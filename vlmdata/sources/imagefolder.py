@@ -7,15 +7,13 @@ Labels come from a CSV or JSONL file (`labels:`) keyed by the image's path relat
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
+from vlmdata.sources.labels import read_labels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".dcm"}
 
@@ -24,23 +22,16 @@ class ImageFolderSpec(SourceSpec):
     kind: Literal["imagefolder"] = "imagefolder"
     path: ExistingDir
     task: str = "caption"
-    labels: ExistingPath | None = None
+    labels: ExistingFile | None = None
     key: str = "file_name"  # the labels file's column that names the image (relative path)
     label_from: Literal["labels", "folder"] = "labels"
 
 
-def _read_labels(path: Path, key: str) -> dict[str, dict[str, Any]]:
-    rows: list[dict[str, Any]]
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {str(r[key]): r for r in rows if key in r}
-
-
 def read_imagefolder(spec: ImageFolderSpec) -> Iterator[Record | Reject]:
-    labels = _read_labels(spec.labels, spec.key) if spec.labels else {}
+    labels: dict[str, dict[str, Any]] = {}
+    if spec.labels:
+        labels, bad = read_labels(spec.labels, key=spec.key, source=spec.name)
+        yield from bad
     root = spec.path
     for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
         rel = file.relative_to(root).as_posix()

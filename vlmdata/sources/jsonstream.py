@@ -25,7 +25,8 @@ class MalformedJson(ValueError):
 def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[int, Any]]:
     """Yield (index, item) for each item of the JSON array in `path`; raise MalformedJson where it breaks."""
     decoder = json.JSONDecoder()
-    with path.open("r", encoding="utf-8") as f:
+    # invalid UTF-8 survives as surrogates: the item holding it is rejected `bad_encoding` (encoding.py)
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:
         buf = f.read(chunk_size)
         pos = 0
         eof = False
@@ -60,6 +61,8 @@ def iter_json_array(path: Path, *, chunk_size: int = 1 << 20) -> Iterator[tuple[
                 try:
                     item, end = decoder.raw_decode(buf, pos)
                     break
+                except RecursionError:
+                    raise MalformedJson(f"{path}: item {index} is nested too deeply", index=index) from None
                 except json.JSONDecodeError as e:
                     if eof:
                         raise MalformedJson(f"{path}: malformed JSON in item {index}: {e.msg}", index=index) from None

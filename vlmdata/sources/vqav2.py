@@ -22,17 +22,18 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from vlmdata.paths import ExistingDir, ExistingPath
+from vlmdata.paths import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _image_refs
+from vlmdata.sources.encoding import check_text
 
 CONTEXT_KEYS = ("question_id", "image_id", "question_type", "answer_type", "multiple_choice_answer")
 
 
 class VqaV2Spec(SourceSpec):
     kind: Literal["vqav2"] = "vqav2"
-    questions: ExistingPath
-    annotations: ExistingPath | None = None
+    questions: ExistingFile
+    annotations: ExistingFile | None = None
     image_root: ExistingDir
     image_pattern: str = "COCO_{split}_{image_id:012d}.jpg"
     split: str | None = None  # default: the questions file's data_subtype
@@ -54,7 +55,7 @@ class VqaV2Spec(SourceSpec):
 
 
 def _load(path: Path, key: str) -> tuple[dict[str, Any], list[Any]]:
-    with path.open("r", encoding="utf-8") as f:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape") as f:  # bad bytes: that row's bad_encoding
         data = json.load(f)
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise RowError("malformed_file", f"{path.name}: expected a JSON object with a '{key}' list")
@@ -75,9 +76,13 @@ def read_vqav2(spec: VqaV2Spec) -> Iterator[Record | Reject]:
     for i, q in enumerate(questions):
         locator = f"{name}[{i}]"
         try:
-            yield _record(q, spec=spec, split=split, annotations=annotations, locator=locator)
+            rec = _record(q, spec=spec, split=split, annotations=annotations, locator=locator)
+            check_text({"fields": rec.fields, "context": rec.context})
+            yield rec
         except RowError as e:
             yield Reject(spec.name, locator, e.reason, e.detail, "load")
+        except Exception as e:  # a shape no rule expected: this question's reject, reading goes on
+            yield Reject(spec.name, locator, "internal_error", f"load: {type(e).__name__}: {str(e)[:300]}", "load")
 
 
 def _index(annotations: list[Any]) -> dict[Any, dict[str, Any]]:

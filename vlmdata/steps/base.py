@@ -59,6 +59,11 @@ class Step:
         """What the manifest records about this step (counts, costs); empty by default."""
         return {}
 
+    def attempts(self, stats: StageStats) -> int:
+        """Rows this step tried to make or keep (the base of its reject ratio): the rows that came in.
+        A step that makes new rows (synthesize) counts what it tried to make instead."""
+        return stats.rows_in
+
 
 class MapStep(Step):
     """Batch in, rows and rejects out."""

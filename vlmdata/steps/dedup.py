@@ -20,10 +20,12 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from vlmdata.embed.step import EmbedStep
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import Reject
 from vlmdata.steps.base import GlobalStep, Row
@@ -51,13 +53,36 @@ class TextDedup(BaseModel):
 
 
 class ImageDedup(BaseModel):
+    """Perceptual hashes (`phash` ...: copies, resizes, re-encodes) or embeddings (`semantic`, SemDeDup:
+    crops, re-shoots, the same scene in another photo; needs the recipe's `embed:` model).
+
+    semantic: `threshold` is the cosine at or above which two images are one; `clusters` the k-means
+    k (`auto` ≈ √images; one cluster, i.e. exact, up to 4096 images); `keep` which row of a group
+    stays: first (first seen), easy (closest to its cluster centre), hard (farthest: SemDeDup's
+    choice), random (seeded). `max_distance`/`hash_size` still set the hash check of `dedup.against`.
+    """
+
     model_config = ConfigDict(extra="forbid")
-    method: Literal["phash", "dhash", "ahash", "whash"] = "phash"
+    method: Literal["phash", "dhash", "ahash", "whash", "semantic"] = "phash"
     max_distance: int = Field(default=4, ge=0, le=24)
     hash_size: int = Field(default=8, ge=2, le=8)  # hash_size² bits must fit in 64
+    threshold: float = Field(default=0.95, gt=0.0, le=1.0)  # semantic only
+    clusters: int | Literal["auto"] = "auto"  # semantic only
+    keep: Literal["first", "easy", "hard", "random"] = "first"  # semantic only
+
+    @property
+    def hash_method(self) -> str:
+        """The perceptual hash used for images (semantic dedup still hashes for `against`)."""
+        return "phash" if self.method == "semantic" else self.method
 
     @model_validator(mode="after")
     def _sizes(self) -> ImageDedup:
+        if isinstance(self.clusters, int) and self.clusters < 1:
+            raise ValueError(f"dedup.images.clusters must be auto or >= 1, got {self.clusters}")
+        if self.method != "semantic" and ("threshold" in self.model_fields_set or "clusters" in self.model_fields_set
+                                          or "keep" in self.model_fields_set):
+            raise ValueError("dedup.images.threshold, clusters and keep are for method: semantic "
+                             f"(method {self.method} uses max_distance)")
         if self.method == "whash" and self.hash_size & (self.hash_size - 1):
             raise ValueError(f"dedup.images.hash_size must be a power of two for whash, got {self.hash_size}")
         if self.max_distance >= self.hash_size ** 2:
@@ -65,14 +90,31 @@ class ImageDedup(BaseModel):
         return self
 
 
+def _eval_set(value: Path) -> Path:
+    from vlmdata.dedup.eval_paths import eval_set_problem
+
+    why = eval_set_problem(value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+EvalSetPath = Annotated[ExistingPath, AfterValidator(_eval_set)]
+
+
 class DedupSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: TextDedup | None = None
     images: ImageDedup | None = None
     vqa_composite: bool = False
-    against: list[ExistingPath] = Field(default_factory=list)
+    against: list[EvalSetPath] = Field(default_factory=list)
     against_ngram: int = Field(default=8, ge=1)
-    workers: int | None = Field(default=None, ge=1)  # processes hashing `against` eval images; default min(4, CPUs)
+    workers: int | None = Field(default=None, ge=1, le=256)  # processes hashing `against` eval images; default min(4, CPUs)
+
+    def image_hashing(self) -> ImageDedup:
+        """The image hash and Hamming radius of every image comparison, decontamination included:
+        `dedup.images` when given, else ImageDedup's own defaults (the only place they are written)."""
+        return self.images if self.images is not None else ImageDedup()
 
     @model_validator(mode="after")
     def _composite(self) -> DedupSpec:
@@ -101,6 +143,7 @@ class DedupState:
     reason: Any  # (n,) uint8 code into decide.REASONS, 0 = kept
     dup_of: dict[int, str] = field(default_factory=dict)  # dropped _idx → id of the row it duplicates
     eval_set: dict[int, str] = field(default_factory=dict)  # contaminated _idx → eval set name
+    cosine: dict[int, float] = field(default_factory=dict)  # semantic: dropped _idx → cosine to the row it duplicates
     cluster: Any = None  # (n,) int64 index into clusters
     clusters: Clusters = field(default_factory=Clusters)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -132,12 +175,16 @@ def _digest(text: str) -> int:
 class DedupStep(GlobalStep):
     name: ClassVar[str] = "dedup"
 
-    def __init__(self, *, spec: DedupSpec, seed: int) -> None:
+    def __init__(self, *, spec: DedupSpec, seed: int, embed: EmbedStep | None = None) -> None:
         self.spec = spec
         self.seed = seed
-        self.image = spec.images or ImageDedup()  # decontamination hashes images even without dedup.images
+        self.image = spec.image_hashing()  # decontamination hashes images even without dedup.images
         self.workers = spec.workers or min(4, os.cpu_count() or 1)
-        self.hash_images = spec.images is not None or bool(spec.against)
+        self.semantic = spec.images is not None and spec.images.method == "semantic"
+        if self.semantic and embed is None:
+            raise ValueError("dedup.images.method semantic needs the embed stage (the recipe's `embed:`)")
+        self.embed = embed if self.semantic else None
+        self.hash_images = (spec.images is not None and not self.semantic) or bool(spec.against)
 
     def key(self, batch: list[Row]) -> dict[str, Any]:
         import numpy as np
@@ -153,8 +200,13 @@ class DedupStep(GlobalStep):
 
             blobs = [b for r in batch for b in r["images"]]
             # in-process: `key` is a per-batch map that the engine already spreads over its workers
-            cols["img_hash"] = _lists(hash_images(blobs, method=self.image.method, hash_size=self.image.hash_size,
-                                                  workers=1), lengths, pa.uint64())
+            cols["img_hash"] = _lists(hash_images(blobs, method=self.image.hash_method,
+                                                  hash_size=self.image.hash_size, workers=1), lengths, pa.uint64())
+        if self.semantic:  # one float16 vector per image, flattened per row (the embed stage made them)
+            vecs = [r["image_embeddings"] for r in batch if len(r["image_embeddings"])]
+            flat = np.concatenate([v.ravel() for v in vecs]) if vecs else np.zeros(0, np.float16)
+            dim = vecs[0].shape[1] if vecs else 0
+            cols["img_emb"] = _lists(flat.astype(np.float16), [k * dim for k in lengths], pa.float16())
         if self.spec.text is not None:
             texts = [normalize(role_text(r["messages"], list(self.spec.text.fields))) for r in batch]
             cols["text_hash"] = _u64([_digest(t) if t else 0 for t in texts])
@@ -177,7 +229,10 @@ class DedupStep(GlobalStep):
     def fit(self, keys: Any) -> DedupState:
         from vlmdata.dedup.fit import fit_dedup
 
-        return fit_dedup(keys, spec=self.spec, image=self.image, seed=self.seed, workers=self.workers)
+        embed = None
+        if self.embed is not None and self.spec.against:
+            embed = self.embed.blob_vectors  # eval images are embedded too: decontamination by embedding
+        return fit_dedup(keys, spec=self.spec, image=self.image, seed=self.seed, workers=self.workers, embed=embed)
 
     def apply(self, batch: list[Row], state: DedupState) -> Iterator[Row | Reject]:
         from vlmdata.dedup.decide import REASONS
@@ -187,6 +242,8 @@ class DedupStep(GlobalStep):
             code = int(state.reason[i])
             if code:
                 extra = {"duplicate_of": state.dup_of[i]}
+                if i in state.cosine:
+                    extra["cosine"] = state.cosine[i]
                 if i in state.eval_set:
                     extra["eval_set"] = state.eval_set[i]
                 if i in state.show and row.get("images"):

@@ -18,12 +18,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from vlmdata.filters.clip_score import ClipScoreSpec
 from vlmdata.filters.custom import CustomSpec
 from vlmdata.filters.empty_answer import EmptyAnswerSpec
+from vlmdata.filters.image_quality import ImageQualitySpec
 from vlmdata.filters.image_size import ImageSizeSpec
 from vlmdata.filters.refusals import RefusalsSpec
 from vlmdata.filters.regex_blocklist import RegexBlocklistSpec
 from vlmdata.filters.text_length import TextLengthSpec
+from vlmdata.filters.text_quality import TextQualitySpec
 from vlmdata.steps.base import FilterStep
 
 
@@ -37,6 +40,9 @@ class FilterItem(BaseModel):
     refusals: RefusalsSpec | None = None
     regex_blocklist: RegexBlocklistSpec | None = None
     custom: CustomSpec | None = None
+    image_quality: ImageQualitySpec | None = None
+    text_quality: TextQualitySpec | None = None
+    clip_score: ClipScoreSpec | None = None  # needs the recipe's `embed:` model
 
     @model_validator(mode="before")
     @classmethod
@@ -62,7 +68,7 @@ class FilterItem(BaseModel):
             )
         return self
 
-    def spec(self) -> TextLengthSpec | ImageSizeSpec | EmptyAnswerSpec | RefusalsSpec | RegexBlocklistSpec | CustomSpec:
+    def spec(self) -> Any:
         return next(getattr(self, n) for n in type(self).model_fields if getattr(self, n) is not None)
 
 

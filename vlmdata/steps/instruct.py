@@ -15,7 +15,6 @@ check. Every row leaves with its content id.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -24,6 +23,7 @@ from vlmdata.rows import Reject, RowError
 from vlmdata.schema import image_count, image_part, message, row_id, text_part
 from vlmdata.steps.base import MapStep, Row
 from vlmdata.templates_lib import Template, load_template
+from vlmdata.vqa_target import majority_answer, target_answer
 
 CAPTION_PROMPTS = (
     "Describe the image concisely.",
@@ -43,10 +43,13 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def majority(answers: list[str]) -> str:
-    """The most frequent answer; ties go to the one seen first (deterministic)."""
-    counts = Counter(answers)
-    best = max(counts.values())
-    return next(a for a in answers if counts[a] == best)
+    """The most frequent answer (`vlmdata.vqa_target.majority_answer`: grouped by VQA normalisation,
+    ties to the first in sort order)."""
+    return majority_answer(answers)
+
+
+def _target(row: Row, spec: InstructSpec, answers: list[str]) -> str:
+    return target_answer(answers, rule=spec.target, row_values={**row["context"], **row["fields"]})
 
 
 class InstructStep(MapStep):
@@ -95,15 +98,20 @@ class InstructStep(MapStep):
                 raise RowError("missing_answer", "question has no answer (fields.answer / fields.answers)")
             if "choices" in fields:
                 choices = [str(c) for c in fields["choices"]]
-                letter = _letter_for(majority(answers), choices)
+                if not choices:
+                    raise RowError("bad_choices", "choices is an empty list")
+                if len(choices) > len(LETTERS):
+                    raise RowError("too_many_choices", f"{len(choices)} choices; lettered options go up to "
+                                                       f"{len(LETTERS)} (A-Z): split the question or drop choices")
+                letter = _letter_for(_target(row, spec, answers), choices)
                 if letter is None:
-                    raise RowError("bad_value", f"answer {majority(answers)!r} is neither a choice nor a letter of {choices}")
+                    raise RowError("bad_value", f"answer {_target(row, spec, answers)!r} is neither a choice nor a letter of {choices}")
                 options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
                 user, assistant = f"{question}\n{options}\n{spec.mc_suffix}", letter
                 row["answers"] = [letter]
             else:
                 user = f"{question}\n{spec.suffix}" if spec.suffix else question
-                assistant = majority(answers)
+                assistant = _target(row, spec, answers)
         elif "caption" in fields:
             captions = fields["caption"] if isinstance(fields["caption"], list) else [fields["caption"]]
             captions = [str(c).strip() for c in captions if c is not None and str(c).strip()]
@@ -127,12 +135,14 @@ class InstructStep(MapStep):
 
         template = self.templates[row["task"]]
         context = {**row["context"], **row["fields"], "answers": answers, "task": row["task"],
-                   "answer": majority(answers) if answers else None, "n_images": len(images)}
+                   "answer": _target(row, spec, answers) if answers else None, "n_images": len(images)}
         try:
             turns = template.render(context)
         except TemplateError as e:
             raise RowError("template_error", f"{template.name}: {type(e).__name__}: {e}") from None
-        assistant = turns.get("assistant") or (majority(answers) if answers else "")
+        except Exception as e:  # a runtime error of this row's values (1/0, 'a' + 1, a limit of the sandbox)
+            raise RowError("template_error", f"{template.name}: {type(e).__name__}: {str(e)[:300]}") from None
+        assistant = turns.get("assistant") or (_target(row, spec, answers) if answers else "")
         if not turns.get("user") or not assistant:
             raise RowError("template_error", f"{template.name} rendered an empty {'user' if not turns.get('user') else 'assistant'} turn")
         if not answers and "assistant" in turns:

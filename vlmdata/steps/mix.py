@@ -14,6 +14,7 @@ eval set keeps its natural distribution. The manifest records n_i, p_i and the f
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +24,52 @@ from vlmdata.sampling import allocate, choose_rows, temperature_probs
 from vlmdata.steps.base import GlobalStep, Row
 
 PASS = -1  # a row outside the train split: yielded as it is
+
+
+# The mix stage's report (the manifest's `stages[stage == "mix"].details`). Its keys are named only here:
+# `MixStep._report` writes them and `mix_table` reads them for the HTML report and `vlmdata inspect`.
+def groups_key(by: str) -> str:
+    """The key of the per-group table: "tasks" for `by: task`, "sources" for `by: source`."""
+    return f"{by}s"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixRow:
+    """One group of the mix table: n_i train rows in, p_i, final train rows, rows dropped / repeated."""
+
+    group: str
+    n: int
+    n_capped: int
+    p: float
+    rows: int
+    dropped: int
+    repeated: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixTable:
+    by: str
+    temperature: float
+    total: int
+    requested_total: int
+    train_rows_in: int
+    untouched_eval_rows: int
+    groups: list[MixRow]
+    note: str | None = None
+
+
+def mix_table(manifest: dict[str, Any]) -> MixTable | None:
+    """The mix stage's table from a manifest (None when no mix stage ran)."""
+    d = next((st.get("details") for st in manifest.get("stages", []) if st.get("stage") == MixStep.name
+              and st.get("details")), None)
+    if not d:
+        return None
+    groups = [MixRow(group=g, n=int(v["n"]), n_capped=int(v["n_capped"]), p=float(v["p"]), rows=int(v["rows"]),
+                     dropped=int(v["dropped"]), repeated=int(v["repeated"]))
+              for g, v in (d.get(groups_key(d["by"])) or {}).items()]
+    return MixTable(by=d["by"], temperature=float(d["temperature"]), total=int(d["total"]),
+                    requested_total=int(d["requested_total"]), train_rows_in=int(d["train_rows_in"]),
+                    untouched_eval_rows=int(d["untouched_eval_rows"]), groups=groups, note=d.get("note"))
 
 
 class MixSpec(BaseModel):
@@ -95,7 +142,7 @@ class MixStep(GlobalStep):
         report: dict[str, Any] = {"by": self.spec.by, "temperature": self.spec.temperature, "seed": self.seed,
                                   "total": sum(targets.values()), "requested_total": total,
                                   "train_rows_in": sum(counts.values()), "untouched_eval_rows": untouched,
-                                  f"{self.spec.by}s": per}
+                                  groups_key(self.spec.by): per}
         empty = sorted(named - set(counts))
         if empty:
             report["empty"] = empty

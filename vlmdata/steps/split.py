@@ -117,6 +117,7 @@ class SplitStep(GlobalStep):
         if self.spec.group_by in ("id", "source_row"):  # images are not group tokens: check them apart
             cols["images"] = [["i:" + h for h in r.get("image_hashes") or []] for r in batch]
         cols["stratum"] = [str(r[self.spec.stratify_by]) if self.spec.stratify_by else "" for r in batch]
+        cols["official"] = [str((r.get("context") or {}).get("official_split") or "") for r in batch]
         return cols
 
     def fit(self, keys: Any) -> dict[str, Any]:
@@ -139,6 +140,8 @@ class SplitStep(GlobalStep):
         images = keys.column("images").to_pylist() if "images" in keys.column_names else None
         shared_images = _shared(images, codes[idx]) if images is not None else shared
         report = self._report(gsplit, sizes, codes[idx], strata, sum(shared.values()), shared_images["i"])
+        if "official" in keys.column_names and any(keys.column("official").to_pylist()):
+            report["official_split_leaks"] = official_split_leaks(group, keys.column("official").to_pylist())
         if sum(shared.values()):
             raise RuntimeError(f"split: {dict(shared)} group token(s) (image clusters / images / ids) ended up in "
                                f"more than one split; this is a bug in the split step")
@@ -194,6 +197,22 @@ class SplitStep(GlobalStep):
         for row in batch:
             row["split"] = SPLITS[codes[row["_idx"]]]
             yield row
+
+
+def official_split_leaks(group: np.ndarray, official: list[str]) -> dict[str, Any]:
+    """Groups (shared or near-duplicate images) whose rows come from more than one official split.
+
+    Public sets (VQA-RAD, SLAKE, PathVQA) ship their own train/test splits; a group spanning several
+    of them is an image the official test set shares with train. The re-split above never does that."""
+    splits: dict[int, set[str]] = {}
+    rows: Counter[int] = Counter()
+    for g, o in zip(group.tolist(), official, strict=True):
+        if o:
+            splits.setdefault(g, set()).add(o)
+            rows[g] += 1
+    leaking = [g for g, s in splits.items() if len(s) > 1]
+    pairs = Counter("/".join(sorted(splits[g])) for g in leaking)
+    return {"groups": len(leaking), "rows": sum(rows[g] for g in leaking), "by_splits": dict(sorted(pairs.items()))}
 
 
 def _shared(tokens: list[list[str]], codes: np.ndarray) -> Counter[str]:

@@ -53,13 +53,15 @@ class SynthesizeStep(MapStep):
         self.templates: dict[str, Template] = {s.name: load_template(s.template, base_dir=base_dir) for s in specs}
         readers = {src for s in specs for src in s.from_}
         self.drop_sources = {src for src in readers if all(not s.keep_source_rows for s in specs if src in s.from_)}
-        self._cache: ResponseCache | None = None
+        self._caches: dict[Path, ResponseCache] = {}
         self._warned: set[str] = set()
+        self._passed = 0  # source rows passed through (not attempts of this step)
 
     def map(self, batch: list[Row]) -> Iterator[Row | Reject]:
         work: list[tuple[JobState, Row, Request, str | None]] = []
         for row in batch:
             if row["source"] not in self.drop_sources:
+                self._passed += 1
                 yield row
             for job in self.jobs:
                 if row["source"] not in job.spec.from_:
@@ -70,8 +72,6 @@ class SynthesizeStep(MapStep):
                     yield self._reject(job, row, e.reason, e.detail, raw=None, key=None)
         if not work:
             return
-        if self._cache is None:
-            self._cache = ResponseCache(directory=self.cache_dir)
         outcomes = asyncio.run(self._run(work))
         for (job, row, request, prompt), outcome in zip(work, outcomes, strict=True):
             yield self._row(job, row, request, prompt, outcome)
@@ -81,13 +81,23 @@ class SynthesizeStep(MapStep):
                 log.warning("synthesize job '%s': max_cost_usd=%s reached; no new requests are sent, unsent rows "
                             "are rejected as budget_exhausted", job.spec.name, job.spec.max_cost_usd)
 
+    def job_cache_dir(self, job: JobState) -> Path:
+        """A job's own `cache_dir` when the recipe gives one, else the build's (`--cache`, or OUT/../.vlmdata-cache)."""
+        return job.spec.cache_dir or self.cache_dir
+
+    def _cache(self, job: JobState) -> ResponseCache:
+        where = self.job_cache_dir(job)
+        if where not in self._caches:
+            self._caches[where] = ResponseCache(directory=where)
+        return self._caches[where]
+
     async def _run(self, work: list[tuple[JobState, Row, Request, str | None]]) -> list[Outcome]:
-        assert self._cache is not None
         by_job: dict[int, list[Request]] = {}
         for job, _, request, _ in work:
             by_job.setdefault(job.index, []).append(request)
-        results = await asyncio.gather(*(run_job(job=self.jobs[i], cache=self._cache, requests=reqs,
-                                                 spool=self.cache_dir / "batches") for i, reqs in by_job.items()))
+        results = await asyncio.gather(*(run_job(job=self.jobs[i], cache=self._cache(self.jobs[i]), requests=reqs,
+                                                 spool=self.job_cache_dir(self.jobs[i]) / "batches")
+                                         for i, reqs in by_job.items()))
         queues = {i: iter(res) for i, res in zip(by_job, results, strict=True)}
         return [next(queues[job.index]) for job, _, _, _ in work]
 
@@ -144,11 +154,16 @@ class SynthesizeStep(MapStep):
         return Reject(source=row["source"], locator=row["meta"].get("locator", ""), reason=reason,
                       detail=f"{job.spec.name}: {detail}", stage=self.name, row_id=row.get("id"), extra=extra)
 
+    def attempts(self, stats: Any) -> int:
+        """Rows it tried to generate (made + rejected), not the source rows it passed through."""
+        return stats.rows_out - self._passed + sum(stats.rejected.values())
+
     def report(self, state: Any = None) -> dict[str, Any]:
         """Per-job requests, tokens and dollars for the manifest's stage details."""
-        return {"cache": str(self.cache_dir), "jobs": {j.spec.name: j.ledger.to_json() for j in self.jobs}}
+        jobs = {j.spec.name: {**j.ledger.to_json(), "cache": str(self.job_cache_dir(j))} for j in self.jobs}
+        return {"cache": str(self.cache_dir), "jobs": jobs}
 
     def __getstate__(self) -> dict[str, Any]:  # an engine may ship the step to a worker: reopen the cache there
         state = dict(self.__dict__)
-        state["_cache"] = None
+        state["_caches"] = {}
         return state

@@ -52,6 +52,9 @@ class ArrowWriter:
         self.schema: pa.Schema = self.features.arrow_schema
         self.max_shard_bytes = convert_file_size_to_int(max_shard_size)
         self._splits: dict[str, _SplitFiles] = {}
+        self.rejects: list[Any] = []  # rows that did not fit the contract's types (stage `write`)
+        self._id_hashes = bytearray()  # 8 bytes per written row (mix repeats left out): duplicate-id check
+        self._dup_ids: list[str] | None = None
         self.counts: dict[str, Counter[str]] = {"split": Counter(), "task": Counter(), "source": Counter()}
 
     def _contract_row(self, row: Row) -> dict[str, Any]:
@@ -104,15 +107,82 @@ class ArrowWriter:
         elif files.shard_bytes >= self.max_shard_bytes:
             self._close_shard(files)
             self._open_shard(files)
-        table = pa.Table.from_pylist([self._contract_row(r) for r in rows], schema=self.schema)
+        try:
+            table = pa.Table.from_pylist([self._contract_row(r) for r in rows], schema=self.schema)
+        except Exception:  # one row that does not fit the contract: that row is rejected, not the build
+            rows, table = self._fitting(rows)
+            if not rows:
+                return
         files.writer.write_table(table)
         files.shard_bytes += table.nbytes
         files.rows += len(rows)
         for r in rows:
+            if not (r.get("meta") or {}).get("mix", {}).get("repeat"):
+                self._id_hashes += hashlib.blake2b(r["id"].encode(), digest_size=8).digest()
             files.digest.update(r["id"].encode())
             self.counts["split"][split] += 1
             self.counts["task"][r["task"]] += 1
             self.counts["source"][r["source"]] += 1
+
+    @property
+    def rows_written(self) -> int:
+        return sum(f.rows for f in self._splits.values())
+
+    def _fitting(self, rows: list[Row]) -> tuple[list[Row], Any]:
+        """The rows that convert to the contract's Arrow types, one by one; the others become
+        `internal_error` rejects of the `write` stage (`self.rejects`)."""
+        import pyarrow as pa
+
+        from vlmdata.rows import Reject
+
+        kept, tables = [], []
+        for r in rows:
+            try:
+                tables.append(pa.Table.from_pylist([self._contract_row(r)], schema=self.schema))
+                kept.append(r)
+            except Exception as e:
+                meta = r.get("meta") or {}
+                self.rejects.append(Reject(source=str(r.get("source", "")), locator=str(meta.get("locator", "")),
+                                           reason="internal_error", detail=f"write: {type(e).__name__}: {str(e)[:300]}",
+                                           stage="write", row_id=r.get("id"), extra={"exception": type(e).__name__}))
+        return kept, (pa.concat_tables(tables) if tables else None)
+
+    def duplicate_ids(self) -> list[str]:
+        """Ids written more than once (mix repeats aside), found from 8-byte hashes kept while writing
+        (flat memory); the ids themselves are read back from the shards only when there are some."""
+        if self._dup_ids is not None:
+            return self._dup_ids
+        import numpy as np
+        import pyarrow as pa
+
+        hashes = np.frombuffer(bytes(self._id_hashes), dtype="<u8")
+        values, counts = np.unique(hashes, return_counts=True)
+        dup = set(values[counts > 1].tolist())
+        found: set[str] = set()
+        if dup:
+            for files in self._splits.values():
+                for shard in files.shards:
+                    path = shard if shard.exists() else files.folder / shard.name
+                    if not path.exists():
+                        continue
+                    with pa.memory_map(str(path)) as source:
+                        for batch in pa.ipc.open_stream(source):
+                            for rid in batch.column("id").to_pylist():
+                                h = int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "little")
+                                if h in dup:
+                                    found.add(rid)
+        self._dup_ids = sorted(found)
+        return self._dup_ids
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """What the manifest's `warnings` records about the written rows (duplicate ids)."""
+        dups = self.duplicate_ids()
+        if not dups:
+            return []
+        return [{"kind": "duplicate_ids", "count": len(dups), "examples": dups[:10],
+                 "message": f"{len(dups)} row id(s) occur more than once (the same images and turns, e.g. a "
+                            "source listed twice or repeated lines); add `dedup: {text: {method: exact}}` "
+                            "(or dedup.images) to the recipe to keep one of each"}]
 
     def finish(self) -> dict[str, int]:
         """Close the shards and write the `save_to_disk` metadata; returns rows per split."""
@@ -130,6 +200,7 @@ class ArrowWriter:
             names = [f"data-{k:05d}-of-{n:05d}.arrow" for k in range(n)]
             for shard, final_name in zip(files.shards, names, strict=True):
                 shard.rename(files.folder / final_name)
+            files.shards = [files.folder / name for name in names]
             state = {
                 "_data_files": [{"filename": name} for name in names],
                 "_fingerprint": files.digest.hexdigest()[:16],

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_keyset ON batches(keyset);
 """
 CACHE_FILE = "synth.sqlite"
+SUBMITTING = "submitting"  # ledger status: input file uploaded, batches.create not confirmed yet
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,24 @@ class ResponseCache:
         """(batch_id, status) of the latest batch submitted for exactly this set of requests."""
         row = self._db.execute("SELECT batch_id, status FROM batches WHERE keyset = ? ORDER BY created DESC LIMIT 1",
                                (keyset,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def begin_batch(self, *, job: str, keyset: str, input_file_id: str, n: int) -> str:
+        """Record an uploaded input file BEFORE its batch is created (status `submitting`), so a kill
+        between `batches.create` and `submitted` is found by the rerun, which then looks the batch up
+        instead of creating a second one. Returns the placeholder id that `submitted` replaces."""
+        placeholder = f"{SUBMITTING}:{keyset}"
+        self.record_batch(batch_id=placeholder, job=job, keyset=keyset, input_file_id=input_file_id, n=n,
+                          status=SUBMITTING)
+        return placeholder
+
+    def submitted(self, placeholder: str, *, batch_id: str, status: str) -> None:
+        self._db.execute("UPDATE batches SET batch_id = ?, status = ? WHERE batch_id = ?", (batch_id, status, placeholder))
+
+    def submitting(self, keyset: str) -> tuple[str, str] | None:
+        """(placeholder, input_file_id) of a batch whose creation was begun but never confirmed."""
+        row = self._db.execute("SELECT batch_id, input_file_id FROM batches WHERE keyset = ? AND status = ? "
+                               "ORDER BY created DESC LIMIT 1", (keyset, SUBMITTING)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def record_batch(self, *, batch_id: str, job: str, keyset: str, input_file_id: str, n: int, status: str) -> None:

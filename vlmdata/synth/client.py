@@ -2,7 +2,8 @@
 
 Retries cover what is worth retrying — 429, 5xx, timeouts and dropped connections — with exponential
 backoff and full jitter (seeded by the request key, so runs are reproducible), and honour the
-server's `Retry-After` / `retry-after-ms`. Other 4xx answers are final. The openai client's own
+server's `Retry-After` / `retry-after-ms`, capped at `max_retry_after_s` (default 120 s). `timeout_s`
+is a deadline for a whole request (connect, headers and body), not a per-read timeout. Other 4xx answers are final. The openai client's own
 retries are off so that every attempt is counted and limited here.
 
 `preflight()` runs before the first request is sent: a missing key or an unreachable endpoint stops
@@ -15,11 +16,14 @@ import asyncio
 import json
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from vlmdata.redact import Redactor, safe_url
+from vlmdata.rows import BuildError
 from vlmdata.synth.cache import Response
 from vlmdata.synth.limits import Limits
 from vlmdata.synth.prompt import Request
@@ -28,9 +32,10 @@ from vlmdata.synth.spec import SynthesizeSpec
 BACKOFF_BASE_S = 0.5
 SHARD_CONNECTIONS = 16  # connections per HTTP pool (see SynthClient.__aenter__)
 BACKOFF_CAP_S = 60.0
+DEADLINE_SLACK_S = 0.5  # the event loop's backstop beyond timeout_s, for a server that never sends headers
 
 
-class SynthError(Exception):
+class SynthError(BuildError):
     """A job cannot run at all (no key, endpoint unreachable): raised before any row is lost."""
 
 
@@ -79,6 +84,8 @@ class SynthClient:
         self.spec = spec
         self.where = f"synthesize[{job_index}] ('{spec.name}')"
         self.base_url = spec.base_url()
+        self.redact = Redactor(env_names=[spec.endpoint.api_key_env], urls=[self.base_url])
+        self.shown_url = safe_url(self.base_url)  # the only form of the URL a message may hold
         self.semaphore = asyncio.Semaphore(spec.concurrency)
         self.limits = Limits(rpm=spec.rpm, tpm=spec.tpm)
         self.api: Any = None  # shard 0: preflight and the Batch API use it
@@ -132,11 +139,30 @@ class SynthClient:
             api.close()
         await self.api.close()
 
-    def _post(self, shard: int, body: dict[str, Any], persist: Callable[[Response], None] | None) -> Response | Failure:
+    def _post(self, shard: int, body: dict[str, Any], persist: Callable[[Response], None] | None,
+              deadline: float) -> Response | Failure:
         """One chat.completions call in a worker thread, parsed and persisted there too (off the event
         loop). The raw body, not a typed ChatCompletion: the SDK's request transform and response models
-        cost more CPU than the call; its status errors still apply."""
-        got = response_from_body(json.loads(self._shards[shard].post("/chat/completions", body=body, cast_to=bytes)))
+        cost more CPU than the call; its status errors still apply.
+
+        `deadline` (time.monotonic) bounds the whole request: the body is read in chunks and the
+        connection is dropped once it passes, so a server that drips a byte a second cannot hold a
+        request longer than `timeout_s` (the HTTP timeouts only bound each read)."""
+        import openai
+        from openai._constants import RAW_RESPONSE_HEADER
+
+        raw = self._shards[shard].post("/chat/completions", body=body, cast_to=bytes,
+                                       options={"headers": {RAW_RESPONSE_HEADER: "stream"}})
+        http = raw.http_response
+        chunks: list[bytes] = []
+        try:
+            for chunk in http.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise openai.APITimeoutError(request=http.request)
+        finally:
+            http.close()
+        got = response_from_body(json.loads(b"".join(chunks)))
         if persist is not None and isinstance(got, Response):
             persist(got)  # committed before the request counts as done: a kill -9 after this loses nothing
         return got
@@ -148,18 +174,29 @@ class SynthClient:
         try:
             await self.api.models.list(timeout=min(15.0, self.spec.timeout_s))
         except openai.AuthenticationError as e:
-            raise SynthError(f"{self.where}: {self.base_url} refused the key in ${self.spec.endpoint.api_key_env} "
+            raise SynthError(f"{self.where}: {self.shown_url} refused the key in ${self.spec.endpoint.api_key_env} "
                              f"(HTTP {e.status_code}); check the key, or the base_url it is meant for.") from None
         except openai.APIConnectionError as e:
-            raise SynthError(f"{self.where}: cannot reach {self.base_url} ({type(e).__name__}: {e}); check "
+            raise SynthError(f"{self.where}: cannot reach {self.shown_url} ({type(e).__name__}: "
+                             f"{self.redact(str(e))}); check "
                              f"endpoint.base_url or $OPENAI_BASE_URL, and that the server is up.") from None
         except openai.APIStatusError as e:
             if e.status_code == 403:
-                raise SynthError(f"{self.where}: {self.base_url} denied access (HTTP 403): {e.message}") from None
+                raise SynthError(f"{self.where}: {self.shown_url} denied access (HTTP 403): "
+                                 f"{self.redact(e.message)}") from None
             # other statuses (e.g. a proxy without /models) still prove the endpoint is there
 
     async def complete(self, request: Request, *, tokens: int,
                        persist: Callable[[Response], None] | None = None) -> Response | Failure:
+        """`_complete`, with any secret a server echoed (e.g. "Incorrect API key provided: ...") taken
+        out of the failure's detail before it reaches rejects.jsonl or a log."""
+        got = await self._complete(request, tokens=tokens, persist=persist)
+        if isinstance(got, Failure) and self.redact:
+            return Failure(got.reason, self.redact(got.detail))
+        return got
+
+    async def _complete(self, request: Request, *, tokens: int,
+                        persist: Callable[[Response], None] | None = None) -> Response | Failure:
         """One request with retries; `tokens` is its estimate for the tpm limit; `persist` stores a good
         answer from the worker thread (the cache write, so the event loop only schedules requests)."""
         import openai
@@ -172,15 +209,20 @@ class SynthClient:
                 hint = None
                 shard = min(range(len(self._shards)), key=self._inflight.__getitem__)
                 self._inflight[shard] += 1
+                deadline = time.monotonic() + self.spec.timeout_s
                 try:
-                    return await asyncio.get_running_loop().run_in_executor(self._threads, self._post, shard,
-                                                                             request.body, persist)
+                    work = asyncio.get_running_loop().run_in_executor(self._threads, self._post, shard,
+                                                                      request.body, persist, deadline)
+                    # the thread stops reading at the deadline too; this bounds the wait for the headers
+                    return await asyncio.wait_for(work, timeout=self.spec.timeout_s + DEADLINE_SLACK_S)
+                except asyncio.TimeoutError:
+                    last = Failure("timeout", f"no complete answer within timeout_s={self.spec.timeout_s}")
                 except openai.RateLimitError as e:
                     last, hint = Failure("rate_limited", f"HTTP 429: {e.message}"), retry_after(e.response.headers)
                 except openai.InternalServerError as e:
                     last, hint = Failure("server_error", f"HTTP {e.status_code}: {e.message}"), retry_after(e.response.headers)
                 except openai.APITimeoutError:
-                    last = Failure("timeout", f"no answer within timeout_s={self.spec.timeout_s}")
+                    last = Failure("timeout", f"no complete answer within timeout_s={self.spec.timeout_s}")
                 except openai.APIConnectionError as e:
                     last = Failure("connection_error", f"{type(e).__name__}: {e}")
                 except openai.APIStatusError as e:
@@ -190,6 +232,8 @@ class SynthClient:
                 finally:
                     self._inflight[shard] -= 1
                 if attempt < self.spec.max_retries:
+                    if hint is not None:
+                        hint = min(hint, self.spec.max_retry_after_s)  # honoured, but never an hour's stall
                     await asyncio.sleep(backoff(attempt, key=request.key, hint=hint))
             return Failure(last.reason, f"{last.detail} (after {self.spec.max_retries + 1} attempts)")
 

@@ -25,7 +25,10 @@ QA_SCHEMA = {
         "required": ["question", "answer"], "additionalProperties": False}}},
     "required": ["pairs"], "additionalProperties": False,
 }
-_MARK = r"^[\s>#*_-]*(?:\d+\s*[.)]\s*)?[*_]*\s*(?:{words})\s*\d*\s*[*_]*\s*[:：.)-]\s*[*_]*\s*"
+# A marker: optional decoration (`**`, `###`, `>`, list numbering), the word, an optional block number,
+# then the separator the templates ask for (`:`; full-width `：` too). `.`, `)` and `-` are never separators,
+# so "A. Pack the roof box.", "A-frame ..." and "Q-tips ..." are answer text, not markers.
+_MARK = r"^[ \t>#*_]*(?:\d+\s*[.)]\s*)?[*_]*\s*(?:{words})(?:\s*\d+)?\s*[*_]*\s*[:：]\s*[*_]*[ \t]*"
 _Q = re.compile(_MARK.format(words="question|q|user|human"), re.IGNORECASE)
 _A = re.compile(_MARK.format(words="answer|a|assistant|gpt|response"), re.IGNORECASE)
 _SEPARATOR = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,})\s*$")
@@ -50,31 +53,54 @@ def check(response: Response) -> None:
         raise RowError("refusal", f"the model refused: {response.text.strip()[:200]}")
 
 
-def _clean(text: str) -> str:
-    return re.sub(r"\s+\n|\n\s+", "\n", text.strip().strip("*_").strip())
+def _marker(line: str) -> tuple[str, int, bool] | None:
+    """("q" | "a", where the text after the marker starts, whether the marker is the whole line)."""
+    for role, pattern in (("q", _Q), ("a", _A)):
+        m = pattern.match(line)
+        if m:
+            return role, m.end(), not line[m.end():].strip()
+    return None
+
+
+def _body(lines: list[str]) -> str:
+    """The block's text as the model wrote it: only blank and `===` lines at its two ends go (they
+    frame the block); paragraph breaks, indentation and separators inside it stay."""
+    while lines and (not lines[-1].strip() or _SEPARATOR.match(lines[-1])):
+        lines = lines[:-1]
+    while lines and (not lines[0].strip() or _SEPARATOR.match(lines[0])):
+        lines = lines[1:]
+    return "\n".join(lines).strip()
 
 
 def parse_qa_blocks(text: str) -> list[tuple[str, str]]:
+    """LLaVA-style blocks → pairs, keeping the model's text.
+
+    When the answer uses the templates' format (each `Question:` / `Answer:` marker alone on its line),
+    only such whole-line markers start a block, so a line inside an answer that begins "Q: ..." or
+    "Answer: ..." stays in it. Otherwise (a model that writes `Q: text` inline) a marker followed by
+    text on the same line starts a block. Line breaks are normalised to `\n`; nothing else changes.
+    """
+    lines = text.splitlines()
+    found = [_marker(line) for line in lines]
+    strict = any(m is not None and m[2] for m in found)
     pairs: list[tuple[str, str]] = []
-    role, buf = None, []
+    role: str | None = None
+    buf: list[str] = []
     question = None
 
     def flush() -> None:
         nonlocal question
-        body = _clean("\n".join(buf))
+        body = _body(buf)
         if role == "q":
-            question = body
+            question = body or None
         elif role == "a" and question and body:
             pairs.append((question, body))
             question = None
 
-    for line in text.splitlines():
-        if _SEPARATOR.match(line):
-            continue
-        q, a = _Q.match(line), _A.match(line)
-        if q or a:
+    for line, mark in zip(lines, found, strict=True):
+        if mark is not None and (mark[2] or not strict):
             flush()
-            role, buf = ("q", [line[q.end():]]) if q else ("a", [line[a.end():]])  # type: ignore[union-attr]
+            role, buf = mark[0], [line[mark[1]:]]
         elif role is not None:
             buf.append(line)
     flush()

@@ -40,11 +40,15 @@ class JobPlan:
 
 def plan_synthesis(loaded: LoadedRecipe, *, show: int, limit: int | None, cache_dir: Path | None) -> list[JobPlan]:
     recipe = loaded.recipe
-    cache_dir = cache_dir or recipe.output_path().parent / ".vlmdata-cache"
-    cache = ResponseCache(directory=cache_dir) if (cache_dir / CACHE_FILE).is_file() else None
+    default_dir = cache_dir or recipe.output_path().parent / ".vlmdata-cache"
+    caches: dict[Path, ResponseCache | None] = {}
     by_name = {s.name: s for s in recipe.sources}
     plans = []
     for spec in recipe.synthesize:
+        where = spec.cache_dir or default_dir  # as SynthesizeStep.job_cache_dir
+        if where not in caches:
+            caches[where] = ResponseCache(directory=where) if (where / CACHE_FILE).is_file() else None
+        cache = caches[where]
         template = load_template(spec.template, base_dir=loaded.path.parent)
         price = price_for(spec.model, spec.prices)
         ledger = Ledger(price=price, batch=spec.mode == "batch")
@@ -76,8 +80,9 @@ def plan_synthesis(loaded: LoadedRecipe, *, show: int, limit: int | None, cache_
                     jp.completion_tokens += completion
         jp.cost_usd = ledger.cost(jp.prompt_tokens, jp.completion_tokens) if price is not None else None
         plans.append(jp)
-    if cache is not None:
-        cache.close()
+    for opened in caches.values():
+        if opened is not None:
+            opened.close()
     return plans
 
 

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from vlmdata.redact import safe_url
 from vlmdata.rows import RowError
 from vlmdata.synth.spec import SynthesizeSpec
 from vlmdata.templates_lib import Template
@@ -100,7 +101,7 @@ def build_request(*, spec: SynthesizeSpec, chat: list[dict[str, str]], images: l
         keyed[-1] = {"role": "user", "content": [*key_parts, {"type": "text", "text": text}]}
         sizes = tuple(tuple(s) for s in image_sizes)  # type: ignore[misc]
     params = generation_params(spec, sample)
-    identity = {"base_url": base_url, "model": spec.model, "messages": keyed, "params": params, "sample": sample}
+    identity = {"base_url": safe_url(base_url), "model": spec.model, "messages": keyed, "params": params, "sample": sample}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return Request(key=key, body={"model": spec.model, "messages": messages, **params}, image_sizes=sizes, sample=sample)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from vlmdata.config_paths import TemplateRef
 from vlmdata.paths import OutputPath
 from vlmdata.templates_lib import check_template
 from vlmdata.validation import Problem, did_you_mean
@@ -38,7 +39,9 @@ class EndpointSpec(BaseModel):
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got '{value}'")
+            from vlmdata.redact import safe_url
+
+            raise ValueError(f"base_url must start with http:// or https://, got '{safe_url(value)}'")
         return value.rstrip("/") if value else value
 
 
@@ -56,9 +59,9 @@ class SynthesizeSpec(BaseModel):
     false for every job reading their source."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)
     from_: list[str] = Field(alias="from", min_length=1)
-    template: str
+    template: TemplateRef
     model: str = Field(min_length=1)
     task: str = Field(min_length=1)
     images: Literal["none", "data_url"] = "none"
@@ -77,7 +80,8 @@ class SynthesizeSpec(BaseModel):
     concurrency: int = Field(default=16, ge=1, le=4096)
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0, le=86400)  # deadline for a whole request, body included
+    max_retry_after_s: float = Field(default=120.0, ge=0, le=86400)  # cap on a server's Retry-After
     max_retries: int = Field(default=5, ge=0, le=20)
     max_cost_usd: float | None = Field(default=None, gt=0)
     prices: Prices | None = None
