@@ -55,16 +55,17 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
         skip = skip_modules(
             model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
         )
-        quantization = bnb_config(quant=quant, skip=skip)
-    base, _ = load_base(model=config.model, quantization=quantization)
+        fsdp = config.distributed is not None and config.distributed.strategy == "fsdp"
+        quantization = bnb_config(quant=quant, skip=skip, storage=quant.compute_dtype if fsdp else None)
+    base, _ = load_base(model=config.model, quantization=quantization, cpu=config.train.device == "cpu")
     base = replay(model=base, chain=chain)
     gc = config.train.gradient_checkpointing
     if quantization is not None and quant.upcast:
         upcast_floats(model=base, only_trainable=False)
     model = apply_plan(model=base, family=family, plan=plan, seed=config.seed, gradient_checkpointing=gc)
     autocast = mixed_precision(precision=config.train.precision, cpu=config.train.device == "cpu")
-    if quantization is not None and autocast:  # under autocast, what trains keeps fp32 master weights;
-        upcast_floats(model=model, only_trainable=True)  # without it, model.dtype throughout (no mixed dtypes)
+    if autocast:  # under autocast, what trains (LoRA, a full projector or cross-attention) keeps fp32 master
+        upcast_floats(model=model, only_trainable=True)  # weights, QLoRA or not; without it, model.dtype throughout
     groups = param_groups(
         model=model, family=family, plan=plan, weight_decay=config.train.weight_decay, default_lr=config.train.lr
     )

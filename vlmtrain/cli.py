@@ -45,11 +45,17 @@ def tiny(out: Path, family: str, seed: int) -> None:
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.lr=1e-4.")
 def validate(config: Path, overrides: tuple[str, ...]) -> None:
-    """Check CONFIG (and the files it names) without loading a model."""
+    """Check CONFIG (and the files it names) without loading model weights.
+
+    The model's config.json and processor are read: its family must be supported, its processor
+    settings valid and its chat template usable for answer-only training.
+    """
     from vlmtrain.config import load_train_config
+    from vlmtrain.model_check import check_model
 
     try:
         cfg = load_train_config(config, overrides=list(overrides))
+        check_model(cfg)
     except ConfigError as err:
         _fail(err)
     click.echo(f"{config}: ok (run folder: {cfg.run_dir})")

@@ -34,33 +34,16 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_id
 _DROP_KEYS = ("offset_mapping", "text_replacement_offsets")
 
 
-def _render(processor: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
 def assistant_spans(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the [start, end) character span of each assistant answer.
 
-    A span covers what follows the generation prompt up to the end of the turn (the answer plus the
-    template's end-of-turn token). Raises ValueError if the template does not render prefixes
-    consistently (then per-turn supervision is not well defined for it).
+    See `vlmtrain.chat.conversation`: a span is the answer plus the token that stops generation (the
+    template's end-of-turn, or EOS written after the answer); TemplateError for a template that cannot
+    say where answers are.
     """
-    full = _render(processor, messages, add_generation_prompt=False)
-    spans: list[tuple[int, int]] = []
-    for i, turn in enumerate(messages):
-        if turn["role"] != "assistant":
-            continue
-        if i == 0:
-            raise ValueError("a conversation must not start with an assistant turn (nothing to answer)")
-        before = _render(processor, messages[:i], add_generation_prompt=True)
-        through = _render(processor, messages[: i + 1], add_generation_prompt=False)
-        if not (full.startswith(before) and full.startswith(through) and len(through) > len(before)):
-            raise ValueError(
-                f"the chat template does not render turn {i} as a prefix of the whole conversation; "
-                "cannot tell which tokens are the assistant's answer"
-            )
-        spans.append((len(before), len(through)))
-    return full, spans
+    from vlmtrain.chat import conversation
+
+    return conversation(processor=processor, messages=messages)
 
 
 def _shift(position: int, replacements: list[dict[str, Any]]) -> int:
@@ -83,9 +66,37 @@ def _to_pil(image: Any) -> Image.Image:
 
 
 def _image_token_ids(processor: Any) -> list[int]:
-    tokens = getattr(processor, "all_special_multimodal_tokens", None) or [getattr(processor, "image_token", None)]
-    ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in tokens if t]
-    return [i for i in ids if i is not None and i != processor.tokenizer.unk_token_id]
+    """Every token id that stands for image content after expansion, placeholders and wrappers included.
+
+    Why all of them: Gemma 3's `processor.image_token` is the placeholder `<start_of_image>`, while the
+    256 tokens it expands to are `<image_soft_token>` (`processor.image_token_id`); counting the
+    placeholder alone let a cut through 157 of 256 image tokens pass unseen. Wrappers (begin/end of
+    image, row breaks) count too: a cut between them also leaves a broken image.
+    """
+    tok = processor.tokenizer
+    names = [*(getattr(processor, "all_special_multimodal_tokens", None) or [])]
+    for holder in (processor, tok):
+        for attr in _IMAGE_ATTRS:
+            value = getattr(holder, attr, None)
+            if isinstance(value, str):
+                names.append(value)
+    ids = {tok.convert_tokens_to_ids(t) for t in names if t}
+    for holder in (processor, tok):
+        for attr in _IMAGE_ID_ATTRS:
+            value = getattr(holder, attr, None)
+            if isinstance(value, int):
+                ids.add(value)
+    return sorted(i for i in ids if isinstance(i, int) and i != tok.unk_token_id and i >= 0)
+
+
+# attributes under which processors and tokenizers of the supported families name their image tokens
+_IMAGE_ATTRS = ("image_token", "boi_token", "eoi_token", "image_start_token", "image_end_token",
+                "image_break_token", "fake_image_token", "global_image_token",
+                "start_image_token", "end_image_token", "vision_start_token", "vision_end_token",
+                "start_of_img_token", "end_of_img_token", "img_patch_token", "img_line_break_token",
+                "video_token", "image_token_str", "img_context_token", "start_image_token_str")
+_IMAGE_ID_ATTRS = ("image_token_id", "image_token_index", "boi_token_id", "eoi_token_id", "video_token_id",
+                   "image_break_token_id", "image_end_token_id", "image_start_token_id", "img_patch_token_id")
 
 
 @dataclass(kw_only=True)
@@ -110,13 +121,13 @@ class ChatCollator:
             if n_parts != n_images:
                 raise ValueError(f"row {row.get('id')}: {n_parts} image part(s) but {n_images} image(s)")
             per_row.append([_to_pil(image) for image in row["images"]])
-        images: Any = [i for row_images in per_row for i in row_images]
-        if self.family is not None and self.family.nested_images:
-            images = per_row
+        from vlmtrain.prompting import batch_images, fill_image_rows
+
+        images = batch_images(family=self.family, per_row=per_row)
         if self.family is not None and self.family.prompt == "prefix_suffix":
             batch = self._prefix_suffix(rows, images=images)
         else:
-            batch = self._chat(rows, images=images)
+            batch = fill_image_rows(batch=self._chat(rows, images=images), per_row=per_row)
         if self.carry_tasks:  # each row's task (a list of B strings), popped before the forward pass
             batch["tasks"] = [str(row["task"]) for row in rows]
         return batch
@@ -138,7 +149,7 @@ class ChatCollator:
             prefixes.append(prefix_prompt(processor=self.processor, messages=row["messages"][:-1]))
             suffixes.append("".join(p.get("text") or "" for p in row["messages"][-1]["content"]))
         batch = self.processor(
-            text=prefixes, images=images or None, suffix=suffixes, return_tensors="pt",
+            text=prefixes, images=images, suffix=suffixes, return_tensors="pt",
             padding=True, padding_side="right",
         )
         out = dict(batch)
@@ -156,7 +167,7 @@ class ChatCollator:
             spans.append(row_spans)
         batch = self.processor(
             text=texts,
-            images=images if any(images) else None,
+            images=images,
             return_tensors="pt",
             padding=True,
             padding_side="right",

@@ -39,6 +39,7 @@ from pydantic import (
 
 from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
+from vlmtrain.config_distributed import DistributedSection, strategy_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
     ALL_LINEAR,
@@ -74,7 +75,45 @@ class ModelSection(_Section):
 
     path: Path | str
     trust_remote_code: bool = False
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # auto: bf16 on a GPU that supports it, fp16 on another GPU, fp32 on the CPU (vlmtrain.model.resolve_dtype)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    # a chat template replacing the checkpoint's: a shipped name (vlmtrain/chat_templates/NAME.jinja) or a file
+    chat_template: str | None = None
+    # thinking chat templates (Qwen3.5): off = empty think blocks, only the answer is supervised; keep = the
+    # answer as written, its own <think>...</think> included
+    thinking: Literal["off", "keep"] = "off"
+    # processor settings, checked per family (vlmtrain.processor_settings); defaults cap image tokens
+    processor: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("thinking", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false: take it as the 'off' the user wrote."""
+        return "off" if value is False else value
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from vlmtrain.chat import shipped_templates
+
+        if value is None or value in shipped_templates():
+            return value
+        path = _resolve(Path(value), info)
+        if path.is_file():
+            return str(path)
+        raise ValueError(f"'{value}' is neither a template file nor a shipped template"
+                         f"{did_you_mean(value, shipped_templates())} (shipped: {', '.join(shipped_templates())})")
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _attention(cls, value: str) -> str:
+        import importlib.util
+
+        if value == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise ValueError("flash_attention_2 needs the flash-attn package (pip install flash-attn, on a CUDA "
+                             "machine); or use sdpa")
+        return value
 
     @field_validator("path", mode="before")
     @classmethod
@@ -301,6 +340,7 @@ class TrainConfig(_Section):
     stages: list[StageSection] | None = None
     multitask: MultitaskSection | None = None  # task sampling + per-task loss weighting
     continual: ContinualSection | None = None  # a task sequence, trained one after another
+    distributed: DistributedSection | None = None  # ddp | fsdp | deepspeed_zero2 | deepspeed_zero3 (multi-process)
 
     @model_validator(mode="before")
     @classmethod
@@ -342,6 +382,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
+    found += strategy_problems(config.distributed)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

@@ -28,7 +28,7 @@ from vlmdata.validation import did_you_mean
 ALL_LINEAR = "all-linear"
 Method = Literal["lora", "qlora", "full"]
 Mode = Literal["frozen", "lora", "full"]
-COMPONENT_NAMES: tuple[str, ...] = ("vision", "projector", "llm")
+COMPONENT_NAMES: tuple[str, ...] = ("vision", "projector", "llm", "cross_attention")
 
 
 def check_targets(value: str | list[str]) -> str | list[str]:
@@ -73,6 +73,8 @@ class ComponentsSection(_Section):
     vision: ComponentSection | None = None
     projector: ComponentSection | None = None
     llm: ComponentSection | None = None
+    # Mllama (Llama 3.2 Vision) only: the gated cross-attention blocks inside the LLM (seed guideline r=16-32)
+    cross_attention: ComponentSection | None = None
 
 
 class QuantSection(_Section):
@@ -130,8 +132,9 @@ def plan_problems(*, plan: dict[str, Component], method: Method, where: str) -> 
     for name, component in plan.items():
         if method == "full" and component.train == "lora":
             problems.append((f"{where}.{name}.train", "method: full trains without adapters; use full or frozen"))
-        if method == "qlora" and name == "llm" and component.train == "full":
-            problems.append((f"{where}.{name}.train", "method: qlora quantises the LLM, which cannot train fully; "
+        if method == "qlora" and name in ("llm", "cross_attention") and component.train == "full":
+            problems.append((f"{where}.{name}.train", f"method: qlora quantises the LLM (and its {name}), which "
+                                                      "cannot train fully; "
                                                       "use lora, or method: full"))
     if method == "qlora" and not any(c.train == "lora" for c in plan.values()):
         # transformers refuses to train a quantised model that carries no adapter, whatever else trains

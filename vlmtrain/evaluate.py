@@ -79,7 +79,7 @@ def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], 
     from vlmtrain.prompting import family_of_model, inference_autocast, prompt_inputs
 
     prompts = [split_prompt(row["messages"])[0] for row in rows]
-    images = [_to_pil(image) for row in rows for image in row["images"]]
+    images = [[_to_pil(image) for image in row["images"]] for row in rows]  # per row (see batch_images)
     inputs = prompt_inputs(processor=processor, family=family_of_model(model), prompts=prompts, images=images)
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vlmtrain.config_tuning import Component
-from vlmtrain.families import COMPONENTS, OTHER, Family
+from vlmtrain.families import COMPONENTS, Family
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,7 +29,8 @@ def param_groups(
 ) -> list[dict[str, Any]]:
     """[{params, lr, weight_decay, component, names}] for every trainable parameter, empty groups dropped.
 
-    `other` parameters (neither vision, projector nor LLM) train at `default_lr`.
+    Every parameter has a component (`Family.component_of` raises for one that has none); `default_lr`
+    serves a component the plan does not name.
     """
     groups: dict[tuple[str, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
@@ -54,7 +55,7 @@ def param_groups(
 
 def component_table(*, model: torch.nn.Module, family: Family, plan: dict[str, Component]) -> str:
     """Parameters, trainable parameters, how each component trains and its lr, as a plain-text table."""
-    counts = {c: [0, 0] for c in (*COMPONENTS, OTHER)}
+    counts = {c: [0, 0] for c in COMPONENTS}
     for name, param in model.named_parameters():
         row = counts[family.component_of(name)]
         n = param.numel() * (2 if param.dtype == _uint8() else 1)  # 4-bit packs two weights per byte
@@ -62,7 +63,7 @@ def component_table(*, model: torch.nn.Module, family: Family, plan: dict[str, C
         row[1] += n if param.requires_grad else 0
     lines = [f"{'component':<10}  {'params':>12}  {'trainable':>12}  {'%':>7}  {'train':<12}  {'lr':>8}"]
     for name, (n, t) in counts.items():
-        if name == OTHER and n == 0:
+        if name == "cross_attention" and n == 0:  # only Mllama has one
             continue
         component = plan.get(name)
         how = "-" if component is None else component.train

@@ -52,8 +52,8 @@ def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
         family = family_of(model_type(model=section))
         skip = skip_modules(model_path=str(section.path), family=family, trust_remote_code=section.trust_remote_code)
         quantization = bnb_config(quant=QuantSection.model_validate(raw.get("quant") or {}), skip=skip)
-    base, _ = load_base(model=section, quantization=quantization)
-    processor = AutoProcessor.from_pretrained(str(run_dir), trust_remote_code=bool(raw["model"].get("trust_remote_code")))
+    base, _ = load_base(model=section, quantization=quantization, cpu=resolve_device(device) == "cpu")
+    processor = AutoProcessor.from_pretrained(str(run_dir), trust_remote_code=section.trust_remote_code)
     # earlier stages (merged), then this run's fully trained components, then its adapter (kept apart)
     model = replay(model=base, chain=read_chain(run_dir))
     load_trained(model=model, folder=run_dir)
@@ -91,7 +91,7 @@ def generate(
     if system is not None:
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
     inputs = prompt_inputs(processor=processor, family=family_of_model(model), prompts=[messages],
-                           images=[image.convert("RGB")])
+                           images=[[image.convert("RGB")]])
     param = next(model.parameters())
     inputs = inputs.to(device=param.device, dtype=param.dtype)  # dtype applies to floating tensors only
     with torch.no_grad(), inference_autocast(model):

@@ -37,13 +37,17 @@ def skip_modules(*, model_path: str, family: Family, trust_remote_code: bool) ->
     skip = [*family.vision, *family.projector, "lm_head"]
     for name, module in skeleton.named_modules():
         narrow = isinstance(module, torch.nn.Linear) and min(module.in_features, module.out_features) < MIN_WIDTH
-        if narrow and family.component_of(name) == "llm":
+        if narrow and family.find_component(name) == "llm":
             skip.append(name)
     return skip
 
 
-def bnb_config(*, quant: QuantSection, skip: list[str]) -> Any:
-    """The transformers `BitsAndBytesConfig` for `quant` (4-bit nf4/fp4 or 8-bit), skipping `skip`."""
+def bnb_config(*, quant: QuantSection, skip: list[str], storage: str | None = None) -> Any:
+    """The transformers `BitsAndBytesConfig` for `quant` (4-bit nf4/fp4 or 8-bit), skipping `skip`.
+
+    `storage` (a dtype name) packs the 4-bit weights in that dtype instead of uint8: FSDP shards only
+    floating tensors of one dtype, so QLoRA under `distributed: fsdp` stores them in the compute dtype.
+    """
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -55,6 +59,7 @@ def bnb_config(*, quant: QuantSection, skip: list[str]) -> Any:
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, quant.compute_dtype),
         llm_int8_skip_modules=skip,
+        **({"bnb_4bit_quant_storage": getattr(torch, storage)} if storage else {}),
     )
 
 

@@ -39,7 +39,7 @@ class FinetuneRecipe:
 
     def setup(self) -> None:
         """Write the resolved config, open the data, load the model, add LoRA, build the Trainer."""
-        from transformers import AutoProcessor, set_seed
+        from transformers import set_seed
 
         from vlmtrain.build import build_model
         from vlmtrain.checkpoint import checkpoint_step, require_checkpoint, trim_log
@@ -47,11 +47,14 @@ class FinetuneRecipe:
         from vlmtrain.data import open_sources
         from vlmtrain.diagnostics import diagnose
         from vlmtrain.families import family_of
-        from vlmtrain.model import model_type
+        from vlmtrain.model import load_processor, model_type
         from vlmtrain.quant import GuardRelease
         from vlmtrain.trainer import build_trainer
 
         cfg = self.config
+        from vlmtrain.model_check import check_model
+
+        check_model(cfg)  # family, processor settings, chat template: before any data or weights
         set_seed(cfg.seed)
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,7 @@ class FinetuneRecipe:
             read = f"{source.kind} (read by vlmdata)" if getattr(source, "kind", None) else f"[{source.split}]"
             self.echo(f"data: {source.path} {read} x{source.weight:g}")
         # Lengths and rejects come from the processor alone: no model is loaded or run for them.
-        processor = AutoProcessor.from_pretrained(str(cfg.model.path), trust_remote_code=cfg.model.trust_remote_code)
+        processor = load_processor(model=cfg.model)  # model.processor settings and chat template applied
         self.processor = processor
         family = family_of(model_type(model=cfg.model))
         self.collator = ChatCollator(processor=processor, max_length=cfg.data.max_length, family=family)
@@ -140,12 +143,17 @@ class FinetuneRecipe:
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
         self.trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        if self.config.distributed is not None and self.config.distributed.sharded:
+            # every rank takes part: the Trainer gathers the shards (adapter + trained.safetensors, VlmTrainer._save)
+            self.trainer.save_model(str(self.run_dir))
         if self.trainer.is_world_process_zero():
             from vlmtrain.weights import save_trained, write_chain
 
-            if hasattr(self.model, "peft_config"):
+            sharded = self.config.distributed is not None and self.config.distributed.sharded
+            if hasattr(self.model, "peft_config") and not sharded:
                 self.model.save_pretrained(str(self.run_dir))
-            save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
+            if not sharded:
+                save_trained(model=self.model, folder=self.run_dir)  # fully trained components, if any
             write_chain(folder=self.run_dir, chain=self.chain)
             self.processor.save_pretrained(str(self.run_dir))
             from vlmtrain.report import plot_losses, read_logs

@@ -6,8 +6,10 @@ entry builds a model and processor from config objects only, small enough that a
 runs in seconds; `write_tiny` saves them so `AutoModelForImageTextToText.from_pretrained(out)` and
 `AutoProcessor.from_pretrained(out)` load them like any checkpoint.
 
-Adding a family = one builder function (`vlmtrain.tiny_builders`) + one `FAMILIES` entry here, and
-one entry in `vlmtrain.families` (module prefixes, image and prompt handling).
+Adding a family = one builder function (`vlmtrain.tiny_builders`, `tiny_qwen`, `tiny_more`,
+`tiny_more2`) + one `FAMILIES` entry here, and one entry in `vlmtrain.families` (module prefixes,
+image and prompt handling); the per-family tests (tests/vlmtrain/test_family_matrix.py) are
+parametrised over this table, so the new family is tested by that alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vlmtrain.tiny_builders import build_idefics3, build_paligemma, build_qwen2_vl
+from vlmtrain.tiny_more import build_gemma3, build_llava_next, build_llava_onevision, build_smolvlm
+from vlmtrain.tiny_more2 import build_aya_vision, build_glm4v, build_internvl, build_mistral3, build_mllama
+from vlmtrain.tiny_qwen import build_qwen2_5_vl, build_qwen3_5, build_qwen3_vl
 from vlmtrain.tiny_tokenizer import chat_template, train_tokenizer
 
 
@@ -130,6 +135,66 @@ FAMILIES: dict[str, TinyFamily] = {
         name="paligemma",
         description="PaliGemmaForConditionalGeneration: SigLIP 32px -> 16 tokens, Gemma 2x64, prefix/suffix",
         build=build_paligemma,
+    ),
+    "qwen2_5_vl": TinyFamily(
+        name="qwen2_5_vl",
+        description="Qwen2_5_VLForConditionalGeneration: window-attention tower, 56px -> 4 tokens, Qwen2 2x64",
+        build=build_qwen2_5_vl,
+    ),
+    "qwen3_vl": TinyFamily(
+        name="qwen3_vl",
+        description="Qwen3VLForConditionalGeneration: patch 16, DeepStack mergers, 64px -> 4 tokens, Qwen3 2x64",
+        build=build_qwen3_vl,
+    ),
+    "qwen3_5": TinyFamily(
+        name="qwen3_5",
+        description="Qwen3_5ForConditionalGeneration: hybrid linear/full attention 2x64, thinking template",
+        build=build_qwen3_5,
+    ),
+    "gemma3": TinyFamily(
+        name="gemma3",
+        description="Gemma3ForConditionalGeneration: SigLIP 32px pooled to 4 soft tokens, Gemma 3 2x64",
+        build=build_gemma3,
+    ),
+    "llava_next": TinyFamily(
+        name="llava_next",
+        description="LlavaNextForConditionalGeneration: CLIP 32px any-resolution + image_newline, Llama 2x64",
+        build=build_llava_next,
+    ),
+    "llava_onevision": TinyFamily(
+        name="llava_onevision",
+        description="LlavaOnevisionForConditionalGeneration: SigLIP 32px anyres_max_9, Qwen2 2x64",
+        build=build_llava_onevision,
+    ),
+    "smolvlm": TinyFamily(
+        name="smolvlm",
+        description="SmolVLMForConditionalGeneration (SmolVLM2): SigLIP 32px, pixel shuffle -> 4 tokens, 2x64",
+        build=build_smolvlm,
+    ),
+    "mistral3": TinyFamily(
+        name="mistral3",
+        description="Mistral3ForConditionalGeneration: Pixtral 32px, 2x2 patch merger -> 4 [IMG], Mistral 2x64",
+        build=build_mistral3,
+    ),
+    "internvl": TinyFamily(
+        name="internvl",
+        description="InternVLForConditionalGeneration (-hf): InternViT 32px, pixel shuffle -> 4 tokens, Qwen2 2x64",
+        build=build_internvl,
+    ),
+    "aya_vision": TinyFamily(
+        name="aya_vision",
+        description="AyaVisionForConditionalGeneration: SigLIP 32px, pixel shuffle -> 4 tokens, Cohere2 2x64",
+        build=build_aya_vision,
+    ),
+    "glm4v": TinyFamily(
+        name="glm4v",
+        description="Glm4vForConditionalGeneration (GLM-4.1V): 56px -> 4 tokens, GLM-4 2x64 with M-RoPE",
+        build=build_glm4v,
+    ),
+    "mllama": TinyFamily(
+        name="mllama",
+        description="MllamaForConditionalGeneration (Llama 3.2 Vision): 1 tile 32px, cross-attention layer 1 of 2",
+        build=build_mllama,
     ),
 }
 

@@ -27,7 +27,8 @@ TEXT = {
 }
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int]:
+def token_ids(tokenizer: Any) -> dict[str, int]:
+    """The vocabulary size and BOS/EOS/PAD ids of a tiny tokenizer, for a text config."""
     return {
         "vocab_size": len(tokenizer),
         "bos_token_id": tokenizer.bos_token_id,
@@ -36,12 +37,17 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
     }
 
 
-def _finish(*, model: Any, tokenizer: Any) -> Any:
+def finish(*, model: Any, tokenizer: Any, stop: list[int] | None = None) -> Any:
+    """Set the generation config's special ids; `stop` (the checkpoint's end-of-turn ids) ends generation."""
     generation = model.generation_config
     generation.bos_token_id = tokenizer.bos_token_id
-    generation.eos_token_id = tokenizer.eos_token_id
+    generation.eos_token_id = stop or tokenizer.eos_token_id
     generation.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+_token_ids = token_ids
+_finish = finish
 
 
 def build_qwen2_vl(*, seed: int) -> tuple[Any, Any]:

@@ -45,19 +45,30 @@ def corpus() -> list[str]:
 
 
 def train_tokenizer(
-    *, vocab_size: int = 512, extra_special_tokens: dict[str, str]
+    *,
+    vocab_size: int = 512,
+    extra_special_tokens: dict[str, str],
+    bos: str | None = BOS,
+    eos: str = EOS,
+    pad: str = PAD,
+    unk: str | None = UNK,
+    specials: tuple[str, ...] = ROLE_TOKENS,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer and wrap it for transformers.
 
     `extra_special_tokens` maps attribute names to tokens (e.g. ``{"image_token": "<image>"}``); each
     becomes an atomic special token and an attribute of the tokenizer, which is how multimodal
-    processors find their placeholder. The result is deterministic: same corpus, same vocabulary.
+    processors find their placeholder. `bos`/`eos`/`pad`/`unk` and `specials` (more atomic special
+    tokens: role markers, end-of-turn tokens) give a tiny model its checkpoint's special tokens, so its
+    real chat template renders unchanged (Qwen has no BOS: `bos=None`). The result is deterministic:
+    same corpus, same vocabulary.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [PAD, BOS, EOS, UNK, *extra_special_tokens.values(), *ROLE_TOKENS]
-    backend = Tokenizer(models.BPE(unk_token=UNK))
+    named = [t for t in (pad, bos, eos, unk) if t]
+    specials = list(dict.fromkeys([*named, *extra_special_tokens.values(), *specials]))
+    backend = Tokenizer(models.BPE(unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -69,10 +80,10 @@ def train_tokenizer(
     backend.train_from_iterator(corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token=unk,
         extra_special_tokens=dict(extra_special_tokens),
         padding_side="right",
         model_max_length=512,

@@ -67,9 +67,16 @@ def _precision(*, precision: str, cpu: bool) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(*, config: TrainConfig) -> TrainingArguments:
-    """TrainingArguments from the `train` section: no hub, no trackers, all columns kept for the collator."""
+def training_arguments(*, config: TrainConfig, layer_classes: Sequence[str] = ()) -> TrainingArguments:
+    """TrainingArguments from the `train` section: no hub, no trackers, all columns kept for the collator.
+
+    `layer_classes` (the model's decoder-layer class names) are what FSDP wraps (`distributed: fsdp`).
+    """
+    from vlmtrain.config_distributed import trainer_arguments
+
     train = config.train
+    precision = _precision(precision=train.precision, cpu=train.device == "cpu")
+    sharding = trainer_arguments(section=config.distributed, layer_classes=list(layer_classes))
     return TrainingArguments(
         output_dir=str(config.run_dir),  # checkpoints (if any) land in runs/NAME/checkpoint-N
         max_steps=train.steps if train.steps is not None else -1,
@@ -90,7 +97,8 @@ def training_arguments(*, config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=train.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=train.device == "cpu",
-        **_precision(precision=train.precision, cpu=train.device == "cpu"),
+        **precision,
+        **sharding,
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
@@ -147,9 +155,13 @@ class VlmTrainer(Trainer):
         """
         super()._save(output_dir, state_dict)
         if hasattr(self.model, "peft_config"):
-            from vlmtrain.weights import save_trained
+            from vlmtrain.weights import save_trained, save_trained_state
 
-            save_trained(model=self.model, folder=Path(output_dir or self.args.output_dir))
+            folder = Path(output_dir or self.args.output_dir)
+            if state_dict is not None:  # gathered by the Trainer (FSDP / ZeRO-3): the full tensors
+                save_trained_state(model=self.model, state=state_dict, folder=folder)
+            else:
+                save_trained(model=self.model, folder=folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -185,10 +197,11 @@ def build_trainer(
     `train.group_by_length` is set; `extra_callbacks` run after the JSONL logger (e.g. evaluation).
     `param_groups` (see `vlmtrain.optim.param_groups`) replace the Trainer's two default groups.
     """
+    layers = sorted(set(getattr(model, "_no_split_modules", None) or []))
     trainer = VlmTrainer(
         lengths=lengths if config.train.group_by_length else None,
         model=model,
-        args=training_arguments(config=config),
+        args=training_arguments(config=config, layer_classes=layers),
         train_dataset=dataset,
         data_collator=collator,
         processing_class=processor,

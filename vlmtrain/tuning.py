@@ -38,7 +38,7 @@ def linear_modules(*, model: torch.nn.Module, family: Family, component: str) ->
     return [
         name
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not head and family.component_of(name) == component
+        if isinstance(module, torch.nn.Linear) and module is not head and family.find_component(name) == component
     ]
 
 
@@ -90,6 +90,13 @@ def apply_plan(
     """
     import torch
 
+    family.check_coverage(n for n, _ in model.named_parameters())  # every parameter has a component
+    absent = [n for n, c in plan.items() if c.train != "frozen" and not family.prefixes(n)]
+    if absent:
+        raise ConfigError([Problem(f"{where}.{n}", f"family '{family.model_type}' has no {n} component; "
+                                   f"remove it (components of this family: "
+                                   f"{', '.join(c for c in plan if family.prefixes(c))})") for n in absent],
+                          what="components")
     model.requires_grad_(False)
     if gradient_checkpointing:
         model.enable_input_require_grads()  # so checkpointed blocks see inputs that require grad
@@ -126,6 +133,6 @@ def _set_dropout(*, model: torch.nn.Module, family: Family, plan: dict[str, Comp
     for name, module in model.named_modules():
         dropouts = getattr(module, "lora_dropout", None)
         if isinstance(dropouts, torch.nn.ModuleDict):
-            p = plan[family.component_of(name)].dropout
+            p = plan[family.component_of(name)].dropout if family.find_component(name) else 0.0
             for key in dropouts:
                 dropouts[key] = torch.nn.Dropout(p) if p > 0 else torch.nn.Identity()

@@ -48,6 +48,22 @@ def save_trained(*, model: torch.nn.Module, folder: Path) -> Path | None:
     return path
 
 
+def save_trained_state(*, model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> Path | None:
+    """`trained.safetensors` from a gathered full `state` (FSDP / ZeRO-3 save): the entries of the
+    parameters that train fully (not LoRA) in `model`, under their base-model names."""
+    from safetensors.torch import save_file
+
+    wanted = {name.removeprefix(_PEFT_PREFIX) for name, p in model.named_parameters()
+              if p.requires_grad and "lora_" not in name}
+    full = {k.removeprefix(_PEFT_PREFIX): v for k, v in state.items()}
+    chosen = {k: full[k].detach().to("cpu").contiguous().clone() for k in sorted(wanted) if k in full}
+    if not chosen:
+        return None
+    path = Path(folder) / TRAINED
+    save_file(chosen, str(path))
+    return path
+
+
 def load_trained(*, model: torch.nn.Module, folder: Path) -> list[str]:
     """Copy `folder/trained.safetensors` into the (un-wrapped) base `model`; returns the names loaded."""
     import torch

@@ -32,7 +32,7 @@ def test_the_generation_prompt_is_the_training_prompt(family):
     labels = train["labels"][0].tolist()
     first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
     asked = prompt_inputs(processor=processor, family=FAMILIES[family], prompts=[split_prompt(row["messages"])[0]],
-                          images=row["images"])
+                          images=[row["images"]])
     assert asked["input_ids"][0].tolist() == train["input_ids"][0][:first].tolist()
 
 

@@ -135,13 +135,13 @@ def score_stage(*, model: Any, processor: Any, dataset: Any, continual: Continua
 def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
     """Train the sequence, write continual.json and the final adapter; returns the run folder."""
     import torch
-    from transformers import AutoProcessor, set_seed
+    from transformers import set_seed
 
     from vlmtrain.build import build_model
     from vlmtrain.collate import ChatCollator
     from vlmtrain.distributed import is_main_process, wait_for_everyone
     from vlmtrain.families import family_of
-    from vlmtrain.model import model_type
+    from vlmtrain.model import load_processor, model_type
     from vlmtrain.trainer_multitask import build_multitask_trainer
     from vlmtrain.weights import save_trained, write_chain
 
@@ -154,7 +154,7 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
     if main:
         (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
     table, stages = open_stages(config=config)
-    processor = AutoProcessor.from_pretrained(str(config.model.path), trust_remote_code=config.model.trust_remote_code)
+    processor = load_processor(model=config.model)
     collator = ChatCollator(processor=processor, max_length=config.data.max_length,
                             family=family_of(model_type(model=config.model)))
     built = build_model(config=config)
