@@ -1,4 +1,4 @@
-"""`vlmtrain` command line: tiny, validate, run (--resume), predict, eval, merge, report.
+"""`vlmtrain` command line: tiny, validate, run (--resume), predict, eval, score, merge, report.
 
 Kept light: torch, transformers and peft are imported inside the commands, so `--help` and config
 errors answer in well under a second. Config problems go to stderr, all at once, with exit code 2.
@@ -124,11 +124,37 @@ def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batc
     model, processor = load_run(run_dir=run_dir, device=device)
     result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
                       batch_size=batch_size, limit=limit)
-    result.write(out_dir=out or run_dir)
+    _write_scores(result=result, out=out or run_dir)
+
+
+def _write_scores(*, result: object, out: Path) -> None:
+    from vlmtrain.evaluate import EvalResult
+
+    assert isinstance(result, EvalResult)
+    result.write(out_dir=out)
     for task, m in result.metrics.items():
         click.echo(f"{task:<16} rows {int(m['rows']):>6}  vqa_accuracy {m['vqa_accuracy']:.4f}  "
                    f"exact_match {m['exact_match']:.4f}")
-    click.echo(f"wrote predictions.jsonl and metrics.json to {out or run_dir}")
+    click.echo(f"wrote predictions.jsonl and metrics.json to {out}")
+
+
+@main.command()
+@click.option("--data", "data", required=True, metavar="OUT[:SPLIT]", help="A vlmdata output and split (default: validation).")
+@click.option("--predictions", "predictions", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help='Official VQA results JSON ([{"question_id", "answer"}]) or JSON lines of {"id", "prediction"}.')
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where predictions.jsonl and metrics.json go.")
+def score(data: str, predictions: Path, out: Path) -> None:
+    """Score answers made elsewhere against a split's raw human answers, exactly as `eval` scores its own."""
+    from vlmtrain.data import open_split
+    from vlmtrain.score_file import score_predictions
+
+    folder, split = _data_arg(data)
+    try:
+        result = score_predictions(dataset=open_split(path=folder, split=split), path=predictions)
+    except ConfigError as err:
+        _fail(err)
+    _write_scores(result=result, out=out)
 
 
 @main.command()

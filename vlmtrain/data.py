@@ -42,7 +42,10 @@ def open_split(*, path: Path, split: str) -> datasets.Dataset:
     """The `split` of the DatasetDict saved at `path` (or the single Dataset saved there), images as PIL."""
     import datasets
 
-    loaded = datasets.load_from_disk(str(path))
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:  # not a saved dataset (or no such folder)
+        raise ConfigError([Problem("data.path", f"{path} is not a saved vlmdata dataset: {e}")], what="dataset") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise ConfigError(

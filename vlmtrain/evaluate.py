@@ -3,8 +3,13 @@
 Why generation and not the validation loss: the loss of a teacher-forced answer says little about
 what the model says when asked, and published VQA numbers are accuracies of generated answers. Each
 row is asked what its last assistant turn answered (the conversation up to it, with its images);
-the answer is scored against the row's `answers` (all human answers for VQA) with
-`vlmdata.answers.vqa_accuracy` and `exact_match`. Rows without `answers` (free text) are scored
+the answer is scored against the row's *raw* human answers with `vlmdata.answers.vqa_accuracy` (the
+official VQA procedure) and `exact_match`. Raw means as the annotators typed them: the official
+script decides per question whether to normalise, from the raw answers, and normalises prediction
+and references its own way, so scoring against answers a `normalize:` step already rewrote gives
+other numbers (a prediction "two" against raw ["two", "2", ...] scores 1.0, against the rewritten
+["2", "2", ...] 0.0). `normalize` keeps the raw answers in `meta["raw_answers"]` when it changes
+them; `references` reads those first, then `answers`. Rows without answers (free text) are scored
 against their own last assistant turn.
 
 `predictions.jsonl` holds one line per row (id, task, prediction, answers, scores); `metrics.json`
@@ -53,6 +58,39 @@ def split_prompt(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
         raise ValueError("a row to evaluate needs an assistant turn after a user turn")
     answer = "".join(p["text"] or "" for p in messages[last]["content"] if p["type"] == "text")
     return messages[:last], answer
+
+
+def references(row: dict[str, Any]) -> list[str]:
+    """What a row's prediction is scored against: raw human answers, else `answers`, else the last assistant turn.
+
+    The one place that decides it, for `vlmtrain eval`, evaluation during training, continual
+    scoring and `vlmtrain score`.
+    """
+    raw = row_meta(row).get("raw_answers")
+    if isinstance(raw, list) and raw:
+        return [str(a) for a in raw]
+    return [str(a) for a in row.get("answers") or []] or [split_prompt(row["messages"])[1]]
+
+
+def row_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's `meta` column as a dict ({} when absent or not a JSON object)."""
+    meta = row.get("meta")
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def record(*, row: dict[str, Any], prediction: str) -> dict[str, Any]:
+    """One `predictions.jsonl` line: the row's id, task, VQA question id (when known), prediction, references, scores."""
+    refs = references(row)
+    out: dict[str, Any] = {"id": row["id"], "task": row["task"]}
+    question_id = (row_meta(row).get("context") or {}).get("question_id")
+    if question_id is not None:
+        out["question_id"] = question_id
+    return {**out, "prediction": prediction, "answers": refs, "scores": score(prediction=prediction, references=refs)}
 
 
 def score(*, prediction: str, references: list[str]) -> dict[str, float]:
@@ -112,17 +150,7 @@ def evaluate(
     try:
         for rows in row_batches(dataset, batch_size=batch_size):
             answers = generate_answers(model=model, processor=processor, rows=rows, max_new_tokens=max_new_tokens)
-            for row, prediction in zip(rows, answers, strict=True):
-                references = list(row["answers"]) or [split_prompt(row["messages"])[1]]
-                predictions.append(
-                    {
-                        "id": row["id"],
-                        "task": row["task"],
-                        "prediction": prediction,
-                        "answers": references,
-                        "scores": score(prediction=prediction, references=references),
-                    }
-                )
+            predictions.extend(record(row=row, prediction=p) for row, p in zip(rows, answers, strict=True))
     finally:
         model.train(was_training)
     return EvalResult(predictions=predictions, metrics=summarise(predictions))
