@@ -13,9 +13,11 @@ from pathlib import Path
 import click
 
 from vlmdata.validation import ConfigError
+from vlmtrain.finite_guard import NonFiniteError
 from vlmtrain.tiny import FAMILIES
 
 EXIT_CONFIG = 2
+EXIT_DIVERGED = 3  # the loss, a gradient norm or a weight turned inf/NaN (vlmtrain.finite_guard)
 
 
 def _fail(err: ConfigError) -> None:
@@ -70,6 +72,9 @@ def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
         run_recipe(config=cfg, echo=click.echo, resume=resume)
     except ConfigError as err:
         _fail(err)
+    except NonFiniteError as err:
+        click.echo(f"NonFiniteError: {err}", err=True)
+        sys.exit(EXIT_DIVERGED)
 
 
 @main.command()

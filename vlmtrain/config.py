@@ -38,6 +38,7 @@ from pydantic import (
 
 from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
+from vlmtrain.config_finite import nonfinite_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
     ALL_LINEAR,
@@ -52,7 +53,7 @@ from vlmtrain.config_tuning import (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
@@ -296,10 +297,15 @@ class TrainConfig(_Section):
 
 def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "training config") -> TrainConfig:
     """Validate an already-loaded dict; every problem is raised together as one ConfigError."""
+    nonfinite = nonfinite_problems(data)
     try:
         config = TrainConfig.model_validate(data, context={"base_dir": Path(base_dir)})
     except ValidationError as err:
-        raise ConfigError(problems_from_validation_error(err, model=TrainConfig, data=data), what=what) from None
+        seen = {p.path for p in nonfinite}  # the range check of a NaN says less than "not a finite number"
+        found_first = [p for p in problems_from_validation_error(err, model=TrainConfig, data=data) if p.path not in seen]
+        raise ConfigError(nonfinite + found_first, what=what) from None
+    if nonfinite:
+        raise ConfigError(nonfinite, what=what)
     found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
     for i, stage in enumerate(config.stages or []):
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")

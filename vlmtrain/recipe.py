@@ -139,6 +139,7 @@ class FinetuneRecipe:
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
         self.trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        self.trainer.require_finite_weights()  # never an adapter of inf/NaN (vlmtrain.finite_guard)
         if self.trainer.is_world_process_zero():
             from vlmtrain.weights import save_trained, write_chain
 
