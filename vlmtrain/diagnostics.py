@@ -5,6 +5,11 @@ image's tokens leaves the model fewer image tokens than image features (it canno
 before the answer leaves no supervised token (the batch's loss is 0/0 = NaN). Both are found here,
 counted per reason, listed in `runs/NAME/rejected_rows.jsonl` and removed, never cut silently.
 
+Rows the collator cannot take at all (no messages, a conversation that starts with the assistant, an
+empty answer, a zero-byte or truncated image, image parts that do not match the images, a row the
+template or processor fails on) are rejected the same way, with their reason and detail
+(`vlmtrain.row_checks`), instead of killing the run.
+
 Rows are tokenised with the processor exactly as the collator does (chat template, image-token
 expansion, answer mask), in batches. The model is never run here: a 4-bit model must not see a
 forward pass before training, and a length check must not cost a model's compute.
@@ -22,6 +27,7 @@ import numpy as np
 
 from vlmtrain.collate import IGNORE_INDEX, ChatCollator, _image_token_ids
 from vlmtrain.data import row_batches
+from vlmtrain.row_checks import COLLATE_ERROR, ROW_REASONS, row_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -40,6 +46,7 @@ class Diagnostics:
     lengths: list[int]
     reasons: list[str | None]
     max_length: int
+    details: list[str | None] | None = None  # per row: what exactly is wrong (None = nothing to add)
 
     @property
     def kept(self) -> list[int]:
@@ -49,8 +56,10 @@ class Diagnostics:
     @property
     def rejected(self) -> list[dict[str, Any]]:
         """One record per rejected row: id, task, reason, tokens (what `rejected_rows.jsonl` holds)."""
+        details = self.details or [None] * len(self.reasons)
         return [
-            {"id": self.ids[i], "task": self.tasks[i], "reason": r, "tokens": self.lengths[i]}
+            {"id": self.ids[i], "task": self.tasks[i], "reason": r, "tokens": self.lengths[i],
+             **({"detail": details[i]} if details[i] else {})}
             for i, r in enumerate(self.reasons)
             if r is not None
         ]
@@ -61,15 +70,18 @@ class Diagnostics:
 
     def table(self) -> str:
         """Rows per task, token-length percentiles, rows over max_length and rows rejected per reason."""
-        header = ["task", "rows", *(f"p{p}" for p in PERCENTILES), "max", f">{self.max_length}", IMAGE_CUT, NO_ANSWER]
+        header = ["task", "rows", *(f"p{p}" for p in PERCENTILES), "max", "bad_row", f">{self.max_length}",
+                  IMAGE_CUT, NO_ANSWER]
         lines = []
         for task in [*sorted(set(self.tasks)), "all"]:
             idx = [i for i, t in enumerate(self.tasks) if task in ("all", t)]
-            lengths = np.array([self.lengths[i] for i in idx])
+            measured = [self.lengths[i] for i in idx if self.reasons[i] not in ROW_REASONS]  # bad rows: no length
+            lengths = np.array(measured or [0])
             reasons = Counter(self.reasons[i] for i in idx)
             pct = [int(np.percentile(lengths, p, method="nearest")) for p in PERCENTILES]
             over = int((lengths > self.max_length).sum())
-            lines.append([task, len(idx), *pct, int(lengths.max()), over, reasons[IMAGE_CUT], reasons[NO_ANSWER]])
+            bad = sum(reasons[r] for r in ROW_REASONS)
+            lines.append([task, len(idx), *pct, int(lengths.max()), bad, over, reasons[IMAGE_CUT], reasons[NO_ANSWER]])
         table = [header, *lines]
         widths = [max(len(str(row[c])) for row in table) for c in range(len(header))]
         out = ["  ".join(_cell(v, w, left=c == 0) for c, (v, w) in enumerate(zip(row, widths, strict=True))) for row in table]
@@ -86,28 +98,74 @@ def _cell(value: Any, width: int, *, left: bool) -> str:
     return f"{value!s:<{width}}" if left else f"{value!s:>{width}}"
 
 
+def undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The dataset with its images as {'bytes', 'path'} (not decoded on read), so a broken image is a row's
+    problem to report, not an exception while reading a batch."""
+    import copy
+
+    import datasets
+
+    feature = dataset.features.get("images")
+    inner = getattr(feature, "feature", None)
+    if not isinstance(inner, datasets.Image) or not inner.decode:
+        return dataset
+    plain = copy.deepcopy(feature)
+    plain.feature = datasets.Image(decode=False)
+    return dataset.cast_column("images", plain)
+
+
 def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: int = 16) -> Diagnostics:
-    """Tokenise every row with the training `collator` (no model), measure it, judge it at its max_length."""
+    """Check every row (`vlmtrain.row_checks`), tokenise it with the training `collator` (no model), measure
+    it and judge it at its max_length. A batch the processor fails on is retried row by row, so only the
+    row at fault is rejected (`collate_error`)."""
     import torch
 
     max_length = collator.max_length
     measure = replace(collator, max_length=2**31 - 1)  # the full, uncut length
     image_ids = torch.tensor(_image_token_ids(collator.processor), dtype=torch.long)
-    ids, tasks, lengths, reasons = [], [], [], []
-    for rows in row_batches(dataset, batch_size=batch_size):
-        batch = measure(rows)
-        for b, row in enumerate(rows):
-            n = int(batch["attention_mask"][b].sum())
-            tokens = batch["input_ids"][b, :n]
-            kept_labels = batch["labels"][b, : min(n, max_length)]
+    ids, tasks, lengths, reasons, details = [], [], [], [], []
+    for rows in row_batches(undecoded(dataset), batch_size=batch_size):
+        found = [row_problem(row) for row in rows]
+        good = [row for row, problem in zip(rows, found, strict=True) if problem is None]
+        measured = iter(_measure(measure, good))
+        for row, problem in zip(rows, found, strict=True):
+            ids.append(str(row["id"]))
+            tasks.append(str(row["task"]))
+            if problem is None:
+                result = next(measured)
+                if isinstance(result, str):
+                    problem = (COLLATE_ERROR, result)
+            if problem is not None:
+                lengths.append(0)
+                reasons.append(problem[0])
+                details.append(problem[1])
+                continue
+            tokens, labels = result
+            n = len(tokens)
             if n > max_length and torch.isin(tokens[max_length:], image_ids).any():
                 reason: str | None = IMAGE_CUT
-            elif not (kept_labels != IGNORE_INDEX).any():
+            elif not (labels[:max_length] != IGNORE_INDEX).any():
                 reason = NO_ANSWER
             else:
                 reason = None
-            ids.append(str(row["id"]))
-            tasks.append(str(row["task"]))
             lengths.append(n)
             reasons.append(reason)
-    return Diagnostics(ids=ids, tasks=tasks, lengths=lengths, reasons=reasons, max_length=max_length)
+            details.append(None)
+    return Diagnostics(ids=ids, tasks=tasks, lengths=lengths, reasons=reasons, max_length=max_length, details=details)
+
+
+def _measure(measure: ChatCollator, rows: list[dict[str, Any]]) -> list[Any]:
+    """Per row: (token ids, labels) uncut, or the error message when the collator fails on that row alone."""
+    if not rows:
+        return []
+    try:
+        batch = measure(rows)
+    except Exception as e:  # noqa: BLE001 - find the row at fault, one by one
+        if len(rows) == 1:
+            return [f"{type(e).__name__}: {e}"]
+        return [item for row in rows for item in _measure(measure, [row])]
+    out = []
+    for b in range(len(rows)):
+        n = int(batch["attention_mask"][b].sum())
+        out.append((batch["input_ids"][b, :n], batch["labels"][b, :n]))
+    return out

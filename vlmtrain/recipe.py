@@ -80,11 +80,14 @@ class FinetuneRecipe:
         rejected = diagnostics.counts()
         if rejected:
             what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
-            self.echo(f"rejected {sum(rejected.values())} of {len(dataset)} rows at data.max_length="
-                      f"{cfg.data.max_length} ({what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
+            self.echo(f"rejected {sum(rejected.values())} of {len(dataset)} rows (data.max_length="
+                      f"{cfg.data.max_length}; {what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
         kept = diagnostics.kept
         if not kept:
-            raise ConfigError([Problem("data.max_length", f"every row is rejected at {cfg.data.max_length} tokens")],
+            what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+            where = "data.max_length" if set(rejected) <= {"image_cut", "no_answer_tokens"} else "data.path"
+            raise ConfigError([Problem(where, f"every row is rejected ({what}; data.max_length is "
+                                       f"{cfg.data.max_length}); see {self.run_dir / 'rejected_rows.jsonl'}")],
                               what="dataset")
         self.dataset = dataset if len(kept) == len(dataset) else dataset.select(kept)
         lengths = [min(diagnostics.lengths[i], cfg.data.max_length) for i in kept]
