@@ -46,12 +46,21 @@ def tiny(out: Path, family: str, seed: int) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.lr=1e-4.")
-def validate(config: Path, overrides: tuple[str, ...]) -> None:
-    """Check CONFIG (and the files it names) without loading a model."""
+@click.option("--config-only", is_flag=True, help="Skip the checks against the model's config.json and processor.")
+def validate(config: Path, overrides: tuple[str, ...], config_only: bool) -> None:
+    """Check CONFIG, the files it names, its LoRA targets and a sample of its rows, without loading weights.
+
+    LoRA targets are matched against the model built on the meta device from its config.json; the
+    first rows of each data source are tokenised with the model's processor (vlmtrain.preflight).
+    """
     from vlmtrain.config import load_train_config
 
     try:
         cfg = load_train_config(config, overrides=list(overrides))
+        if not config_only:
+            from vlmtrain.preflight import preflight
+
+            preflight(config=cfg, echo=click.echo)
     except ConfigError as err:
         _fail(err)
     click.echo(f"{config}: ok (run folder: {cfg.run_dir})")

@@ -58,7 +58,10 @@ class _Section(BaseModel):
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     """Absolute path; relative ones are read against the config file's folder (`context['base_dir']`)."""
-    value = value.expanduser()
+    try:
+        value = value.expanduser()
+    except RuntimeError:  # `~nouser/...`: no such user's home
+        raise ValueError(f"cannot expand '{value}': no such user's home folder; write the path out") from None
     if value.is_absolute():
         return value
     base = (info.context or {}).get("base_dir")
@@ -79,6 +82,8 @@ class ModelSection(_Section):
     @field_validator("path", mode="before")
     @classmethod
     def _model_folder(cls, value: Any, info: ValidationInfo) -> Path | str:
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise ValueError(f"needs a model folder or a hub id such as org/name, got {value!r}")
         raw = str(value)
         local = _resolve(Path(raw), info)
         if local.is_dir():
@@ -90,8 +95,10 @@ class ModelSection(_Section):
         raise ValueError(f"model folder not found: {local} (create a tiny one with `vlmtrain tiny {local}`, "
                          f"or name a hub model such as org/name)")
 
-def _dataset_folder(value: Path, info: ValidationInfo) -> Path:
+def _dataset_folder(value: Path | None, info: ValidationInfo) -> Path | None:
     """A `save_to_disk` folder: a DatasetDict (dataset_dict.json) or a single Dataset (state.json)."""
+    if value is None:  # `data: {path: null}`: the section's own check says what is missing
+        return None
     value = _resolve(value, info)
     if not value.is_dir():
         raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
@@ -300,6 +307,9 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
     nonfinite = nonfinite_problems(data)
     try:
         config = TrainConfig.model_validate(data, context={"base_dir": Path(base_dir)})
+    except (TypeError, AttributeError, KeyError, OSError, RuntimeError) as e:  # a validator met an odd value
+        raise ConfigError(nonfinite + [Problem("", f"cannot read this config: {type(e).__name__}: {e}")],
+                          what=what) from None
     except ValidationError as err:
         seen = {p.path for p in nonfinite}  # the range check of a NaN says less than "not a finite number"
         found_first = [p for p in problems_from_validation_error(err, model=TrainConfig, data=data) if p.path not in seen]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlmtrain.collate import IGNORE_INDEX, ChatCollator, _image_token_ids
-from vlmtrain.data import row_batches
 from vlmtrain.row_checks import COLLATE_ERROR, ROW_REASONS, row_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,20 +98,12 @@ def _cell(value: Any, width: int, *, left: bool) -> str:
     return f"{value!s:<{width}}" if left else f"{value!s:>{width}}"
 
 
-def undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
-    """The dataset with its images as {'bytes', 'path'} (not decoded on read), so a broken image is a row's
-    problem to report, not an exception while reading a batch."""
-    import copy
-
-    import datasets
-
-    feature = dataset.features.get("images")
-    inner = getattr(feature, "feature", None)
-    if not isinstance(inner, datasets.Image) or not inner.decode:
-        return dataset
-    plain = copy.deepcopy(feature)
-    plain.feature = datasets.Image(decode=False)
-    return dataset.cast_column("images", plain)
+def raw_batches(dataset: datasets.Dataset, *, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Row dicts with images as {'bytes', 'path'} (read as Arrow, never decoded), so a broken image is a
+    row's problem to report, not an exception while reading a batch; nothing is copied or cast."""
+    arrow = dataset.with_format("arrow")
+    for start in range(0, len(arrow), batch_size):
+        yield arrow[start : start + batch_size].to_pylist()
 
 
 def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: int = 16) -> Diagnostics:
@@ -124,7 +116,7 @@ def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: i
     measure = replace(collator, max_length=2**31 - 1)  # the full, uncut length
     image_ids = torch.tensor(_image_token_ids(collator.processor), dtype=torch.long)
     ids, tasks, lengths, reasons, details = [], [], [], [], []
-    for rows in row_batches(undecoded(dataset), batch_size=batch_size):
+    for rows in raw_batches(dataset, batch_size=batch_size):
         found = [row_problem(row) for row in rows]
         good = [row for row, problem in zip(rows, found, strict=True) if problem is None]
         measured = iter(_measure(measure, good))

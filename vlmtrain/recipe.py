@@ -73,6 +73,9 @@ class FinetuneRecipe:
         self.processor = processor
         family = family_of(model_type(model=cfg.model))
         self.collator = ChatCollator(processor=processor, max_length=cfg.data.max_length, family=family)
+        from vlmtrain.preflight import check_targets
+
+        check_targets(cfg)  # LoRA target typos, on the meta-device model: before any weight is read
         diagnostics = diagnose(dataset=dataset, collator=self.collator)
         self.echo(diagnostics.table())
         if self.main:
@@ -80,8 +83,8 @@ class FinetuneRecipe:
         rejected = diagnostics.counts()
         if rejected:
             what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
-            self.echo(f"rejected {sum(rejected.values())} of {len(dataset)} rows (data.max_length="
-                      f"{cfg.data.max_length}; {what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
+            self.echo(f"rejected {sum(rejected.values())} of {len(dataset)} rows at data.max_length="
+                      f"{cfg.data.max_length} ({what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
         kept = diagnostics.kept
         if not kept:
             what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
