@@ -321,6 +321,9 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
+    if config.train.group_by_length and (config.continual is not None or config.multitask is not None):
+        found.append(("train.group_by_length", f"not used by {'continual' if config.continual else 'multitask'} "
+                      "runs: their task sampler orders the data; remove it"))
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

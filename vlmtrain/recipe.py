@@ -123,24 +123,15 @@ class FinetuneRecipe:
 
     def _tracker_callbacks(self) -> list[Any]:
         """TensorBoard (`train.report_to: [tensorboard]`), writing to runs/NAME/tensorboard."""
-        if "tensorboard" not in self.config.train.report_to:
-            return []
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
+        from vlmtrain.run_callbacks import tracker_callbacks
 
-        return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(self.run_dir / "tensorboard")))]
+        return tracker_callbacks(config=self.config, folder=self.run_dir)
 
     def _eval_callbacks(self) -> list[Any]:
         """The evaluation-during-training callback when the config has an `eval:` section."""
-        ev = self.config.eval
-        if ev is None:
-            return []
-        from vlmtrain.data import open_split
-        from vlmtrain.eval_callback import EvalCallback
+        from vlmtrain.run_callbacks import eval_callbacks
 
-        dataset = open_split(path=ev.data, split=ev.split)
-        return [EvalCallback(dataset=dataset, processor=self.processor, every=ev.every, log_path=self.log_path,
-                             limit=ev.limit, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)]
+        return eval_callbacks(config=self.config, processor=self.processor, log_path=self.log_path)
 
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
