@@ -58,6 +58,13 @@ class _Section(BaseModel):
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     """Absolute path; relative ones are read against the config file's folder (`context['base_dir']`)."""
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a path cannot hold a NUL byte")
+    long = next((part for part in value.parts if len(part.encode()) > 255), None)
+    if long is not None or len(text.encode()) > 4095:
+        raise ValueError(f"path too long for the file system ({'a name over 255 bytes' if long else 'over 4095 bytes'}"
+                         f": {text[:40]}...)")
     try:
         value = value.expanduser()
     except RuntimeError:  # `~nouser/...`: no such user's home
@@ -335,7 +342,18 @@ def load_train_config(path: str | Path, *, overrides: Sequence[str] = ()) -> Tra
     """Read, merge (`extends:`), expand (`${VAR}`), override (`--set`) and validate a training YAML."""
     path = Path(path)
     what = f"training config {path}"
-    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what)
+    try:
+        data, _secrets = load_config_dict(path, overrides=list(overrides), what=what)
+    except ConfigError:
+        raise
+    except (UnicodeDecodeError, RecursionError, yaml.YAMLError, ValueError, TypeError, IndexError, KeyError,
+            OSError) as e:  # the loader met a file or --set it did not foresee: still a problem, not a traceback
+        where = "--set" if overrides and not isinstance(e, UnicodeDecodeError | RecursionError | OSError) else ""
+        detail = {UnicodeDecodeError: "the file is not UTF-8 text", RecursionError: "a YAML alias refers to itself "
+                  "(recursive anchors cannot be expanded)"}.get(type(e), " ".join(f"{type(e).__name__}: {e}".split()))
+        if where:
+            detail = f"an override could not be applied ({detail}); write key.path=value, e.g. train.lr=1e-4"
+        raise ConfigError([Problem(where, f"cannot read {path}: {detail}")], what=what) from None
     return validate_train_config(data, base_dir=path.resolve().parent, what=what)
 
 
