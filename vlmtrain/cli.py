@@ -136,8 +136,11 @@ def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batc
     except ConfigError as err:
         _fail(err)
     model, processor = load_run(run_dir=run_dir, device=device)
-    result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
-                      batch_size=batch_size, limit=limit)
+    try:
+        result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, limit=limit)
+    except ConfigError as err:
+        _fail(err)
     _write_scores(result=result, out=out or run_dir)
 
 
@@ -146,6 +149,9 @@ def _write_scores(*, result: object, out: Path) -> None:
 
     assert isinstance(result, EvalResult)
     result.write(out_dir=out)
+    if result.rejected:
+        click.echo(f"{len(result.rejected)} row(s) could not be asked and are not scored; listed in "
+                   f"{out / 'eval_rejected.jsonl'}")
     for task, m in result.metrics.items():
         click.echo(f"{task:<16} rows {int(m['rows']):>6}  vqa_accuracy {m['vqa_accuracy']:.4f}  "
                    f"exact_match {m['exact_match']:.4f}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlmtrain.collate import IGNORE_INDEX, ChatCollator, _image_token_ids
+from vlmtrain.data import raw_batches
 from vlmtrain.row_checks import COLLATE_ERROR, ROW_REASONS, row_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,14 +96,6 @@ class Diagnostics:
 
 def _cell(value: Any, width: int, *, left: bool) -> str:
     return f"{value!s:<{width}}" if left else f"{value!s:>{width}}"
-
-
-def raw_batches(dataset: datasets.Dataset, *, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    """Row dicts with images as {'bytes', 'path'} (read as Arrow, never decoded), so a broken image is a
-    row's problem to report, not an exception while reading a batch; nothing is copied or cast."""
-    arrow = dataset.with_format("arrow")
-    for start in range(0, len(arrow), batch_size):
-        yield arrow[start : start + batch_size].to_pylist()
 
 
 def diagnose(*, dataset: datasets.Dataset, collator: ChatCollator, batch_size: int = 16) -> Diagnostics:

@@ -13,20 +13,25 @@ them; `references` reads those first, then `answers`. Rows without answers (free
 against their own last assistant turn.
 
 `predictions.jsonl` holds one line per row (id, task, prediction, answers, scores); `metrics.json`
-the mean scores per task and overall (a mean over rows, so large tasks weigh more).
+the mean scores per task and overall (a mean over rows, so large tasks weigh more). A row that
+cannot be asked at all (a broken image, image parts that do not match its images, no user turn
+before an assistant turn: `vlmtrain.row_checks`) is not scored: it goes to `eval_rejected.jsonl`
+with its id and reason, and the count is printed, so one bad row never ends an evaluation.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlmdata.answers import exact_match, vqa_accuracy
+from vlmdata.validation import ConfigError, Problem
 from vlmtrain.collate import _to_pil
-from vlmtrain.data import row_batches
+from vlmtrain.data import raw_batches
+from vlmtrain.row_checks import EMPTY_ANSWER, row_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -40,11 +45,15 @@ class EvalResult:
 
     predictions: list[dict[str, Any]]
     metrics: dict[str, dict[str, float]]
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # rows that could not be asked: id, task, reason
 
     def write(self, *, out_dir: Path) -> None:
-        """`predictions.jsonl` and `metrics.json` into `out_dir` (created if needed)."""
+        """`predictions.jsonl`, `metrics.json` and `eval_rejected.jsonl` (empty: none) into `out_dir` (created if needed)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "eval_rejected.jsonl").open("w", encoding="utf-8") as f:
+            for record in self.rejected:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
         with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
             for record in self.predictions:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -147,10 +156,32 @@ def evaluate(
     was_training = model.training
     model.eval()
     predictions: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     try:
-        for rows in row_batches(dataset, batch_size=batch_size):
-            answers = generate_answers(model=model, processor=processor, rows=rows, max_new_tokens=max_new_tokens)
-            predictions.extend(record(row=row, prediction=p) for row, p in zip(rows, answers, strict=True))
+        for batch in raw_batches(dataset, batch_size=batch_size):  # images undecoded: a broken one is a reject
+            rows = []
+            for row in batch:
+                problem = eval_problem(row)
+                if problem is None:
+                    rows.append(row)
+                else:
+                    rejected.append({"id": row["id"], "task": row["task"], "reason": problem[0], "detail": problem[1]})
+            if rows:
+                answers = generate_answers(model=model, processor=processor, rows=rows, max_new_tokens=max_new_tokens)
+                predictions.extend(record(row=row, prediction=p) for row, p in zip(rows, answers, strict=True))
     finally:
         model.train(was_training)
-    return EvalResult(predictions=predictions, metrics=summarise(predictions))
+    if not predictions:
+        reasons = ", ".join(sorted({r["reason"] for r in rejected}))
+        raise ConfigError([Problem("data", f"none of the {len(rejected)} rows can be asked ({reasons}); "
+                                   f"first: {rejected[0]['id']}: {rejected[0]['detail']}")], what="evaluation data")
+    return EvalResult(predictions=predictions, metrics=summarise(predictions), rejected=rejected)
+
+
+def eval_problem(row: dict[str, Any]) -> tuple[str, str] | None:
+    """Why a row cannot be asked (see `vlmtrain.row_checks`), or None; an empty last answer is fine when the
+    row has reference answers to score against."""
+    problem = row_problem(row)
+    if problem is not None and problem[0] == EMPTY_ANSWER and (row.get("answers") or row_meta(row).get("raw_answers")):
+        return None
+    return problem

@@ -92,6 +92,16 @@ def test_a_run_trains_on_the_good_rows_and_lists_every_bad_one(tmp_path, tiny_ll
     assert f"rejected {len(cases)} of {len(rows)} rows" in result.output
     assert "data: 4 rows to train on" in result.output
 
+    # the same rows evaluated: the bad ones are listed, not scored, and the good ones are
+    scored = CliRunner().invoke(main, ["eval", str(run), "--data", f"{data}:train", "--max-new-tokens", "2",
+                                       "--batch-size", "5", "--out", str(tmp_path / "eval")])
+    assert scored.exit_code == 0, scored.output + repr(scored.exception)
+    preds = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["id"] for p in preds) == sorted(row["id"] for row in good)
+    skipped = [json.loads(line) for line in (tmp_path / "eval" / "eval_rejected.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["reason"]) for r in skipped) == sorted((row["id"], why) for row, why in cases.values())
+    assert f"{len(cases)} row(s) could not be asked" in scored.output
+
 
 def test_a_run_whose_rows_are_all_bad_is_refused_by_name(tmp_path, tiny_llava):
     data = _dataset(tmp_path, [row for row, _ in bad_rows().values()])
