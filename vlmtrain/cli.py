@@ -1,4 +1,4 @@
-"""`vlmtrain` command line: tiny, validate, run (--resume), predict, eval, merge, report.
+"""`vlmtrain` command line: tiny, validate, run (--resume), predict, eval, score, merge, report.
 
 Kept light: torch, transformers and peft are imported inside the commands, so `--help` and config
 errors answer in well under a second. Config problems go to stderr, all at once, with exit code 2.
@@ -13,9 +13,11 @@ from pathlib import Path
 import click
 
 from vlmdata.validation import ConfigError
+from vlmtrain.finite_guard import NonFiniteError
 from vlmtrain.tiny import FAMILIES
 
 EXIT_CONFIG = 2
+EXIT_DIVERGED = 3  # the loss, a gradient norm or a weight turned inf/NaN (vlmtrain.finite_guard)
 
 
 def _fail(err: ConfigError) -> None:
@@ -44,18 +46,25 @@ def tiny(out: Path, family: str, seed: int) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.lr=1e-4.")
-def validate(config: Path, overrides: tuple[str, ...]) -> None:
-    """Check CONFIG (and the files it names) without loading model weights.
+@click.option("--config-only", is_flag=True, help="Skip the checks against the model's config.json and processor.")
+def validate(config: Path, overrides: tuple[str, ...], config_only: bool) -> None:
+    """Check CONFIG, the files it names, its model, LoRA targets and a sample of its rows, without loading weights.
 
     The model's config.json and processor are read: its family must be supported, its processor
-    settings valid and its chat template usable for answer-only training.
+    settings valid and its chat template usable for answer-only training. LoRA targets are matched
+    against the model built on the meta device from its config.json; the first rows of each data source
+    are tokenised with the model's processor (vlmtrain.preflight).
     """
     from vlmtrain.config import load_train_config
     from vlmtrain.model_check import check_model
 
     try:
         cfg = load_train_config(config, overrides=list(overrides))
-        check_model(cfg)
+        if not config_only:
+            from vlmtrain.preflight import preflight
+
+            check_model(cfg)
+            preflight(config=cfg, echo=click.echo)
     except ConfigError as err:
         _fail(err)
     click.echo(f"{config}: ok (run folder: {cfg.run_dir})")
@@ -76,6 +85,9 @@ def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
         run_recipe(config=cfg, echo=click.echo, resume=resume)
     except ConfigError as err:
         _fail(err)
+    except NonFiniteError as err:
+        click.echo(f"NonFiniteError: {err}", err=True)
+        sys.exit(EXIT_DIVERGED)
 
 
 @main.command()
@@ -128,13 +140,45 @@ def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batc
     except ConfigError as err:
         _fail(err)
     model, processor = load_run(run_dir=run_dir, device=device)
-    result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
-                      batch_size=batch_size, limit=limit)
-    result.write(out_dir=out or run_dir)
+    try:
+        result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, limit=limit)
+    except ConfigError as err:
+        _fail(err)
+    _write_scores(result=result, out=out or run_dir)
+
+
+def _write_scores(*, result: object, out: Path) -> None:
+    from vlmtrain.evaluate import EvalResult
+
+    assert isinstance(result, EvalResult)
+    result.write(out_dir=out)
+    if result.rejected:
+        click.echo(f"{len(result.rejected)} row(s) could not be asked and are not scored; listed in "
+                   f"{out / 'eval_rejected.jsonl'}")
     for task, m in result.metrics.items():
         click.echo(f"{task:<16} rows {int(m['rows']):>6}  vqa_accuracy {m['vqa_accuracy']:.4f}  "
                    f"exact_match {m['exact_match']:.4f}")
-    click.echo(f"wrote predictions.jsonl and metrics.json to {out or run_dir}")
+    click.echo(f"wrote predictions.jsonl and metrics.json to {out}")
+
+
+@main.command()
+@click.option("--data", "data", required=True, metavar="OUT[:SPLIT]", help="A vlmdata output and split (default: validation).")
+@click.option("--predictions", "predictions", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help='Official VQA results JSON ([{"question_id", "answer"}]) or JSON lines of {"id", "prediction"}.')
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where predictions.jsonl and metrics.json go.")
+def score(data: str, predictions: Path, out: Path) -> None:
+    """Score answers made elsewhere against a split's raw human answers, exactly as `eval` scores its own."""
+    from vlmtrain.data import open_split
+    from vlmtrain.score_file import score_predictions
+
+    folder, split = _data_arg(data)
+    try:
+        result = score_predictions(dataset=open_split(path=folder, split=split), path=predictions)
+    except ConfigError as err:
+        _fail(err)
+    _write_scores(result=result, out=out)
 
 
 @main.command()

@@ -40,6 +40,7 @@ from pydantic import (
 from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
 from vlmtrain.config_distributed import DistributedSection, strategy_problems
+from vlmtrain.config_finite import nonfinite_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
     ALL_LINEAR,
@@ -54,12 +55,22 @@ from vlmtrain.config_tuning import (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
 
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     """Absolute path; relative ones are read against the config file's folder (`context['base_dir']`)."""
-    value = value.expanduser()
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a path cannot hold a NUL byte")
+    long = next((part for part in value.parts if len(part.encode()) > 255), None)
+    if long is not None or len(text.encode()) > 4095:
+        raise ValueError(f"path too long for the file system ({'a name over 255 bytes' if long else 'over 4095 bytes'}"
+                         f": {text[:40]}...)")
+    try:
+        value = value.expanduser()
+    except RuntimeError:  # `~nouser/...`: no such user's home
+        raise ValueError(f"cannot expand '{value}': no such user's home folder; write the path out") from None
     if value.is_absolute():
         return value
     base = (info.context or {}).get("base_dir")
@@ -118,6 +129,8 @@ class ModelSection(_Section):
     @field_validator("path", mode="before")
     @classmethod
     def _model_folder(cls, value: Any, info: ValidationInfo) -> Path | str:
+        if not isinstance(value, str | Path) or not str(value).strip():
+            raise ValueError(f"needs a model folder or a hub id such as org/name, got {value!r}")
         raw = str(value)
         local = _resolve(Path(raw), info)
         if local.is_dir():
@@ -129,8 +142,10 @@ class ModelSection(_Section):
         raise ValueError(f"model folder not found: {local} (create a tiny one with `vlmtrain tiny {local}`, "
                          f"or name a hub model such as org/name)")
 
-def _dataset_folder(value: Path, info: ValidationInfo) -> Path:
+def _dataset_folder(value: Path | None, info: ValidationInfo) -> Path | None:
     """A `save_to_disk` folder: a DatasetDict (dataset_dict.json) or a single Dataset (state.json)."""
+    if value is None:  # `data: {path: null}`: the section's own check says what is missing
+        return None
     value = _resolve(value, info)
     if not value.is_dir():
         raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
@@ -373,16 +388,27 @@ class TrainConfig(_Section):
 
 def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "training config") -> TrainConfig:
     """Validate an already-loaded dict; every problem is raised together as one ConfigError."""
+    nonfinite = nonfinite_problems(data)
     try:
         config = TrainConfig.model_validate(data, context={"base_dir": Path(base_dir)})
+    except (TypeError, AttributeError, KeyError, OSError, RuntimeError) as e:  # a validator met an odd value
+        raise ConfigError(nonfinite + [Problem("", f"cannot read this config: {type(e).__name__}: {e}")],
+                          what=what) from None
     except ValidationError as err:
-        raise ConfigError(problems_from_validation_error(err, model=TrainConfig, data=data), what=what) from None
+        seen = {p.path for p in nonfinite}  # the range check of a NaN says less than "not a finite number"
+        found_first = [p for p in problems_from_validation_error(err, model=TrainConfig, data=data) if p.path not in seen]
+        raise ConfigError(nonfinite + found_first, what=what) from None
+    if nonfinite:
+        raise ConfigError(nonfinite, what=what)
     found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
     for i, stage in enumerate(config.stages or []):
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
     found += strategy_problems(config.distributed)
+    if config.train.group_by_length and (config.continual is not None or config.multitask is not None):
+        found.append(("train.group_by_length", f"not used by {'continual' if config.continual else 'multitask'} "
+                      "runs: their task sampler orders the data; remove it"))
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:
@@ -394,7 +420,18 @@ def load_train_config(path: str | Path, *, overrides: Sequence[str] = ()) -> Tra
     """Read, merge (`extends:`), expand (`${VAR}`), override (`--set`) and validate a training YAML."""
     path = Path(path)
     what = f"training config {path}"
-    data, _secrets = load_config_dict(path, overrides=list(overrides), what=what, model=TrainConfig)
+    try:
+        data, _secrets = load_config_dict(path, overrides=list(overrides), what=what, model=TrainConfig)
+    except ConfigError:
+        raise
+    except (UnicodeDecodeError, RecursionError, yaml.YAMLError, ValueError, TypeError, IndexError, KeyError,
+            OSError) as e:  # the loader met a file or --set it did not foresee: still a problem, not a traceback
+        where = "--set" if overrides and not isinstance(e, UnicodeDecodeError | RecursionError | OSError) else ""
+        detail = {UnicodeDecodeError: "the file is not UTF-8 text", RecursionError: "a YAML alias refers to itself "
+                  "(recursive anchors cannot be expanded)"}.get(type(e), " ".join(f"{type(e).__name__}: {e}".split()))
+        if where:
+            detail = f"an override could not be applied ({detail}); write key.path=value, e.g. train.lr=1e-4"
+        raise ConfigError([Problem(where, f"cannot read {path}: {detail}")], what=what) from None
     return validate_train_config(data, base_dir=path.resolve().parent, what=what)
 
 

@@ -42,7 +42,7 @@ StrategyName = Literal["naive", "replay", "ewc", "lwf"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
 
 
 class SamplingSection(_Section):

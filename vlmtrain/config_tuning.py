@@ -48,7 +48,7 @@ def check_targets(value: str | list[str]) -> str | list[str]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
 
 
 class ComponentSection(_Section):

@@ -42,7 +42,10 @@ def open_split(*, path: Path, split: str) -> datasets.Dataset:
     """The `split` of the DatasetDict saved at `path` (or the single Dataset saved there), images as PIL."""
     import datasets
 
-    loaded = datasets.load_from_disk(str(path))
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:  # not a saved dataset (or no such folder)
+        raise ConfigError([Problem("data.path", f"{path} is not a saved vlmdata dataset: {e}")], what="dataset") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise ConfigError(
@@ -115,3 +118,11 @@ def row_batches(dataset: datasets.Dataset, *, batch_size: int) -> Iterator[list[
     for start in range(0, len(dataset), batch_size):
         batch = dataset[start : start + batch_size]
         yield [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+
+def raw_batches(dataset: datasets.Dataset, *, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Row dicts with images as {'bytes', 'path'} (read as Arrow, never decoded), so a broken image is a
+    row's problem to report, not an exception while reading a batch; nothing is copied or cast."""
+    arrow = dataset.with_format("arrow")
+    for start in range(0, len(arrow), batch_size):
+        yield arrow[start : start + batch_size].to_pylist()

@@ -51,4 +51,7 @@ class EvalCallback(TrainerCallback):
             limit=self.limit,
         )
         with self.log_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": state.global_step, "eval": result.metrics}) + "\n")
+            line: dict[str, Any] = {"step": state.global_step, "eval": result.metrics}
+            if result.rejected:  # rows that could not be asked (vlmtrain.evaluate): counted, not scored
+                line["eval_rejected"] = len(result.rejected)
+            f.write(json.dumps(line) + "\n")

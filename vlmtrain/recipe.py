@@ -77,6 +77,9 @@ class FinetuneRecipe:
         self.processor = processor
         family = family_of(model_type(model=cfg.model))
         self.collator = ChatCollator(processor=processor, max_length=cfg.data.max_length, family=family)
+        from vlmtrain.preflight import check_targets
+
+        check_targets(cfg)  # LoRA target typos, on the meta-device model: before any weight is read
         diagnostics = diagnose(dataset=dataset, collator=self.collator)
         self.echo(diagnostics.table())
         if self.main:
@@ -88,7 +91,10 @@ class FinetuneRecipe:
                       f"{cfg.data.max_length} ({what}); listed in {self.run_dir / 'rejected_rows.jsonl'}")
         kept = diagnostics.kept
         if not kept:
-            raise ConfigError([Problem("data.max_length", f"every row is rejected at {cfg.data.max_length} tokens")],
+            what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+            where = "data.max_length" if set(rejected) <= {"image_cut", "no_answer_tokens"} else "data.path"
+            raise ConfigError([Problem(where, f"every row is rejected ({what}; data.max_length is "
+                                       f"{cfg.data.max_length}); see {self.run_dir / 'rejected_rows.jsonl'}")],
                               what="dataset")
         self.dataset = dataset if len(kept) == len(dataset) else dataset.select(kept)
         lengths = [min(diagnostics.lengths[i], cfg.data.max_length) for i in kept]
@@ -121,28 +127,20 @@ class FinetuneRecipe:
 
     def _tracker_callbacks(self) -> list[Any]:
         """TensorBoard (`train.report_to: [tensorboard]`), writing to runs/NAME/tensorboard."""
-        if "tensorboard" not in self.config.train.report_to:
-            return []
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
+        from vlmtrain.run_callbacks import tracker_callbacks
 
-        return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(self.run_dir / "tensorboard")))]
+        return tracker_callbacks(config=self.config, folder=self.run_dir)
 
     def _eval_callbacks(self) -> list[Any]:
         """The evaluation-during-training callback when the config has an `eval:` section."""
-        ev = self.config.eval
-        if ev is None:
-            return []
-        from vlmtrain.data import open_split
-        from vlmtrain.eval_callback import EvalCallback
+        from vlmtrain.run_callbacks import eval_callbacks
 
-        dataset = open_split(path=ev.data, split=ev.split)
-        return [EvalCallback(dataset=dataset, processor=self.processor, every=ev.every, log_path=self.log_path,
-                             limit=ev.limit, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)]
+        return eval_callbacks(config=self.config, processor=self.processor, log_path=self.log_path)
 
     def train(self) -> Path:
         """Train, then save the adapter and processor next to the config and log. Returns the run folder."""
         self.trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint is not None else None)
+        self.trainer.require_finite_weights()  # never an adapter of inf/NaN (vlmtrain.finite_guard)
         if self.config.distributed is not None and self.config.distributed.sharded:
             # every rank takes part: the Trainer gathers the shards (adapter + trained.safetensors, VlmTrainer._save)
             self.trainer.save_model(str(self.run_dir))

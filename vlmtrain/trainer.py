@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from vlmtrain.config import TrainConfig
+from vlmtrain.finite_guard import NonFiniteError, finite, first_nonfinite_weight, json_number
 
 
 class JsonlLogger(TrainerCallback):
@@ -33,15 +34,15 @@ class JsonlLogger(TrainerCallback):
             return
         record = {
             "step": state.global_step,
-            "loss": float(logs["loss"]),
-            "lr": float(logs.get("learning_rate", 0.0)),
-            "grad_norm": float(logs["grad_norm"]) if logs.get("grad_norm") is not None else None,
+            "loss": json_number(logs["loss"]),
+            "lr": json_number(logs.get("learning_rate", 0.0)),
+            "grad_norm": json_number(logs.get("grad_norm")),
             "epoch": logs.get("epoch"),
         }
         # per-task and per-group values (`loss/<task>`, `weight/<task>`, ...) from trainer subclasses
-        record.update({k: float(v) for k, v in logs.items() if "/" in k and isinstance(v, int | float)})
+        record.update({k: json_number(v) for k, v in logs.items() if "/" in k and isinstance(v, int | float)})
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")  # non-finite values are null (finite_guard)
 
 
 def _checkpointing(*, enabled: bool) -> dict[str, Any]:
@@ -153,6 +154,7 @@ class VlmTrainer(Trainer):
         starting weights and the resumed run would silently diverge. `_save` runs before the Trainer writes
         `trainer_state.json`, so a checkpoint that counts as complete (`vlmtrain.checkpoint`) has the file.
         """
+        self.require_finite_weights()
         super()._save(output_dir, state_dict)
         if hasattr(self.model, "peft_config"):
             from vlmtrain.weights import save_trained, save_trained_state
@@ -162,6 +164,29 @@ class VlmTrainer(Trainer):
                 save_trained_state(model=self.model, state=state_dict, folder=folder)
             else:
                 save_trained(model=self.model, folder=folder)
+
+    def require_finite_weights(self) -> None:
+        """NonFiniteError when a trainable weight holds inf or NaN (called before anything is saved)."""
+        name = first_nonfinite_weight(self.model)
+        if name is not None:
+            raise NonFiniteError(what=f"weight {name}", step=self.state.global_step, value="inf/NaN",
+                                 run_dir=Path(self.args.output_dir))
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        """The stock step; a non-finite loss stops the run before its gradients reach the optimizer (finite_guard)."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.world_size == 1 and not finite(loss):
+            raise NonFiniteError(what="loss", step=self.state.global_step + 1, value=float(loss.detach().float()),
+                                 run_dir=Path(self.args.output_dir))
+        return loss
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        """The stock norm; a non-finite one stops the run before the optimizer steps (not under fp16's scaler)."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        if grad_norm is not None and not self.args.fp16 and not finite(grad_norm):
+            raise NonFiniteError(what="gradient norm", step=self.state.global_step + 1, value=float(grad_norm),
+                                 run_dir=Path(self.args.output_dir))
+        return grad_norm
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)

@@ -14,7 +14,11 @@ the rows' reference answers, with `vqa_accuracy` or `exact_match`.
 
 Writes to runs/NAME/: config.yaml, continual.json (stages, matrix, summary, per-stage eval metrics),
 tasks/K-STAGE/log.jsonl (each stage's training log), and the final adapter + processor.
-Rows are not length-checked here (unlike `FinetuneRecipe`): keep `data.max_length` above the rows'.
+Rows are checked as in `FinetuneRecipe` before the model loads (`vlmtrain.diagnostics`): the length
+table is printed, rows that cannot train are listed in rejected_rows.jsonl and left out of every
+stage (and so of replay). `eval:` (scores every N steps, into the stage's log.jsonl) and
+`train.report_to` (tasks/K-STAGE/tensorboard) work as in a single run (`vlmtrain.run_callbacks`);
+`train.group_by_length` is refused at validation (the task sampler orders the data).
 """
 
 from __future__ import annotations
@@ -142,6 +146,7 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
     from vlmtrain.distributed import is_main_process, wait_for_everyone
     from vlmtrain.families import family_of
     from vlmtrain.model import load_processor, model_type
+    from vlmtrain.run_callbacks import eval_callbacks, tracker_callbacks
     from vlmtrain.trainer_multitask import build_multitask_trainer
     from vlmtrain.weights import save_trained, write_chain
 
@@ -157,6 +162,10 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
     processor = load_processor(model=config.model)
     collator = ChatCollator(processor=processor, max_length=config.data.max_length,
                             family=family_of(model_type(model=config.model)))
+    from vlmtrain.preflight import check_targets
+
+    check_targets(config)  # LoRA target typos, before any weight is read
+    stages = _drop_rejected(table=table, stages=stages, collator=collator, run_dir=run_dir, main=main, echo=echo)
     built = build_model(config=config)
     model = built.model
     if continual.init_from is not None:
@@ -184,8 +193,11 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
                 config=stage_config, model=model, processor=processor, dataset=table.select(rows),
                 collator=collator, log_path=folder / "log.jsonl", param_groups=built.groups, strategy=strategy,
                 tasks=all_tasks,
+                extra_callbacks=[*eval_callbacks(config=config, processor=processor, log_path=folder / "log.jsonl"),
+                                 *tracker_callbacks(config=config, folder=folder)],
             )
             trainer.train()
+            trainer.require_finite_weights()  # never score or save inf/NaN weights (vlmtrain.finite_guard)
         order = np.random.default_rng([config.seed, k]).permutation(len(stage.rows))
         loader = torch.utils.data.DataLoader(table.select([stage.rows[i] for i in order]), batch_size=1,
                                              collate_fn=collator)
@@ -206,6 +218,30 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
         echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
     wait_for_everyone()  # no rank returns before rank 0 has saved
     return run_dir
+
+
+def _drop_rejected(*, table: Any, stages: list[Stage], collator: Any, run_dir: Path, main: bool,
+                   echo: Callable[[str], None]) -> list[Stage]:
+    """The stages without the training rows that cannot train (as `FinetuneRecipe` judges them)."""
+    from vlmtrain.diagnostics import diagnose
+
+    diagnostics = diagnose(dataset=table, collator=collator)
+    echo(diagnostics.table())
+    if main:
+        diagnostics.write_rejected(path=run_dir / "rejected_rows.jsonl")
+    rejected = diagnostics.counts()
+    if not rejected:
+        return stages
+    what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
+    echo(f"rejected {sum(rejected.values())} of {len(table)} rows at data.max_length={collator.max_length} "
+         f"({what}); listed in {run_dir / 'rejected_rows.jsonl'}")
+    kept = set(diagnostics.kept)
+    out = [Stage(name=s.name, rows=[r for r in s.rows if r in kept], eval=s.eval, train=s.train) for s in stages]
+    empty = [Problem(f"continual.sequence[{i}]", f"stage '{s.name}' has no training row left after the rejects "
+                     f"({what}); see {run_dir / 'rejected_rows.jsonl'}") for i, s in enumerate(out) if s.train and not s.rows]
+    if empty:
+        raise ConfigError(empty, what="continual data")
+    return out
 
 
 def _write(*, run_dir: Path, continual: ContinualSection, stages: list[Stage], matrix: list[list[float]],
