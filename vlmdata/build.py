@@ -90,7 +90,8 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
         datasets.disable_progress_bars()
     try:
         plan = make_plan(loaded, out=final, cache_dir=cache_dir)
-        writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size)
+        writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size,
+                             preference=recipe.preference is not None)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
             if isinstance(engine_spec, RayEngine):

@@ -28,6 +28,7 @@ from vlmdata.steps.dedup import DedupSpec
 from vlmdata.steps.filter import FilterItem
 from vlmdata.steps.mix import MixSpec
 from vlmdata.steps.normalize import NormalizeSpec
+from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.steps.split import SplitSpec
 from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
 from vlmdata.templates_lib import check_template
@@ -95,6 +96,7 @@ class Recipe(BaseModel):
     synthesize: list[SynthesizeSpec] = Field(default_factory=list)
     normalize: NormalizeSpec | None = None
     filter: list[FilterItem] = Field(default_factory=list)
+    preference: PreferenceSpec | None = None  # rows → (prompt, chosen, rejected) pairs (steps/preference.py)
     dedup: DedupSpec | None = None
     split: SplitSpec | None = None
     mix: MixSpec | None = None
