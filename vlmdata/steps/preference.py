@@ -38,7 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vlmdata.answers import normalize_vqa, vqa_accuracy
 from vlmdata.rows import Reject
-from vlmdata.schema import PREFERENCE_TASK, assistant_texts, message, preference_problems, preference_row_id, text_part
+from vlmdata.schema import (
+    PREFERENCE_TASK,
+    assistant_texts,
+    message,
+    preference_problems,
+    preference_row_id,
+    text_part,
+)
 from vlmdata.steps.base import GlobalStep, Row
 
 
