@@ -145,3 +145,34 @@ def test_shapes_preference_recipe_builds_pairs_with_leak_free_splits(tmp_path):
     assert trl.column_names == ["prompt", "chosen", "rejected", "images"]
     again = build(loaded, out=tmp_path / "again", progress=False)  # seeded: the same pairs again
     assert datasets.load_from_disk(str(again.path))["train"]["id"] == dd["train"]["id"]
+
+
+@pytest.mark.slow
+def test_preference_exports_and_report_show_pairs(tmp_path):
+    from vlmdata.export import export
+    from vlmdata.report.html import render_report
+
+    loaded = load_recipe(RECIPE, overrides=["sources.0.count=20", "split.validation=0.3"])
+    out = build(loaded, out=tmp_path / "out", progress=False).path
+    import datasets
+
+    train = datasets.load_from_disk(str(out))["train"]
+    first = train[0]
+    share = export(out, fmt="sharegpt", dest=tmp_path / "sharegpt")
+    records = json.loads(share.files["train"].read_text())
+    assert len(records) == len(train)
+    rec = records[0]
+    assert rec["messages"][-1]["role"] == "user" and rec["messages"][-1]["content"].count("<image>") == len(rec["images"])
+    assert rec["chosen"] == {"role": "assistant", "content": assistant_texts(first["chosen"])[0]}
+    assert rec["rejected"] == {"role": "assistant", "content": assistant_texts(first["rejected"])[0]}
+    info = json.loads((tmp_path / "sharegpt" / "dataset_info.json").read_text())
+    entry = info["shapes-preference_train"]
+    assert entry["ranking"] is True and entry["columns"]["chosen"] == "chosen"
+    swift = export(out, fmt="swift", dest=tmp_path / "swift")
+    line = json.loads(swift.files["train"].read_text().splitlines()[0])
+    assert line["messages"][-1] == {"role": "assistant", "content": assistant_texts(first["chosen"])[0]}
+    assert line["rejected_response"] == assistant_texts(first["rejected"])[0]
+    llava = export(out, fmt="llava", dest=tmp_path / "llava")  # no preference form: every row a counted reject
+    assert llava.rejected == {"preference_row": len(train) + len(datasets.load_from_disk(str(out))["validation"])}
+    html = render_report(out)
+    assert "class='prefpair'" in html and "<span class='role'>rejected</span>" in html
