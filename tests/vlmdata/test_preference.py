@@ -65,6 +65,18 @@ def test_hard_negative_never_scores_above_zero_and_keeps_the_answer_type():
         assert assistant_texts(by_row["r3"]["rejected"]) == ["no"]
 
 
+def test_a_reference_in_other_case_or_punctuation_is_never_a_rejected_answer():
+    from vlmdata.steps.preference import is_wrong
+
+    assert vqa_accuracy("Dog.", ["dog"] * 10) == 0.0  # the official metric normalises only disagreeing references
+    assert not is_wrong("Dog.", ["dog"] * 10) and not is_wrong("the dog", ["dog"] * 10)
+    assert is_wrong("cat", ["dog"] * 10) and not is_wrong("two", ["2"] * 9 + ["two"])
+    rows = [_row(0, answer="dog", refs=["dog"] * 10), _row(1, answer="Dog.", refs=["dog"] * 10),
+            _row(2, answer="cat", refs=["cat"] * 10)]
+    out = {p["meta"]["preference"]["row"]: p for p in _run(PreferenceStep(spec=PreferenceSpec(), seed=0), rows)}
+    assert assistant_texts(out["r0"]["rejected"]) == ["cat"] and assistant_texts(out["r1"]["rejected"]) == ["cat"]
+
+
 def test_pairs_keep_the_contract_and_ids_hash_all_three_parts():
     rows = [_row(i, answer=a, refs=[a]) for i, a in enumerate(["cat", "dog", "bird"])]
     out = _run(PreferenceStep(spec=PreferenceSpec(), seed=0), rows)
@@ -176,3 +188,25 @@ def test_preference_exports_and_report_show_pairs(tmp_path):
     assert llava.rejected == {"preference_row": len(train) + len(datasets.load_from_disk(str(out))["validation"])}
     html = render_report(out)
     assert "class='prefpair'" in html and "<span class='role'>rejected</span>" in html
+
+
+def test_from_run_pairs_the_reference_with_the_runs_wrong_answers(tmp_path):
+    rows = [_row(i, answer=a, refs=[a] * 3) for i, a in enumerate(["cat", "dog", "bird"])]
+    preds = tmp_path / "predictions.jsonl"
+    preds.write_text("\n".join(json.dumps({"id": i, "task": "vqa", "prediction": p, "answers": []})
+                               for i, p in (("r0", "a dog"), ("r1", "Dog."))) + "\n")
+    spec = PreferenceSpec.model_validate({"from": "run", "predictions": str(preds)})
+    out = _run(PreferenceStep(spec=spec, seed=0), rows)
+    pairs = [x for x in out if not isinstance(x, Reject)]
+    rejects = {x.row_id: x.reason for x in out if isinstance(x, Reject)}
+    assert rejects == {"r1": "prediction_correct", "r2": "no_prediction"}
+    assert len(pairs) == 1 and assistant_texts(pairs[0]["chosen"]) == ["cat"]
+    assert assistant_texts(pairs[0]["rejected"]) == ["a dog"]
+    assert pairs[0]["meta"]["preference"]["kind"] == "on_policy"
+
+
+def test_from_run_needs_its_predictions(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text(f"extends: {RECIPE}\npreference: {{from: run}}\n")
+    with pytest.raises(ConfigError, match="preference.predictions"):
+        load_recipe(bad)

@@ -11,8 +11,9 @@
 The chosen side is the row's own (last) assistant answer; the prompt is everything before it.
 - A row with reference `answers` (VQA, multiple choice, labels) gets a *hard negative*: an answer
   another row of the same task gave (same `group_by` values when the rows have them, else the same
-  task) that the official VQA accuracy (vlmdata/answers.py) scores 0 against this row's references,
-  so a rejected answer is never a partly right one. Candidates are weighted by how often they occur
+  task) that the official VQA accuracy (vlmdata/answers.py) scores 0 against this row's references
+  and that is no reference up to case/punctuation/articles (`is_wrong`), so a rejected answer is never
+  a partly right one. Candidates are weighted by how often they occur
   (plausible answers first); the draw is seeded by the recipe seed and the row id.
 - A caption row gets its caption with one attribute word swapped for another of the same attribute
   (`attributes`), or, when it holds none of them, the caption of another image of the same task.
@@ -32,11 +33,13 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmdata.answers import normalize_vqa, vqa_accuracy
+from vlmdata.paths import ExistingPath
 from vlmdata.rows import Reject
 from vlmdata.schema import (
     PREFERENCE_TASK,
@@ -50,10 +53,11 @@ from vlmdata.steps.base import GlobalStep, Row
 
 
 class PreferenceSpec(BaseModel):
-    """The `preference:` section (`from: labels`; judge- and run-made pairs are not built yet)."""
+    """The `preference:` section: `from: labels`, or `from: run` with a run's `predictions` (judge: not yet)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: Literal["labels"] = Field(default="labels", alias="from")
+    from_: Literal["labels", "run"] = Field(default="labels", alias="from")
+    predictions: ExistingPath | None = None  # from: run: `vlmtrain eval`'s predictions.jsonl (or its folder)
     tasks: list[str] | None = Field(default=None, min_length=1)  # which tasks make pairs; others are rejected
     group_by: list[str] = Field(default_factory=lambda: ["question_type", "answer_type"])
     attributes: dict[str, list[str]] = Field(default_factory=dict)  # captions: attribute → its words
@@ -66,6 +70,41 @@ class PreferenceSpec(BaseModel):
             if len({w.lower() for w in words}) < 2:
                 raise ValueError(f"attributes.{name} needs at least two different words to swap between")
         return value
+
+    @model_validator(mode="after")
+    def _run_needs_predictions(self) -> PreferenceSpec:
+        if self.from_ == "run" and self.predictions is None:
+            raise ValueError("preference.from: run needs preference.predictions (the predictions.jsonl that "
+                             "`vlmtrain eval RUN --split ...` wrote)")
+        if self.from_ != "run" and self.predictions is not None:
+            raise ValueError(f"preference.predictions is read only with from: run (from is {self.from_})")
+        return self
+
+
+def load_predictions(path: Path) -> dict[str, str]:
+    """id → the run's answer, from `vlmtrain eval`'s predictions.jsonl (`path` or `path/predictions.jsonl`)."""
+    file = path / "predictions.jsonl" if path.is_dir() else path
+    out: dict[str, str] = {}
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            out[str(record["id"])] = str(record["prediction"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{file}:{n}: not a predictions line with id and prediction ({e})") from None
+    return out
+
+
+def is_wrong(candidate: str, references: list[str]) -> bool:
+    """Whether `candidate` may be a rejected answer: the official VQA accuracy scores it 0, and it is not one
+    of the references up to case, punctuation and articles either. (The official metric normalises only
+    when the references disagree, so "Dog." scores 0 against ten "dog"s; as a rejected answer it would
+    teach the model to disprefer the right answer.)"""
+    if vqa_accuracy(candidate, references) > 0:
+        return False
+    mine = normalize_vqa(candidate.lower())
+    return bool(mine) and all(normalize_vqa(r.lower()) != mine for r in references)
 
 
 def _answer_text(row: Row) -> str:
@@ -140,14 +179,22 @@ class PreferenceStep(GlobalStep):
             first_of.setdefault((r["task"], normalize_vqa(r["answer"])), r["id"])
         state = PreferenceState()
         kinds: Counter[str] = Counter()
+        predictions = load_predictions(self.spec.predictions) if self.spec.predictions is not None else None
         for r in rows:
             i = r["_idx"]
             if self.spec.tasks is not None and r["task"] not in self.spec.tasks:
                 state.reasons[i] = ("task_not_paired", f"task '{r['task']}' is not in preference.tasks")
                 continue
             rng = random.Random(f"{self.seed}:preference:{r['id']}")
-            made = (self._caption(r, captions[r["task"]], rng) if r["captioned"]
-                    else self._hard_negative(r, by_group, by_task, first_of, rng))
+            if predictions is not None:
+                made = self._on_policy(r, predictions)
+                if isinstance(made, tuple) and isinstance(made[0], str) and made[0].startswith("!"):
+                    state.reasons[i] = (made[0][1:], made[1])
+                    continue
+            elif r["captioned"]:
+                made = self._caption(r, captions[r["task"]], rng)
+            else:
+                made = self._hard_negative(r, by_group, by_task, first_of, rng)
             if isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], dict):
                 state.rejected[i] = made
                 kinds[made[1]["kind"]] += 1
@@ -162,13 +209,28 @@ class PreferenceStep(GlobalStep):
         if not r["answer"]:
             return "the row has no assistant answer to prefer"
         for level, pool in (("group", by_group[(r["task"], r["group"])]), ("task", by_task[r["task"]])):
-            wrong = sorted(a for a in pool if vqa_accuracy(a, refs) == 0.0)
+            wrong = sorted(a for a in pool if is_wrong(a, refs))
             if wrong:
                 pick = rng.choices(wrong, weights=[pool[a] for a in wrong])[0]
                 return pick, {"kind": "hard_negative", "level": level,
                               "rejected_from": first_of.get((r["task"], normalize_vqa(pick)))}
         return (f"no other answer of task '{r['task']}' scores 0 against the references {refs} "
                 "(every candidate is at least partly right)")
+
+    def _on_policy(self, r: dict[str, Any], predictions: dict[str, str]) -> tuple[str, Any]:
+        """The run's own answer as the rejected side when it scores 0 (VQA accuracy) against the references;
+        ("!reason", detail) when the row cannot pair: no prediction, or the run answered (partly) right."""
+        if r["id"] not in predictions:
+            return "!no_prediction", f"{self.spec.predictions} has no prediction for row {r['id']}"
+        prediction, refs = predictions[r["id"]].strip(), json.loads(r["answers"]) or [r["answer"]]
+        if not prediction:
+            return "!empty_prediction", "the run answered nothing"
+        accuracy = vqa_accuracy(prediction, refs)
+        if not is_wrong(prediction, refs):
+            return "!prediction_correct", (f"the run's answer {prediction!r} scores {accuracy:g} against {refs} or matches one up to "
+                                           "case/punctuation/articles: "
+                                           "no error to prefer the reference over")
+        return prediction, {"kind": "on_policy", "run": str(self.spec.predictions)}
 
     def _caption(self, r: dict[str, Any], pool: list[dict[str, Any]], rng: random.Random) -> tuple[str, dict] | str:
         if self.spec.attributes:
