@@ -67,10 +67,11 @@ def setup_dpo(recipe: Any) -> None:
                                    "with the adapter disabled): give the llm `train: lora`")], what="training config")
     recipe.model = built.model
     recipe.echo(built.table())
-    callbacks: list[Any] = [JsonlLogger(path=recipe.log_path), *recipe._tracker_callbacks()]
+    # `eval:` (a VQA split, generated answers) shows what alignment cost; `dpo.eval_split` what it bought
+    callbacks: list[Any] = [JsonlLogger(path=recipe.log_path), *recipe._eval_callbacks(), *recipe._tracker_callbacks()]
     if held_out is not None:
         callbacks.append(PreferenceEval(dataset=held_out, collator=recipe.collator, log_path=recipe.log_path,
-                                        every=cfg.dpo.eval_every, batch_size=cfg.dpo.eval_batch_size,
+                                        every=cfg.dpo.eval_every, batch_size=cfg.dpo.eval_batch_size, beta=cfg.dpo.beta,
                                         before=built.guard is None))  # no eval forward of a 4-bit model first
     if built.guard:
         callbacks.append(GuardRelease(handle=built.guard))

@@ -45,9 +45,11 @@ class DpoTrainer(VlmTrainer):
         super().log(logs, *args, **kwargs)
 
 
-def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: int = 8) -> dict[str, float]:
-    """Held-out preference accuracy: the share of pairs whose implicit reward ranks chosen above rejected
-    (policy log-ratio against the adapter-disabled reference), plus the mean margin. Eval mode, no grad."""
+def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: int = 8,
+                        beta: float = 1.0) -> dict[str, float]:
+    """Held-out preference accuracy (`rewards/accuracies`): the share of pairs whose implicit reward ranks
+    chosen above rejected (policy log-ratio against the adapter-disabled reference), plus the mean reward
+    margin (`rewards/margins`, times beta as in training: see `beta`). Eval mode, no grad."""
     from vlmtrain.data import row_batches
     from vlmtrain.dpo import split_pair
 
@@ -62,27 +64,27 @@ def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: 
             pol, _ = pair_logps(model=model, batch=batch, reference=False)
             chosen, rejected = split_pair(pol - ref)
             hits += float((chosen > rejected).float().sum())
-            margins += float((chosen - rejected).sum())
+            margins += beta * float((chosen - rejected).sum())
             n += len(rows)
     if was_training:
         model.train()
-    return {"eval/preference_accuracy": hits / max(n, 1), "eval/rewards_margin": margins / max(n, 1), "eval/pairs": n}
+    return {"rewards/accuracies": hits / max(n, 1), "rewards/margins": margins / max(n, 1), "pairs": n}
 
 
 class PreferenceEval(TrainerCallback):
     """Preference accuracy on a held-out split before training, every `every` steps, and at the end,
-    appended to log.jsonl (`"eval": "preference"` lines)."""
+    appended to log.jsonl as `{"step": N, "preference_eval": {"rewards/accuracies", "rewards/margins", "pairs"}}`."""
 
     def __init__(self, *, dataset: Any, collator: Any, log_path: Path, every: int | None, batch_size: int,
-                 before: bool = True) -> None:
+                 beta: float, before: bool = True) -> None:
         self.dataset, self.collator, self.log_path = dataset, collator, log_path
-        self.every, self.batch_size, self.before = every, batch_size, before
+        self.every, self.batch_size, self.before, self.beta = every, batch_size, before, beta
 
     def _run(self, *, model: Any, step: int) -> None:
         scores = preference_accuracy(model=model, dataset=self.dataset, collator=self.collator,
-                                     batch_size=self.batch_size)
+                                     batch_size=self.batch_size, beta=self.beta)
         with self.log_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "eval": "preference", **scores}) + "\n")
+            f.write(json.dumps({"step": step, "preference_eval": scores}) + "\n")
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and self.before:

@@ -129,7 +129,7 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
     sets = [f"model.path={tiny_dir('llava')}", f"data.path={colour_dataset}", f"stages.0.data.path={colour_dataset}",
             f"stages.2.data.path={pairs}", f"output.dir={run_dir}", "stages.0.train.steps=2",
             "stages.1.train.steps=2", "stages.2.train.steps=4", "stages.2.dpo.eval_every=2", "train.log_every=1",
-            "train.report_to=[tensorboard]"]
+            "train.report_to=[tensorboard]", f"eval={{every: 2, data: {colour_dataset}, limit: 2, max_new_tokens: 2}}"]
     args = ["run", str(recipe)]
     for s in sets:
         args += ["--set", s]
@@ -143,8 +143,11 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
         for name in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
             assert name in r
         assert r["rewards/margins"] == pytest.approx(r["rewards/chosen"] - r["rewards/rejected"], abs=1e-5)
-    evals = [r for r in lines if r.get("eval") == "preference"]
-    assert [r["step"] for r in evals] == [0, 2, 4] and evals[0]["eval/preference_accuracy"] == 0.0  # no margin yet
+    evals = [r for r in lines if "preference_eval" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    assert evals[0]["preference_eval"] == {"rewards/accuracies": 0.0, "rewards/margins": 0.0, "pairs": 1}  # no margin yet
+    vqa = [r for r in lines if "eval" in r]  # `eval:` on a VQA split: what alignment cost
+    assert [r["step"] for r in vqa] == [2, 4] and "overall" in vqa[-1]["eval"]
     assert list((stage / "tensorboard").iterdir())
     assert json.loads((stage / "chain.json").read_text()) == ["../01-projector", "../02-sft"]
     assert (run_dir / "adapter_model.safetensors").is_file()
