@@ -49,13 +49,16 @@ def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: 
                         beta: float = 1.0) -> dict[str, float]:
     """Held-out preference accuracy (`rewards/accuracies`): the share of pairs whose implicit reward ranks
     chosen above rejected (policy log-ratio against the adapter-disabled reference), plus the mean reward
-    margin (`rewards/margins`, times beta as in training: see `beta`). Eval mode, no grad."""
+    margin (`rewards/margins`, times beta as in training: see `beta`). Both are 0 before training by
+    construction (policy = reference), so `logps/accuracies` says how often the model itself finds the chosen
+    answer likelier than the rejected one (summed log-probs): the "before" number a user compares. Eval mode,
+    no grad."""
     from vlmtrain.data import row_batches
     from vlmtrain.dpo import split_pair
 
     was_training = model.training
     model.eval()
-    hits, margins, n = 0.0, 0.0, 0
+    hits, likelier, margins, n = 0.0, 0.0, 0.0, 0
     device = next(model.parameters()).device
     with torch.no_grad():
         for rows in row_batches(dataset, batch_size=batch_size):
@@ -64,16 +67,19 @@ def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: 
             pol, _ = pair_logps(model=model, batch=batch, reference=False)
             chosen, rejected = split_pair(pol - ref)
             hits += float((chosen > rejected).float().sum())
+            pol_chosen, pol_rejected = split_pair(pol)
+            likelier += float((pol_chosen > pol_rejected).float().sum())
             margins += beta * float((chosen - rejected).sum())
             n += len(rows)
     if was_training:
         model.train()
-    return {"rewards/accuracies": hits / max(n, 1), "rewards/margins": margins / max(n, 1), "pairs": n}
+    return {"rewards/accuracies": hits / max(n, 1), "rewards/margins": margins / max(n, 1),
+            "logps/accuracies": likelier / max(n, 1), "pairs": n}
 
 
 class PreferenceEval(TrainerCallback):
     """Preference accuracy on a held-out split before training, every `every` steps, and at the end,
-    appended to log.jsonl as `{"step": N, "preference_eval": {"rewards/accuracies", "rewards/margins", "pairs"}}`."""
+    appended to log.jsonl as `{"step": N, "preference_eval": {"rewards/accuracies", "rewards/margins", "logps/accuracies", "pairs"}}`."""
 
     def __init__(self, *, dataset: Any, collator: Any, log_path: Path, every: int | None, batch_size: int,
                  beta: float, before: bool = True) -> None:

@@ -145,7 +145,9 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
         assert r["rewards/margins"] == pytest.approx(r["rewards/chosen"] - r["rewards/rejected"], abs=1e-5)
     evals = [r for r in lines if "preference_eval" in r]
     assert [r["step"] for r in evals] == [0, 2, 4]
-    assert evals[0]["preference_eval"] == {"rewards/accuracies": 0.0, "rewards/margins": 0.0, "pairs": 1}  # no margin yet
+    first = evals[0]["preference_eval"]
+    assert (first["rewards/accuracies"], first["rewards/margins"], first["pairs"]) == (0.0, 0.0, 1)  # policy = reference
+    assert first["logps/accuracies"] in (0.0, 1.0)
     vqa = [r for r in lines if "eval" in r]  # `eval:` on a VQA split: what alignment cost
     assert [r["step"] for r in vqa] == [2, 4] and "overall" in vqa[-1]["eval"]
     assert list((stage / "tensorboard").iterdir())
