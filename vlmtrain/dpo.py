@@ -132,9 +132,10 @@ def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool) -> tuple[t
     import torch
 
     if reference:
-        if not hasattr(model, "disable_adapter"):
+        peft_model = getattr(model, "module", model)  # under DDP the Trainer hands us the wrapper
+        if not hasattr(peft_model, "disable_adapter"):
             raise ValueError("DPO needs a LoRA/QLoRA model: the reference is the model with its adapter disabled")
-        ctx: Any = model.disable_adapter()
+        ctx: Any = peft_model.disable_adapter()
         with torch.no_grad(), ctx:
             logits = model(**model_inputs(batch), use_cache=False).logits
     else:
