@@ -142,3 +142,27 @@ def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool) -> tuple[t
         with contextlib.nullcontext():
             logits = model(**model_inputs(batch), use_cache=False).logits
     return sequence_logps(logits=logits, labels=batch["labels"])
+
+
+ANSWER_CUT = "answer_cut"
+
+
+def pair_rejects(*, dataset: Any, chat: ChatCollator, batch_size: int = 16) -> list[dict[str, Any]]:
+    """Pairs that do not fit `chat.max_length` whole: (id, reason, tokens) each; the rest train.
+
+    SFT may train on a cut answer; DPO may not: a cut chosen or rejected answer compares the log-probs of
+    two different things (a prefix against a whole answer), a silently wrong number. So a pair whose
+    longer side exceeds max_length is rejected (`answer_cut`), listed, and never cut."""
+    from dataclasses import replace
+
+    from vlmtrain.data import row_batches
+
+    measure = PairCollator(chat=replace(chat, max_length=2**31 - 1))
+    out: list[dict[str, Any]] = []
+    for rows in row_batches(dataset, batch_size=batch_size):
+        lengths = measure(rows)["attention_mask"].sum(dim=1).tolist()
+        for i, row in enumerate(rows):
+            longest = int(max(lengths[i], lengths[i + len(rows)]))
+            if longest > chat.max_length:
+                out.append({"id": row.get("id"), "task": row.get("task"), "reason": ANSWER_CUT, "tokens": longest})
+    return out

@@ -6,6 +6,7 @@ the same files (adapter, processor, config.yaml, log.jsonl) and `vlmtrain predic
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vlmdata.validation import ConfigError, Problem
@@ -28,7 +29,7 @@ def setup_dpo(recipe: Any) -> None:
     from vlmtrain.collate import ChatCollator
     from vlmtrain.config import config_to_yaml
     from vlmtrain.data import open_sources, open_split
-    from vlmtrain.dpo import PairCollator
+    from vlmtrain.dpo import PairCollator, pair_rejects
     from vlmtrain.dpo_trainer import DpoTrainer, PreferenceEval
     from vlmtrain.families import family_of
     from vlmtrain.model import model_type
@@ -60,6 +61,19 @@ def setup_dpo(recipe: Any) -> None:
     family = family_of(model_type(model=cfg.model))
     recipe.collator = PairCollator(chat=ChatCollator(processor=processor, max_length=cfg.data.max_length,
                                                      family=family))
+    rejected = pair_rejects(dataset=dataset, chat=recipe.collator.chat)
+    if recipe.main:
+        with (recipe.run_dir / "rejected_rows.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rejected)
+    if rejected:
+        recipe.echo(f"rejected {len(rejected)} of {len(dataset)} pairs longer than data.max_length="
+                    f"{cfg.data.max_length} (a cut answer cannot be compared); listed in "
+                    f"{recipe.run_dir / 'rejected_rows.jsonl'}")
+        if len(rejected) == len(dataset):
+            raise ConfigError([Problem("data.max_length", f"every pair is longer than {cfg.data.max_length} tokens")],
+                              what="dataset")
+        gone = {r["id"] for r in rejected}
+        dataset = dataset.select([i for i, row_id in enumerate(dataset["id"]) if row_id not in gone])
     recipe.dataset = dataset
     built = build_model(config=cfg, chain=recipe.chain)  # the reference = this model, adapter disabled
     if not hasattr(built.model, "disable_adapter"):
@@ -76,7 +90,7 @@ def setup_dpo(recipe: Any) -> None:
     if built.guard:
         callbacks.append(GuardRelease(handle=built.guard))
     trainer = DpoTrainer(lengths=None, model=recipe.model, args=training_arguments(config=cfg),
-                         train_dataset=dataset, data_collator=recipe.collator, processing_class=processor,
+                         train_dataset=recipe.dataset, data_collator=recipe.collator, processing_class=processor,
                          callbacks=callbacks)
     trainer.dpo = cfg.dpo
     trainer.param_groups = built.groups

@@ -212,3 +212,22 @@ def test_every_family_scores_pairs_on_the_answer_and_its_reference_is_the_base(f
     answers = [processor.tokenizer.decode(batch["input_ids"][b][batch["labels"][b] != -100]) for b in range(4)]
     for text, expected in zip(answers, ["red", "green", "green", "blue"], strict=True):
         assert text.strip().startswith(expected), (family, answers)
+
+
+def test_a_pair_too_long_for_max_length_is_listed_not_cut(write_config, tmp_path):
+    from tiny_cache import config_text
+
+    from vlmtrain.config import load_train_config
+    from vlmtrain.recipe import FinetuneRecipe
+
+    long = pair_row(colour="red", wrong="blue " * 150)
+    pairs = save_pairs(path=tmp_path / "pairs", splits={"train": [*colour_pairs(), long]})
+    body = "method: dpo\ntrain: {steps: 1, batch_size: 2, device: cpu}\n"  # config_text: max_length 128
+    path = write_config(config_text(model=tiny_dir("llava"), data=pairs, out=tmp_path / "run", body=body))
+    said: list[str] = []
+    recipe = FinetuneRecipe(config=load_train_config(path), echo=said.append)
+    recipe.setup()
+    assert len(recipe.dataset) == 4 and long["id"] not in recipe.dataset["id"]
+    listed = [json.loads(line) for line in (tmp_path / "run" / "rejected_rows.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["reason"]) for r in listed] == [(long["id"], "answer_cut")] and listed[0]["tokens"] > 128
+    assert any("rejected 1 of 5 pairs" in line for line in said)
