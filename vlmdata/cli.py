@@ -146,6 +146,9 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
         for row in shown:
             click.echo(f"\n  [{split}] {row['id']} task={row['task']} source={row['source']} images={len(row['images'])}")
             click.echo(_render_messages(row["messages"]))
+            for side in ("chosen", "rejected"):  # a preference pair's two answers
+                if row.get(side):
+                    click.echo(_render_messages([{**m, "role": side} for m in row[side]]))
             if row["answers"]:
                 click.echo(f"    answers: {row['answers'][:10]}")
 

@@ -210,3 +210,14 @@ def test_from_run_needs_its_predictions(tmp_path):
     bad.write_text(f"extends: {RECIPE}\npreference: {{from: run}}\n")
     with pytest.raises(ConfigError, match="preference.predictions"):
         load_recipe(bad)
+
+
+def test_inspect_shows_both_sides_of_a_pair(tmp_path):
+    from click.testing import CliRunner
+
+    from vlmdata.cli import main
+
+    out = build(load_recipe(RECIPE, overrides=["sources.0.count=10"]), out=tmp_path / "out", progress=False).path
+    result = CliRunner().invoke(main, ["inspect", str(out), "-n", "1"])
+    assert result.exit_code == 0, result.output
+    assert "   chosen: " in result.output and " rejected: " in result.output
