@@ -107,7 +107,8 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
 
         datasets.disable_progress_bars()
     try:
-        writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size)
+        writer = ArrowWriter(dest=tmp, recipe_hash=loaded.sha256, max_shard_size=recipe.output.max_shard_size,
+                             preference=recipe.preference is not None)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
             if isinstance(engine_spec, RayEngine):

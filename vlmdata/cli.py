@@ -194,6 +194,9 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
             for line in context_lines(json.loads(row["meta"] or "{}")):  # a chip's or a page's context
                 click.echo(f"    {'context':>9}: {line}")
             click.echo(_render_messages(row["messages"]))
+            for side in ("chosen", "rejected"):  # a preference pair's two answers
+                if row.get(side):
+                    click.echo(_render_messages([{**m, "role": side} for m in row[side]]))
             if row["answers"]:
                 click.echo(f"    answers: {row['answers'][:10]}")
 

@@ -164,7 +164,7 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
         if rejects is not None:
             rejects.close()
     if fmt == "sharegpt":
-        _write_dataset_info(dest, name=name, files=result.files)
+        _write_dataset_info(dest, name=name, files=result.files, ranking=_is_preference(out_dir))
     if result.rejected:
         log.warning("export %s: %d row(s) not exported (%s); see %s", fmt, sum(result.rejected.values()),
                     ", ".join(f"{k}: {v}" for k, v in result.rejected.items()), result.rejects_path)
@@ -179,8 +179,31 @@ def _dataset_name(out_dir: Path) -> str:
         return out_dir.name
 
 
+def _preference_record(fmt: str, row: dict[str, Any], *, paths: list[str]) -> dict[str, Any]:
+    """A preference row (prompt in `messages`, `chosen`, `rejected`) in the trainer's own preference format.
+
+    - sharegpt (LLaMA-Factory, `ranking: true` in dataset_info.json): `messages` = the prompt, `chosen` and
+      `rejected` one assistant message each;
+    - swift (ms-swift RLHF): `messages` = prompt + the chosen turn, `rejected_response` = the rejected text.
+    LLaVA json has no preference form: such rows go to export_rejects.jsonl (`preference_row`)."""
+    reserved = RESERVED.get(fmt, ("<image>",))
+
+    def turns(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return [{"role": m["role"], "content": flatten(m["content"], reserved=reserved)} for m in messages]
+
+    if fmt == "sharegpt":
+        return {"messages": turns(row["messages"]), "chosen": turns(row["chosen"])[0],
+                "rejected": turns(row["rejected"])[0], "images": paths}
+    if fmt == "swift":
+        return {"messages": turns(row["messages"] + row["chosen"]),
+                "rejected_response": turns(row["rejected"])[0]["content"], "images": paths}
+    raise ExportSkip("preference_row", f"{fmt} has no preference-pair format; export sharegpt, swift or jsonl")
+
+
 def _record(fmt: str, row: dict[str, Any], *, images: list[str] | None) -> dict[str, Any]:
     paths = images or []
+    if row.get("chosen") and fmt != "jsonl":
+        return _preference_record(fmt, row, paths=paths)
     if fmt == "llava":
         try:
             messages, system = fold_system(row["messages"])
@@ -198,17 +221,30 @@ def _record(fmt: str, row: dict[str, Any], *, images: list[str] | None) -> dict[
         return {"messages": [{"role": m["role"], "content": flatten(m["content"], reserved=RESERVED[fmt])}
                              for m in row["messages"]], "images": paths}
     return {"id": row["id"], "task": row["task"], "source": row["source"], "images": paths,
-            "messages": row["messages"], "answers": row["answers"], "meta": json.loads(row["meta"] or "{}")}
+            "messages": row["messages"], "answers": row["answers"], "meta": json.loads(row["meta"] or "{}"),
+            **({"chosen": row["chosen"], "rejected": row["rejected"]} if row.get("chosen") else {})}
 
 
-def _write_dataset_info(dest: Path, *, name: str, files: dict[str, Path]) -> None:
-    """A LLaMA-Factory `dataset_info.json` so `llamafactory-cli` finds each split by name."""
+def _is_preference(out_dir: Path) -> bool:
+    """Whether the saved dataset has the preference columns (vlmdata.schema.PREFERENCE_COLUMNS)."""
+    for info in out_dir.glob("*/dataset_info.json"):
+        return "chosen" in (json.loads(info.read_text(encoding="utf-8")).get("features") or {})
+    return False
+
+
+def _write_dataset_info(dest: Path, *, name: str, files: dict[str, Path], ranking: bool = False) -> None:
+    """A LLaMA-Factory `dataset_info.json` so `llamafactory-cli` finds each split by name
+    (`ranking: true` with chosen/rejected columns for a preference dataset: its DPO/RM stages)."""
     info = {}
+    columns = {"messages": "messages", "images": "images"}
+    if ranking:
+        columns |= {"chosen": "chosen", "rejected": "rejected"}
     for split, path in files.items():
         info[f"{name}_{split}"] = {
             "file_name": path.name,
             "formatting": "sharegpt",
-            "columns": {"messages": "messages", "images": "images"},
+            **({"ranking": True} if ranking else {}),
+            "columns": columns,
             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                      "assistant_tag": "assistant", "system_tag": "system"},
         }

@@ -21,6 +21,7 @@ from vlmdata.steps.instruct import InstructStep
 from vlmdata.steps.load import LoadStep
 from vlmdata.steps.mix import MixStep
 from vlmdata.steps.normalize import NormalizeStep
+from vlmdata.steps.preference import PreferenceStep
 from vlmdata.steps.split import SplitStep
 from vlmdata.steps.synthesize import SynthesizeStep
 
@@ -71,6 +72,8 @@ def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path 
     steps.extend(filters[first:])
     if embed is not None and first == len(filters):
         steps.append(embed)
+    if recipe.preference is not None:  # before dedup/split/mix: they see pairs like any other row
+        steps.append(PreferenceStep(spec=recipe.preference, seed=recipe.seed))
     if recipe.dedup is not None:
         steps.append(DedupStep(spec=recipe.dedup, seed=recipe.seed, embed=embed))
     if recipe.split is not None:

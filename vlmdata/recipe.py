@@ -34,6 +34,7 @@ from vlmdata.steps.dedup import DedupSpec
 from vlmdata.steps.filter import FilterItem
 from vlmdata.steps.mix import MixSpec
 from vlmdata.steps.normalize import NormalizeSpec
+from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.steps.split import SplitSpec
 from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
 from vlmdata.templates_lib import check_template
@@ -104,6 +105,7 @@ class Recipe(BaseModel):
     normalize: NormalizeSpec | None = None
     embed: EmbedSpec | None = None  # the model for semantic dedup and clip_score (runs only when one needs it)
     filter: list[FilterItem] = Field(default_factory=list)
+    preference: PreferenceSpec | None = None  # rows → (prompt, chosen, rejected) pairs (steps/preference.py)
     dedup: DedupSpec | None = None
     split: SplitSpec | None = None
     mix: MixSpec | None = None

@@ -40,6 +40,7 @@ from pydantic import (
 from vlmdata.config_io import load_config_dict
 from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from_validation_error
 from vlmtrain.config_distributed import DistributedSection, strategy_problems
+from vlmtrain.config_dpo import DpoSection, dpo_problems
 from vlmtrain.config_finite import nonfinite_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
@@ -336,6 +337,8 @@ class StageSection(_Section):
     data: DataSection | None = None
     components: ComponentsSection | None = None
     train: TrainSection = TrainSection()
+    method: Literal["sft", "dpo"] = "sft"  # what this stage optimises (dpo: on preference rows, vlmtrain/dpo.py)
+    dpo: DpoSection | None = None  # with method: dpo (default settings when left out)
 
 
 class TrainConfig(_Section):
@@ -356,6 +359,15 @@ class TrainConfig(_Section):
     multitask: MultitaskSection | None = None  # task sampling + per-task loss weighting
     continual: ContinualSection | None = None  # a task sequence, trained one after another
     distributed: DistributedSection | None = None  # ddp | fsdp | deepspeed_zero2 | deepspeed_zero3 (multi-process)
+    dpo: DpoSection | None = None  # preference training (vlmtrain/config_dpo.py); `method: dpo` sets it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_dpo(cls, data: Any) -> Any:
+        """`method: dpo` is `method: lora` + `dpo:` (DPO is an objective; LoRA/QLoRA is how the weights train)."""
+        if isinstance(data, dict) and data.get("method") == "dpo":
+            data = {**data, "method": "lora", "dpo": data.get("dpo") or {}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -403,6 +415,11 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
     found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
     for i, stage in enumerate(config.stages or []):
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
+    if config.dpo is not None and not config.stages:
+        found += dpo_problems(plan=config.plan(), where="components")
+    for i, stage in enumerate(config.stages or []):
+        if stage.method == "dpo" or stage.dpo is not None:
+            found += dpo_problems(plan=config.plan(stage), where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
     found += strategy_problems(config.distributed)

@@ -106,7 +106,7 @@ def open_sources(*, data: DataSection, seed: int, rejects_dir: Path | None = Non
                 [Problem(f"data.sources[{i}].weight", f"weight {source.weight} leaves no rows of {source.path}")],
                 what="dataset",
             )
-        dataset = dataset.select_columns(list(COLUMNS))
+        dataset = dataset.select_columns([*COLUMNS, *(c for c in ("chosen", "rejected") if c in dataset.column_names)])
         if parts and dataset.features != parts[0].features:  # e.g. Sequence vs List from another version
             dataset = dataset.cast(parts[0].features)
         parts.append(dataset)

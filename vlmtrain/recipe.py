@@ -55,6 +55,11 @@ class FinetuneRecipe:
         from vlmtrain.model_check import check_model
 
         check_model(cfg)  # family, processor settings, chat template: before any data or weights
+        if cfg.dpo is not None:  # preference training: its own data check, collator and Trainer
+            from vlmtrain.dpo_recipe import setup_dpo
+
+            setup_dpo(self)
+            return
         set_seed(cfg.seed)
         self.run_dir = cfg.run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)

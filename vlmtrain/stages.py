@@ -26,6 +26,7 @@ from pathlib import Path
 
 from vlmdata.validation import ConfigError, Problem
 from vlmtrain.config import OutputSection, StageSection, TrainConfig, config_to_yaml
+from vlmtrain.config_dpo import DpoSection
 
 DONE = "stage_done.json"  # written into a stage's folder once it has trained and saved: --resume keeps it
 
@@ -43,6 +44,7 @@ def stage_config(*, config: TrainConfig, index: int, stage: StageSection) -> Tra
             "components": stage.components if stage.components is not None else config.components,
             "train": stage.train,
             "stages": None,
+            "dpo": (stage.dpo or config.dpo or DpoSection()) if stage.method == "dpo" or stage.dpo else None,
             "output": OutputSection(dir=stage_folder(config=config, index=index, stage=stage)),
         }
     )

@@ -96,5 +96,9 @@ def test_shipped_recipes_validate(tiny_llava, colour_dataset):
     recipes = sorted(RECIPES.glob("*.yaml"))
     assert recipes, "recipes/train/*.yaml must exist"
     for recipe in recipes:  # the model and data they name are built separately; point them at test ones
-        cfg = load_train_config(recipe, overrides=[f"model.path={tiny_llava}", f"data.path={colour_dataset}"])
+        import yaml  # stages that read their own data get the test data too
+
+        stages = yaml.safe_load(recipe.read_text()).get("stages") or []
+        own = [f"stages.{i}.data.path={colour_dataset}" for i, s in enumerate(stages) if "data" in s]
+        cfg = load_train_config(recipe, overrides=[f"model.path={tiny_llava}", f"data.path={colour_dataset}", *own])
         assert cfg.name == recipe.stem and cfg.model.path == tiny_llava

@@ -128,8 +128,23 @@ def _chat(row: dict[str, Any]) -> str:
 
     lines = context_lines(json.loads(row["meta"] or "{}")) if row.get("meta") else []
     ctx = f"<div class='ctx'>{'<br>'.join(_e(x) for x in lines)}</div>" if lines else ""
+    if row.get("chosen"):  # a preference pair: the prompt, then chosen and rejected side by side
+        turns.append(_pair(row))
     return (f"<div class='chat'><div class='muted'>{_e(row['task'])} · {_e(row['source'])} · <code>{_e(row['id'])}</code>"
             f"</div>{ctx}{''.join(turns)}{answers}</div>")
+
+
+def _pair(row: dict[str, Any]) -> str:
+    import json
+
+    how = (json.loads(row.get("meta") or "{}").get("preference") or {})
+    label = " · ".join(_e(str(how[k])) for k in ("task", "kind", "level") if how.get(k))
+    sides = []
+    for name in ("chosen", "rejected"):
+        text = " ".join(p.get("text") or "" for m in row[name] for p in m["content"] if p["type"] == "text")
+        sides.append(f"<div class='turn assistant' style='flex:1'><span class='role'>{name}</span>{_e(text)}</div>")
+    return (f"<div class='muted'>pair: {label}</div>"
+            f"<div class='prefpair' style='display:flex;gap:8px'>{''.join(sides)}</div>")
 
 
 def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:

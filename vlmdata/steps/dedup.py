@@ -172,6 +172,21 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+def _turns(row: Row) -> list[dict[str, Any]]:
+    """A row's turns; a preference row's chosen and rejected answers count as its assistant text."""
+    return [*(row.get("messages") or []), *(row.get("chosen") or []), *(row.get("rejected") or [])]
+
+
+def _pair_text(row: Row) -> str:
+    """For a preference row, its chosen and rejected answers: part of the (image, question) composite key,
+    so two pairs on one question with different rejected answers are not duplicates."""
+    if "chosen" not in row:
+        return ""
+    from vlmdata.schema import assistant_texts
+
+    return "\0" + "\0".join(assistant_texts(row["chosen"]) + assistant_texts(row["rejected"]))
+
+
 class DedupStep(GlobalStep):
     name: ClassVar[str] = "dedup"
 
@@ -208,7 +223,7 @@ class DedupStep(GlobalStep):
             dim = vecs[0].shape[1] if vecs else 0
             cols["img_emb"] = _lists(flat.astype(np.float16), [k * dim for k in lengths], pa.float16())
         if self.spec.text is not None:
-            texts = [normalize(role_text(r["messages"], list(self.spec.text.fields))) for r in batch]
+            texts = [normalize(role_text(_turns(r), list(self.spec.text.fields))) for r in batch]
             cols["text_hash"] = _u64([_digest(t) if t else 0 for t in texts])
             if self.spec.text.method == "minhash":
                 from vlmdata.dedup.minhash import MinHasher
@@ -217,7 +232,7 @@ class DedupStep(GlobalStep):
                                 seed=self.seed).signatures(texts)
                 cols["sig"] = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), sig.shape[1])
         if self.spec.vqa_composite:
-            cols["q_hash"] = _u64([_digest(normalize(question_text(r))) for r in batch])
+            cols["q_hash"] = _u64([_digest(normalize(question_text(r)) + _pair_text(r)) for r in batch])
         if self.spec.against:
             from vlmdata.dedup.shingles import word_ngrams
 

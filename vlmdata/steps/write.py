@@ -42,13 +42,15 @@ class ArrowWriter:
 
     name: ClassVar[str] = "write"
 
-    def __init__(self, *, dest: Path, recipe_hash: str, max_shard_size: str = "500MB") -> None:
+    def __init__(self, *, dest: Path, recipe_hash: str, max_shard_size: str = "500MB",
+                 preference: bool = False) -> None:
         import pyarrow as pa
         from datasets.utils.py_utils import convert_file_size_to_int
 
         self.dest = dest
         self.recipe_hash = recipe_hash
-        self.features = features()
+        self.preference = preference  # a preference dataset: `chosen` and `rejected` columns too
+        self.features = features(preference=preference)
         self.schema: pa.Schema = self.features.arrow_schema
         self.max_shard_bytes = convert_file_size_to_int(max_shard_size)
         self._splits: dict[str, _SplitFiles] = {}
@@ -71,7 +73,7 @@ class ArrowWriter:
             "messages": row["messages"],
             "answers": [str(a) for a in row["answers"]],
             "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
-        }
+        } | ({"chosen": row["chosen"], "rejected": row["rejected"]} if self.preference else {})
 
     def write(self, rows: list[Row]) -> None:
         """Append rows to their split's current shard (`row["split"]`, default train)."""
