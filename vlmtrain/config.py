@@ -226,6 +226,7 @@ class TrainSection(_Section):
     device: Literal["auto", "cpu"] = "auto"
     report_to: list[Literal["tensorboard"]] = Field(default_factory=list)  # log.jsonl + PNGs are always written
     group_by_length: bool = False  # batches of similar token length (less padding), order seeded
+    packing: bool = False  # rows packed into sequences of data.max_length, no attention across rows (vlmtrain.packing)
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSection:
@@ -342,6 +343,8 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
+    if config.train.packing and config.train.group_by_length:
+        found.append(("train.group_by_length", "train.packing already removes padding; set one of them, not both"))
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

@@ -37,6 +37,7 @@ class Family:
     llm: tuple[str, ...]
     nested_images: bool = False
     prompt: Literal["chat", "prefix_suffix"] = "chat"
+    packing_supported: bool = False  # `train.packing` is exact for it (proved in tests/vlmtrain/test_packing.py)
 
     def prefixes(self, component: str) -> tuple[str, ...]:
         """The module prefixes of `component` ('vision', 'projector' or 'llm')."""
@@ -61,6 +62,7 @@ FAMILIES: dict[str, Family] = {
             vision=("model.vision_tower",),
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,
         ),
         Family(
             model_type="qwen2_vl",
@@ -74,6 +76,7 @@ FAMILIES: dict[str, Family] = {
             projector=("model.connector",),
             llm=("model.text_model", "lm_head"),
             nested_images=True,
+            packing_supported=True,
         ),
         Family(
             model_type="paligemma",

@@ -65,6 +65,12 @@ class FinetuneRecipe:
             else:
                 self.log_path.write_text("", encoding="utf-8")
 
+        if cfg.train.packing:  # refused by name before any data or model work (vlmtrain.packing)
+            from vlmtrain.packing import packing_problem
+
+            problem = packing_problem(family=family_of(model_type(model=cfg.model)))
+            if problem:
+                raise ConfigError([Problem("train.packing", problem)], what="training config")
         dataset = open_sources(data=cfg.data, seed=cfg.seed, rejects_dir=self.run_dir / "data" if self.main else None)
         for source in cfg.data.all_sources:
             read = f"{source.kind} (read by vlmdata)" if getattr(source, "kind", None) else f"[{source.split}]"
@@ -90,6 +96,13 @@ class FinetuneRecipe:
         self.dataset = dataset if len(kept) == len(dataset) else dataset.select(kept)
         lengths = [min(diagnostics.lengths[i], cfg.data.max_length) for i in kept]
         self.echo(f"data: {len(self.dataset)} rows to train on")
+        train_data, collator = self.dataset, self.collator
+        if cfg.train.packing:
+            from vlmtrain.packing import PackedCollator, build_packs
+
+            train_data, report = build_packs(config=cfg, rows=self.dataset, lengths=lengths)
+            collator = PackedCollator(inner=self.collator)
+            self.echo(report.text())
 
         built = build_model(config=cfg, chain=self.chain)  # no forward pass (see vlmtrain.quant)
         self.model = built.model
@@ -104,8 +117,8 @@ class FinetuneRecipe:
             config=cfg,
             model=self.model,
             processor=self.processor,
-            dataset=self.dataset,
-            collator=self.collator,
+            dataset=train_data,
+            collator=collator,
             log_path=self.log_path,
             lengths=lengths,
             extra_callbacks=[*self._eval_callbacks(), *self._tracker_callbacks(),
