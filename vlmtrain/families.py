@@ -69,6 +69,7 @@ FAMILIES: dict[str, Family] = {
             vision=("model.visual",),
             projector=("model.visual.merger",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,  # mRoPE per row via vlmtrain.packing.attach_packed_mrope
         ),
         Family(
             model_type="idefics3",

@@ -15,8 +15,9 @@ How it stays exact (`tests/vlmtrain/test_packing.py` proves it, per family):
    -100, so the last token of one row never learns to predict the next row's first token.
 3. Images stay in row order (the model scatters image features into image tokens in order), and every
    vision tower here encodes each image on its own, so each row's images reach that row only.
-Families whose position ids or attention need more than this (Qwen2-VL's 3-D mRoPE, PaliGemma's
-bidirectional prefix) have `packing_supported=False` in `vlmtrain.families` and are refused by name.
+4. 3-D mRoPE families (Qwen2-VL) get `get_rope_index` per row, concatenated (`attach_packed_mrope`).
+Families whose attention needs more than this (PaliGemma's bidirectional image + prefix attention) have
+`packing_supported=False` in `vlmtrain.families` and are refused by name at `train.packing`.
 
 Per-task losses reduce per original row (`packed_task_losses`), never per packed sequence.
 """
@@ -267,3 +268,45 @@ def build_packs(*, config: Any, rows: Any, lengths: Sequence[int]) -> tuple[Pack
     report = packing_report(lengths=lengths, tasks=tasks, packs=packs, capacity=capacity,
                             batch_size=config.train.batch_size, seed=config.seed)
     return PackedDataset(rows=rows, packs=packs), report
+
+
+def attach_packed_mrope(model: Any) -> bool:
+    """Give a 3-D mRoPE model (Qwen2-VL style: a module with `get_rope_index`) packed position ids.
+
+    Why a forward pre-hook: mRoPE positions need the model's own `get_rope_index` (image grids, merge
+    size), which a collator does not have. On a packed batch (`position_ids` (1, T) restarting per row)
+    the hook cuts the sequence back into its rows, runs `get_rope_index` on them (each row's images in
+    order, exactly as for a padded batch), concatenates the rows' (3, T) positions and prepends the 1-D
+    text positions: the (4, 1, T) layout from which transformers builds the block-diagonal mask. Returns
+    whether a hook was attached (False: the model's positions are 1-D and need nothing).
+    """
+    targets = [m for m in model.modules() if hasattr(m, "get_rope_index") and hasattr(m, "compute_3d_position_ids")]
+    for module in targets:
+        module.register_forward_pre_hook(_packed_mrope_hook, with_kwargs=True)
+    return bool(targets)
+
+
+def _packed_mrope_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any] | None:
+    import torch
+
+    positions, input_ids = kwargs.get("position_ids"), kwargs.get("input_ids")
+    if positions is None or positions.dim() != 2 or input_ids is None or kwargs.get("attention_mask") is not None:
+        return None  # not a packed batch: the model computes its own positions
+    segments = row_segments(position_ids=positions)[0]
+    lengths = torch.bincount(segments).tolist()
+    types = kwargs.get("mm_token_type_ids")
+    width = max(lengths)
+    ids = input_ids.new_zeros((len(lengths), width))
+    kinds = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    starts = [0, *np.cumsum(lengths).tolist()]
+    for r, n in enumerate(lengths):
+        ids[r, :n] = input_ids[0, starts[r]:starts[r] + n]
+        if types is not None:
+            kinds[r, :n] = types[0, starts[r]:starts[r] + n]
+        mask[r, :n] = 1
+    rope, _ = module.get_rope_index(input_ids=ids, mm_token_type_ids=kinds, image_grid_thw=kwargs.get("image_grid_thw"),
+                                    video_grid_thw=kwargs.get("video_grid_thw"), attention_mask=mask)
+    rope = torch.cat([rope[:, r, :n] for r, n in enumerate(lengths)], dim=1).unsqueeze(1)  # (3, 1, T)
+    kwargs = {**kwargs, "position_ids": torch.cat([positions.unsqueeze(0), rope.to(positions)], dim=0)}
+    return args, kwargs

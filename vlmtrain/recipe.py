@@ -106,6 +106,10 @@ class FinetuneRecipe:
 
         built = build_model(config=cfg, chain=self.chain)  # no forward pass (see vlmtrain.quant)
         self.model = built.model
+        if cfg.train.packing:  # 3-D mRoPE families get per-row positions on packed batches
+            from vlmtrain.packing import attach_packed_mrope
+
+            attach_packed_mrope(self.model)
         self.echo(built.table())
 
         build = build_trainer

@@ -21,6 +21,7 @@ from vlmdata.schema import image_part, message, text_part
 from vlmtrain.families import FAMILIES, family_of
 from vlmtrain.packing import (
     PackedCollator,
+    attach_packed_mrope,
     pack_rows,
     packed_row_losses,
     packed_task_losses,
@@ -30,6 +31,10 @@ from vlmtrain.packing import (
 )
 
 SUPPORTED = sorted(name for name, f in FAMILIES.items() if f.packing_supported)
+
+
+def test_the_supported_families_include_1d_and_mrope_positions():
+    assert {"llava", "idefics3", "qwen2_vl"} <= set(SUPPORTED)
 
 
 # ---- the bin packer ---------------------------------------------------------------------------
@@ -111,6 +116,7 @@ def family_model(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
     torch.manual_seed(0)
     model, processor = TINY[request.param].build(seed=0)
     model.float().train()  # dropout is 0 in the tiny configs; train mode is what packing runs under
+    assert attach_packed_mrope(model) == hasattr(model.model, "get_rope_index")  # what the recipe does
     return model, processor, family_of(model.config.model_type)
 
 
@@ -155,7 +161,7 @@ def test_packed_losses_and_gradients_equal_one_row_at_a_time(family_model):
         assert torch.allclose(g, torch.zeros_like(p) if p.grad is None else p.grad, atol=1e-5, rtol=1e-4)
     assert any(float(g.abs().sum()) > 0 for g in packed_grads)
     # the model's own loss on the packed batch is the token mean of the step's rows
-    assert float(model(**batch).loss) == pytest.approx(sum(single_sums) / total, abs=1e-5)
+    assert float(model(**batch).loss.detach()) == pytest.approx(sum(single_sums) / total, abs=1e-5)
     # per-task losses reduce per original row, as `per_task_losses` does on padded rows
     from vlmtrain.losses import per_task_losses
 
@@ -194,10 +200,30 @@ def test_a_row_never_sees_another_rows_image_or_text(family_model):
     assert torch.allclose(logits[0][in_b], logits[2][b_changed], atol=1e-5)  # nor row A's text (of another length)
 
 
+def test_mrope_positions_matter_when_packed():
+    """Without per-row mRoPE (plain 1-D restarting positions) Qwen2-VL's packed losses are wrong: the hook is needed."""
+    import torch
+
+    from vlmtrain.tiny import FAMILIES as TINY
+
+    model, processor = TINY["qwen2_vl"].build(seed=0)
+    model.float().eval()
+    inner, packer = _collators(processor, family_of("qwen2_vl"))
+    rows = _decoded(_rows()[:2])
+    batch = packer([rows])
+    batch.pop("tasks")
+    with torch.no_grad():
+        out = model(**batch)
+        sums, counts = packed_row_losses(logits=out.logits, labels=batch["labels"],
+                                         position_ids=batch["position_ids"])
+        alone = [float(model(**inner([r])).loss) for r in rows]
+    assert (sums / counts).tolist() != pytest.approx(alone, abs=1e-3)
+
+
 # ---- refusal and runs -------------------------------------------------------------------------
 def test_unsupported_families_are_refused_by_name():
     refused = sorted(name for name, f in FAMILIES.items() if not f.packing_supported)
-    assert refused  # qwen2_vl (3-D mRoPE) and paligemma (bidirectional prefix) until they are proved
+    assert refused  # paligemma (bidirectional attention over image + prefix) until it is proved
     for name in refused:
         problem = packing_problem(family=FAMILIES[name])
         assert problem is not None and f"'{name}'" in problem and "train.packing: false" in problem
