@@ -332,6 +332,21 @@ class TrainConfig(_Section):
         return self.output.dir
 
 
+def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
+    """`train.packing` next to settings it cannot honour (the family check needs the model: vlmtrain.recipe)."""
+    found = []
+    trains = [("train", config.train), *((f"stages[{i}].train", s.train) for i, s in enumerate(config.stages or []))]
+    for where, train in trains:
+        if train.packing and train.group_by_length:
+            found.append((f"{where}.group_by_length", "train.packing already removes padding; set one of them, not both"))
+    if config.train.packing and config.continual is not None:
+        found.append(("train.packing", "packing is not supported for continual runs yet; set train.packing: false"))
+    if config.train.packing and config.multitask is not None and config.multitask.sampling.homogeneous_batches:
+        found.append(("multitask.sampling.homogeneous_batches",
+                      "packs mix the tasks of the sampled stream; set homogeneous_batches: false or train.packing: false"))
+    return found
+
+
 def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "training config") -> TrainConfig:
     """Validate an already-loaded dict; every problem is raised together as one ConfigError."""
     try:
@@ -343,8 +358,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
-    if config.train.packing and config.train.group_by_length:
-        found.append(("train.group_by_length", "train.packing already removes padding; set one of them, not both"))
+    found += _packing_problems(config)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

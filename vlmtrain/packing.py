@@ -215,6 +215,12 @@ class PackingReport:
         """Real tokens / slot tokens (packs x capacity)."""
         return self.real_tokens / max(1, self.packs * self.capacity)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What `runs/NAME/packing.json` holds (the report's fields plus `efficiency`)."""
+        from dataclasses import asdict
+
+        return {**asdict(self), "efficiency": self.efficiency}
+
     def text(self) -> str:
         mix = ", ".join(f"{t} {s:.1%}" for t, s in sorted(self.mix.items()))
         return (f"packing: {self.rows} rows in {self.packs} packs of <= {self.capacity} tokens; efficiency "

@@ -8,6 +8,7 @@ A run writes to `runs/NAME/` (or `output.dir`):
     config.yaml                                  the resolved config (absolute paths, defaults filled in)
     log.jsonl                                    one line per logged step: step, loss, lr, ... (and eval scores)
     rejected_rows.jsonl                          rows that cannot train at data.max_length: id, task, reason
+    packing.json                                 with train.packing: packs, efficiency, task mix (vlmtrain.packing)
     checkpoint-N/                                with train.save_every; `vlmtrain run --resume` continues from the last
     adapter_config.json, adapter_model.safetensors   the LoRA adapter (peft format)
     tokenizer.json, processor_config.json, ...   the processor, so the run folder serves on its own
@@ -103,6 +104,10 @@ class FinetuneRecipe:
             train_data, report = build_packs(config=cfg, rows=self.dataset, lengths=lengths)
             collator = PackedCollator(inner=self.collator)
             self.echo(report.text())
+            if self.main:
+                import json
+
+                (self.run_dir / "packing.json").write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
 
         built = build_model(config=cfg, chain=self.chain)  # no forward pass (see vlmtrain.quant)
         self.model = built.model

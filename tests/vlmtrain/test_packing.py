@@ -245,15 +245,18 @@ def test_a_packing_run_on_a_refused_family_stops_before_training(tmp_path, colou
     assert not (tmp_path / "out" / "log.jsonl").exists() or not (tmp_path / "out" / "log.jsonl").read_text()
 
 
-def test_packing_and_length_grouping_together_are_refused(tmp_path):
+def test_settings_packing_cannot_honour_are_refused_together(tmp_path):
     from vlmdata.validation import ConfigError
     from vlmtrain.config import validate_train_config
 
     data = save_dataset(path=tmp_path / "d", splits={"train": [vqa_row(colour="red")]})
-    with pytest.raises(ConfigError, match="train.group_by_length"):
+    with pytest.raises(ConfigError) as err:
         validate_train_config({"name": "p", "model": {"path": str(tiny_dir("llava"))},
                                "data": {"path": str(data), "max_length": 64},
-                               "train": {"packing": True, "group_by_length": True}}, base_dir=tmp_path)
+                               "train": {"packing": True, "group_by_length": True},
+                               "multitask": {"sampling": {"homogeneous_batches": True}}}, base_dir=tmp_path)
+    text = str(err.value)
+    assert "train.group_by_length" in text and "multitask.sampling.homogeneous_batches" in text
 
 
 KILL_AFTER = """
@@ -303,6 +306,8 @@ def test_a_packed_multitask_run_trains_reports_and_resumes_exactly(tiny_llava, t
     done = CliRunner().invoke(main, ["run", str(whole)])
     assert done.exit_code == 0, done.output + repr(done.exception)
     assert "packing: 24 rows in" in done.output and "efficiency" in done.output
+    saved = json.loads((tmp_path / "a" / "packing.json").read_text())
+    assert saved["rows"] == 24 and 0 < saved["efficiency"] <= 1 and set(saved["mix"]) == {"vqa", "caption"}
     a = _losses(tmp_path / "a")
     assert [r["step"] for r in a] == [1, 2, 3, 4, 5, 6]
     assert all("loss/vqa" in r and "loss/caption" in r for r in a)  # both tasks in every packed step
