@@ -234,7 +234,7 @@ def packing_report(*, lengths: Sequence[int], tasks: Sequence[str], packs: Seque
     """Efficiency of `packs` over rows with `lengths`/`tasks`, against random padded batches of `batch_size`."""
     sizes = np.asarray(lengths, dtype=np.int64)
     used = [i for p in packs for i in p]
-    order = np.random.default_rng(seed).permutation(len(sizes))
+    order = np.random.default_rng(seed).permutation(np.asarray(used, dtype=np.int64))  # the same rows, padded
     padded = sum(int(sizes[order[s:s + batch_size]].max()) * len(order[s:s + batch_size])
                  for s in range(0, len(order), batch_size))
     counts = Counter(tasks[i] for i in used)

@@ -47,6 +47,8 @@ def test_pack_rows_is_lossless_within_capacity_and_seeded():
     assert packs == pack_rows(lengths=lengths, capacity=128, seed=3)
     assert packs != pack_rows(lengths=lengths, capacity=128, seed=4)
     assert len(packs) < 1.15 * sum(lengths) / 128 + 2  # first-fit-decreasing: close to the lower bound
+    report = packing_report(lengths=lengths, tasks=["t"] * 300, packs=packs, capacity=128, batch_size=8, seed=0)
+    assert report.efficiency > 0.85 > report.real_tokens / report.padded_slots  # packed vs random padded batches
 
 
 def test_pack_rows_refuses_a_row_over_capacity():
