@@ -233,6 +233,21 @@ def test_unsupported_families_are_refused_by_name():
     assert packing_problem(family=FAMILIES["llava"]) is None
 
 
+def test_vlmtrain_validate_refuses_packing_for_a_refused_family(tmp_path, colour_dataset):
+    from vlmtrain.cli import main
+
+    refused = next(name for name, f in sorted(FAMILIES.items()) if not f.packing_supported)
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"name: t\nmodel: {{path: {tiny_dir(refused)}}}\ndata: {{path: {colour_dataset}, max_length: 64}}\n"
+                   "train: {steps: 1, packing: true}\n")
+    result = CliRunner().invoke(main, ["validate", str(cfg)])
+    assert result.exit_code != 0 and "train.packing" in result.output and f"'{refused}'" in result.output
+    assert "Traceback" not in result.output
+    cfg.write_text(f"name: t\nmodel: {{path: {tiny_dir('llava')}}}\ndata: {{path: {colour_dataset}, max_length: 64}}\n"
+                   "train: {steps: 1, packing: true}\n")
+    assert CliRunner().invoke(main, ["validate", str(cfg)]).exit_code == 0
+
+
 def test_a_packing_run_on_a_refused_family_stops_before_training(tmp_path, colour_dataset):
     from vlmtrain.cli import main
 
