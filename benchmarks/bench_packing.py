@@ -71,6 +71,9 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
                                 batch_size=batch, seed=0)
         note = f"{len(packs)} packs of <= {capacity} tokens, efficiency {report.efficiency:.1%}"
         train_data, data_collator, per_step = PackedDataset(rows=data, packs=packs), PackedCollator(inner=collator), 1
+        from vlmtrain.packing_attention import use_packed_attention
+
+        use_packed_attention(model)  # what `vlmtrain run` does with train.packing on SDPA
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=per_step, num_train_epochs=1,
                                  learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,

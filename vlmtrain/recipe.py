@@ -115,6 +115,9 @@ class FinetuneRecipe:
             from vlmtrain.packing import attach_packed_mrope
 
             attach_packed_mrope(self.model)
+            from vlmtrain.packing_attention import use_packed_attention
+
+            use_packed_attention(self.model)  # SDPA per row instead of over the masked T x T blocks
         self.echo(built.table())
 
         build = build_trainer

@@ -88,6 +88,23 @@ def test_packs_from_the_task_sampler_keep_its_temperature_mix(tmp_path):
     assert report.step_mix_spread < 0.2  # windows keep each step near the mix (no task-homogeneous packs)
 
 
+def test_packed_sdpa_equals_sdpa_under_the_block_diagonal_mask():
+    import torch
+
+    from vlmtrain.packing_attention import packed_sdpa
+
+    torch.manual_seed(0)
+    lengths = [5, 1, 9, 3]
+    q, k, v = (torch.randn(1, 4, sum(lengths), 8) for _ in range(3))
+    positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+    seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    mask = (seg[:, None] == seg[None, :]) & torch.ones(len(seg), len(seg), dtype=torch.bool).tril()
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+    module = torch.nn.Module()
+    got, _ = packed_sdpa(module, q, k, v, None, position_ids=positions)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 # ---- equivalence: the proof -------------------------------------------------------------------
 def _decoded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from PIL import Image
@@ -109,16 +126,23 @@ def _rows() -> list[dict[str, Any]]:
     return [vqa_row(colour="yellow"), two, multi_turn, vqa_row(colour="blue", answer="blue, and square")]
 
 
-@pytest.fixture(scope="module", params=SUPPORTED)
+@pytest.fixture(scope="module", params=[(f, a) for f in SUPPORTED for a in ("sdpa", "packed_sdpa")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def family_model(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
+    """Each supported family, under the stock SDPA block-diagonal mask and under `packed_sdpa` (per row)."""
     import torch
 
+    from vlmtrain.packing_attention import use_packed_attention
     from vlmtrain.tiny import FAMILIES as TINY
 
+    name, attention = request.param
     torch.manual_seed(0)
-    model, processor = TINY[request.param].build(seed=0)
+    model, processor = TINY[name].build(seed=0)
     model.float().train()  # dropout is 0 in the tiny configs; train mode is what packing runs under
+    model.set_attn_implementation("sdpa")
     assert attach_packed_mrope(model) == hasattr(model.model, "get_rope_index")  # what the recipe does
+    if attention == "packed_sdpa":
+        assert use_packed_attention(model) and model.config._attn_implementation == "packed_sdpa"
     return model, processor, family_of(model.config.model_type)
 
 
