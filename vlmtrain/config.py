@@ -281,6 +281,7 @@ class TrainSection(_Section):
     device: Literal["auto", "cpu"] = "auto"
     report_to: list[Literal["tensorboard"]] = Field(default_factory=list)  # log.jsonl + PNGs are always written
     group_by_length: bool = False  # batches of similar token length (less padding), order seeded
+    packing: bool = False  # rows packed into sequences of data.max_length, no attention across rows (vlmtrain.packing)
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSection:
@@ -398,6 +399,42 @@ class TrainConfig(_Section):
         return self.output.dir
 
 
+def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
+    """`train.packing` next to settings it cannot honour (the family check needs the model: vlmtrain.recipe)."""
+    found = []
+    trains = [("train", config.train), *((f"stages[{i}].train", s.train) for i, s in enumerate(config.stages or []))]
+    for where, train in trains:
+        if train.packing and train.group_by_length:
+            found.append((f"{where}.group_by_length", "train.packing already removes padding; set one of them, not both"))
+    if config.train.packing or any(s.train.packing for s in config.stages or []):
+        found += _packing_family_problem(config.model)
+    if config.train.packing and config.continual is not None:
+        found.append(("train.packing", "packing is not supported for continual runs yet; set train.packing: false"))
+    if config.train.packing and config.multitask is not None and config.multitask.sampling.homogeneous_batches:
+        found.append(("multitask.sampling.homogeneous_batches",
+                      "packs mix the tasks of the sampled stream; set homogeneous_batches: false or train.packing: false"))
+    return found
+
+
+def _packing_family_problem(model: ModelSection) -> list[tuple[str, str]]:
+    """The family refusal of `vlmtrain.packing`, read from a local model folder's config.json (no transformers
+    import; a hub id is checked again when the run loads its config)."""
+    import json
+
+    from vlmtrain.families import FAMILIES
+    from vlmtrain.packing import packing_problem
+
+    path = Path(str(model.path)) / "config.json"
+    if not path.is_file():
+        return []
+    try:
+        family = FAMILIES.get(str(json.loads(path.read_text(encoding="utf-8")).get("model_type")))
+    except (OSError, ValueError):
+        return []
+    problem = packing_problem(family=family) if family is not None else None
+    return [("train.packing", problem)] if problem else []
+
+
 def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "training config") -> TrainConfig:
     """Validate an already-loaded dict; every problem is raised together as one ConfigError."""
     nonfinite = nonfinite_problems(data)
@@ -426,6 +463,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
     if config.train.group_by_length and (config.continual is not None or config.multitask is not None):
         found.append(("train.group_by_length", f"not used by {'continual' if config.continual else 'multitask'} "
                       "runs: their task sampler orders the data; remove it"))
+    found += _packing_problems(config)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

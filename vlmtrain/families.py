@@ -62,6 +62,7 @@ class Family:
     # a shipped template (vlmtrain/chat_templates/NAME.jinja) that replaces the checkpoint's when the
     # collator cannot use it (say, a generation prompt that is not a prefix of the rendered answer)
     fixed_template: str | None = None
+    packing_supported: bool = False  # `train.packing` is exact for it (proved in tests/vlmtrain/test_packing.py)
 
     def prefixes(self, component: str) -> tuple[str, ...]:
         """The module prefixes of `component` ('vision', 'projector', 'llm' or 'cross_attention')."""
@@ -109,12 +110,14 @@ FAMILIES: dict[str, Family] = {
             vision=("model.vision_tower",),
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,
         ),
         Family(
             model_type="qwen2_vl",
             vision=("model.visual",),
             projector=("model.visual.merger",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,  # mRoPE per row via vlmtrain.packing.attach_packed_mrope
         ),
         Family(
             model_type="idefics3",
@@ -210,6 +213,7 @@ FAMILIES: dict[str, Family] = {
             cross_attention=("model.language_model.layers.*.cross_attn", "model.language_model.layers.*.cross_attn_attn_gate",
                              "model.language_model.layers.*.cross_attn_mlp_gate"),
             nested_images=True,
+            packing_supported=True,
         ),
         Family(
             model_type="paligemma",

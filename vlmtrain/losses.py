@@ -44,10 +44,20 @@ def per_task_losses(*, logits: torch.Tensor, labels: torch.Tensor, tasks: Sequen
         logits, labels = logits[:, :-1], labels[:, 1:]
     token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
     mask = (labels != IGNORE_INDEX).to(token_loss.dtype)  # (B, L)
-    row_sum, row_count = (token_loss * mask).sum(dim=1), mask.sum(dim=1)  # (B,)
+    return reduce_rows(row_sum=(token_loss * mask).sum(dim=1), row_count=mask.sum(dim=1), tasks=tasks,
+                       reduction=reduction)
+
+
+def reduce_rows(*, row_sum: torch.Tensor, row_count: torch.Tensor, tasks: Sequence[str],
+                reduction: Literal["token", "sample"] = "token") -> dict[str, torch.Tensor]:
+    """Per-task losses from each row's summed token loss and supervised-token count (both (B,)).
+
+    The reductions of `per_task_losses`, shared with packed batches (`vlmtrain.packing`), whose rows are
+    segments of one sequence.
+    """
     out: dict[str, torch.Tensor] = {}
     for task in sorted(set(tasks)):
-        rows = torch.tensor([t == task for t in tasks], device=logits.device) & (row_count > 0)
+        rows = torch.tensor([t == task for t in tasks], device=row_sum.device) & (row_count > 0)
         if not bool(rows.any()):
             continue
         if reduction == "token":

@@ -8,6 +8,7 @@ A run writes to `runs/NAME/` (or `output.dir`):
     config.yaml                                  the resolved config (absolute paths, defaults filled in)
     log.jsonl                                    one line per logged step: step, loss, lr, ... (and eval scores)
     rejected_rows.jsonl                          rows that cannot train at data.max_length: id, task, reason
+    packing.json                                 with train.packing: packs, efficiency, task mix (vlmtrain.packing)
     checkpoint-N/                                with train.save_every; `vlmtrain run --resume` continues from the last
     adapter_config.json, adapter_model.safetensors   the LoRA adapter (peft format)
     tokenizer.json, processor_config.json, ...   the processor, so the run folder serves on its own
@@ -73,6 +74,12 @@ class FinetuneRecipe:
             else:
                 self.log_path.write_text("", encoding="utf-8")
 
+        if cfg.train.packing:  # refused by name before any data or model work (vlmtrain.packing)
+            from vlmtrain.packing import packing_problem
+
+            problem = packing_problem(family=family_of(model_type(model=cfg.model)))
+            if problem:
+                raise ConfigError([Problem("train.packing", problem)], what="training config")
         dataset = open_sources(data=cfg.data, seed=cfg.seed, rejects_dir=self.run_dir / "data" if self.main else None)
         for source in cfg.data.all_sources:
             read = f"{source.kind} (read by vlmdata)" if getattr(source, "kind", None) else f"[{source.split}]"
@@ -104,9 +111,27 @@ class FinetuneRecipe:
         self.dataset = dataset if len(kept) == len(dataset) else dataset.select(kept)
         lengths = [min(diagnostics.lengths[i], cfg.data.max_length) for i in kept]
         self.echo(f"data: {len(self.dataset)} rows to train on")
+        train_data, collator = self.dataset, self.collator
+        if cfg.train.packing:
+            from vlmtrain.packing import PackedCollator, build_packs
+
+            train_data, report = build_packs(config=cfg, rows=self.dataset, lengths=lengths)
+            collator = PackedCollator(inner=self.collator)
+            self.echo(report.text())
+            if self.main:
+                import json
+
+                (self.run_dir / "packing.json").write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
 
         built = build_model(config=cfg, chain=self.chain)  # no forward pass (see vlmtrain.quant)
         self.model = built.model
+        if cfg.train.packing:  # 3-D mRoPE families get per-row positions on packed batches
+            from vlmtrain.packing import attach_packed_mrope
+
+            attach_packed_mrope(self.model)
+            from vlmtrain.packing_attention import use_packed_attention
+
+            use_packed_attention(self.model)  # SDPA per row instead of over the masked T x T blocks
         self.echo(built.table())
 
         build = build_trainer
@@ -118,8 +143,8 @@ class FinetuneRecipe:
             config=cfg,
             model=self.model,
             processor=self.processor,
-            dataset=self.dataset,
-            collator=self.collator,
+            dataset=train_data,
+            collator=collator,
             log_path=self.log_path,
             lengths=lengths,
             extra_callbacks=[*self._eval_callbacks(), *self._tracker_callbacks(),

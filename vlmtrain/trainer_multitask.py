@@ -48,7 +48,12 @@ class MultitaskTrainer(VlmTrainer):
         self.multitask = multitask
         self.strategy = strategy
         self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by grad_accum
-        self.args.ignore_data_skip = True  # the sampler resumes at its own position (see module doc)
+        from vlmtrain.packing import PackedCollator
+
+        # packed: the packs were drawn from the TaskSampler's stream (vlmtrain.packing.build_packs); the
+        # stock sampler orders them and the Trainer's own batch skipping resumes them
+        self.packed = isinstance(data_collator, PackedCollator)
+        self.args.ignore_data_skip = not self.packed  # else the sampler resumes at its own position (module doc)
         loss = multitask.loss
         self.weighting = None
         if loss.weighting == "uncertainty":
@@ -62,7 +67,9 @@ class MultitaskTrainer(VlmTrainer):
         self.add_callback(MultitaskState(trainer=self))
 
     # ---- data order -------------------------------------------------------------------------
-    def _get_train_sampler(self, train_dataset: Any = None) -> TaskSampler:
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.packed:
+            return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         sampling = self.multitask.sampling
         sources = list(dataset["source"]) if sampling.group_by == "source_task" else None
@@ -101,8 +108,14 @@ class MultitaskTrainer(VlmTrainer):
         tasks = inputs.pop("tasks")
         labels = inputs["labels"]
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        losses = per_task_losses(logits=outputs.logits, labels=labels, tasks=tasks,
-                                 reduction=self.multitask.loss.reduction)
+        if self.packed:  # reduced per original row, not per packed sequence
+            from vlmtrain.packing import packed_task_losses
+
+            losses = packed_task_losses(logits=outputs.logits, labels=labels, position_ids=inputs["position_ids"],
+                                        tasks=tasks, reduction=self.multitask.loss.reduction)
+        else:
+            losses = per_task_losses(logits=outputs.logits, labels=labels, tasks=tasks,
+                                     reduction=self.multitask.loss.reduction)
         total = self.combine(losses) if losses else outputs.logits.sum() * 0.0
         if self.strategy is not None:
             extra = self.strategy.extra_loss(model=self.accelerator.unwrap_model(model), batch=inputs, outputs=outputs)
