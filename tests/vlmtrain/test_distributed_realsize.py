@@ -28,11 +28,21 @@ def test_fsdp_and_deepspeed_become_trainer_arguments(colour_dataset, write_confi
     args = training_arguments(config=cfg, layer_classes=["LlamaDecoderLayer"])
     assert args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
     assert args.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
-    cfg = _config(body="distributed: {strategy: deepspeed_zero3}\ntrain: {steps: 1}\n", data=colour_dataset,
-                  write_config=write_config, tmp_path=tmp_path)
-    from vlmtrain.config_distributed import trainer_arguments
+    import importlib.util
 
-    zero = trainer_arguments(section=cfg.distributed, layer_classes=[])["deepspeed"]["zero_optimization"]
+    from vlmdata.validation import ConfigError
+    from vlmtrain.config_distributed import DistributedSection, trainer_arguments
+
+    # the ZeRO mapping is pure; validation additionally needs the package (an extra, not in the test set)
+    zero = trainer_arguments(section=DistributedSection(strategy="deepspeed_zero3"),
+                             layer_classes=[])["deepspeed"]["zero_optimization"]
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(ConfigError, match=r"distributed.strategy: deepspeed_zero3 needs the deepspeed package"):
+            _config(body="distributed: {strategy: deepspeed_zero3}\ntrain: {steps: 1}\n", data=colour_dataset,
+                    write_config=write_config, tmp_path=tmp_path)
+    else:
+        assert _config(body="distributed: {strategy: deepspeed_zero3}\ntrain: {steps: 1}\n", data=colour_dataset,
+                       write_config=write_config, tmp_path=tmp_path).distributed.strategy == "deepspeed_zero3"
     assert zero["stage"] == 3 and zero["stage3_gather_16bit_weights_on_model_save"] is True
     assert training_arguments(config=_config(body="train: {steps: 1, device: cpu}\n", data=colour_dataset,
                                              write_config=write_config, tmp_path=tmp_path)).fsdp in ([], "", None, False)

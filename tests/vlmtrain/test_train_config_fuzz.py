@@ -73,7 +73,7 @@ def test_mutants_of_shipped_configs_are_ok_or_named_problems(tiny_llava, colour_
 
 @pytest.mark.parametrize(("content", "args", "message"), [
     (b"name: t\xff\n", [], "not UTF-8"),
-    (b"a: &x [*x]\nname: t\n", [], "refers to itself"),
+    (b"a: &x [*x]\nname: t\n", [], "recursive alias"),
     (None, ["--set", "=3"], "--set: "),
     (None, ["--set", "train.lr=["], "--set: "),
     (None, ["--set", "train.lr=.inf"], "train.lr: .inf is not a finite number"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlmdata.filters.scored import ScoredFilter
@@ -31,6 +30,8 @@ class ClipScoreFilter(ScoredFilter):
         images = row.get("image_embeddings")
         if images is None or not len(images):
             return None
+        import numpy as np  # here: the recipe (and `vlmdata validate`) imports this module
+
         t = row["text_embeddings"][self.text].astype(np.float32)
         return {"clip_score": float(images[0].astype(np.float32) @ t)}
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 from typing import ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlmdata.filters.scored import ScoredFilter
@@ -24,6 +23,7 @@ from vlmdata.steps.base import Row
 
 
 def image_scores(blob: bytes, *, side: int = 256) -> dict[str, float]:
+    import numpy as np  # here: the recipe (and `vlmdata validate`) imports this module
     from PIL import Image
 
     with Image.open(io.BytesIO(blob)) as im:

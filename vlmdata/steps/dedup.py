@@ -21,14 +21,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from vlmdata.embed.step import EmbedStep
 from vlmdata.paths import ExistingPath
 from vlmdata.rows import Reject
 from vlmdata.steps.base import GlobalStep, Row
+
+if TYPE_CHECKING:  # the embed step imports numpy; the recipe (and `vlmdata validate`) imports this spec
+    from vlmdata.embed.step import EmbedStep
 
 
 class TextDedup(BaseModel):
