@@ -126,6 +126,7 @@ FAMILIES: dict[str, Family] = {
             llm=("model.text_model", "lm_head"),
             nested_images=True,
             processor="idefics",
+            packing_supported=True,
         ),
         Family(
             model_type="qwen2_5_vl",
@@ -213,7 +214,6 @@ FAMILIES: dict[str, Family] = {
             cross_attention=("model.language_model.layers.*.cross_attn", "model.language_model.layers.*.cross_attn_attn_gate",
                              "model.language_model.layers.*.cross_attn_mlp_gate"),
             nested_images=True,
-            packing_supported=True,
         ),
         Family(
             model_type="paligemma",
