@@ -25,11 +25,11 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmdata.export_rows import image_ext, iter_export_rows
 from vlmdata.sources.llava_system import fold_system
 
 log = logging.getLogger("vlmdata.export")
@@ -57,16 +57,6 @@ class ExportSkip(Exception):
         self.detail = detail
 
 
-def image_ext(data: bytes) -> str:
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
-
-
 def flatten(content: list[dict[str, Any]], *, reserved: tuple[str, ...] = ("<image>",)) -> str:
     """Content parts → one string with `<image>` markers where the images were; ExportSkip on a literal marker."""
     pieces = []
@@ -80,14 +70,6 @@ def flatten(content: list[dict[str, Any]], *, reserved: tuple[str, ...] = ("<ima
                                                    f"as a placeholder: {part['text'][:120]!r}")
             pieces.append(part["text"])
     return "\n".join(pieces)
-
-
-def iter_export_rows(out_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    from vlmdata.arrow_io import iter_rows, splits
-
-    for split in splits(out_dir):
-        for row in iter_rows(out_dir, split):  # raw image bytes, no PIL decode, no memory map
-            yield split, row
 
 
 def _save_images(row: dict[str, Any], *, images_dir: Path, rel_to: Path | None) -> list[str]:

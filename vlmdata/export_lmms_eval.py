@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from vlmdata.export import iter_export_rows
+from vlmdata.export_rows import iter_export_rows
 
 UTILS = '''"""Written by vlmdata (export --format lmms_eval): the task's doc functions; the metric is vlmdata's."""
 

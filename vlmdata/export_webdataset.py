@@ -18,7 +18,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from vlmdata.export import image_ext, iter_export_rows
+from vlmdata.export_rows import image_ext, iter_export_rows
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
