@@ -189,6 +189,23 @@ def test_hf_messages_with_string_content_and_null(ws: Workspace) -> None:
     assert [r["reason"] for r in built.rejects] == ["missing_content"]
 
 
+def test_hf_conversations_in_sharegpt_form_with_a_single_image_column(ws: Workspace) -> None:
+    """LLaVA-style hub datasets: `conversations` of {from, value}, one `image`, an optional `system` column."""
+    import datasets
+
+    rows = {"conversations": [
+        [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A grid."}],
+        [{"from": "human", "value": "<image>\n<image>\nTwo?"}, {"from": "gpt", "value": "One."}],
+    ], "image": [{"bytes": encode(picture(5), "PNG"), "path": None}] * 2, "system": ["Be brief.", ""]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(ws.path("hfconv")))
+    built = ws.build({"name": "t", "sources": [{"name": "h", "kind": "hf", "path": "hfconv"}],
+                      "split": {"validation": 0}})
+    (row,) = built.rows
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert built.image(row).tobytes() == picture(5).tobytes()
+    assert [r["reason"] for r in built.rejects] == ["image_count_mismatch"]
+
+
 def test_folder_of_chat_files_and_parquet(ws: Workspace) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

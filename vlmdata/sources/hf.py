@@ -1,7 +1,8 @@
 """`hf`: a Hugging Face dataset, saved on disk (`load_from_disk`) or by hub name (`load_dataset`).
 
-A dataset with `messages` (the row contract, TRL's format) keeps its chat turns; `content` may be
-parts, a plain string with `<image>` markers or OpenAI-style parts, and `content: null` is a reject
+A dataset with `messages` (the row contract, TRL's format) or ShareGPT/LLaVA-style `conversations`
+(`{from, value}`, with a `system` column and `images` or a single `image`) keeps its chat turns; `content`
+may be parts, a plain string with `<image>` markers or OpenAI-style parts, and `content: null` is a reject
 (`sources/chat.py`). Any other dataset maps its columns through `fields` like a table. Images are read as stored
 bytes (no PIL decoding here; the load step verifies them).
 """
@@ -71,10 +72,14 @@ def read_hf(spec: HfSpec) -> Iterator[Record | Reject]:
         for raw in batch:
             locator = f"{spec.split}[{index}]"
             index += 1
-            if "messages" in raw and isinstance(raw["messages"], list):
-                try:  # content as parts, a string with <image> markers, or OpenAI parts (sources/chat.py)
-                    listed = _image_refs(raw.get("images") or [], root=root)
-                    messages, images = turns_to_messages(raw["messages"], images=listed, root=root)
+            turns_key = next((k for k in ("messages", "conversations") if isinstance(raw.get(k), list)), None)
+            if turns_key is not None:
+                try:  # {role, content} or ShareGPT {from, value}; content as parts, a string with <image>
+                    # markers, or OpenAI parts (sources/chat.py); images in `images` (or LLaVA-style `image`)
+                    listed = _image_refs(raw.get("images") if raw.get("images") is not None else raw.get("image"),
+                                         root=root)
+                    messages, images = turns_to_messages(raw[turns_key], images=listed, root=root,
+                                                         system=raw.get("system"), where=turns_key)
                 except RowError as e:
                     yield Reject(spec.name, locator, e.reason, e.detail, "load")
                     continue
