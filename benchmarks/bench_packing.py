@@ -29,8 +29,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SIZES = {"full": {"hidden": 512, "layers": 12, "intermediate": 2048, "heads": 8},
-         "quick": {"hidden": 256, "layers": 4, "intermediate": 1024, "heads": 4}}
 NAMES = {"padded": "transformers.Trainer, random padded", "grouped": "vlmtrain, length-grouped",
          "packed": "vlmtrain, packed (train.packing)"}
 
@@ -39,24 +37,14 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
     """One run in a fresh process; puts (real tokens, seconds, mean loss, peak RSS MiB, params, steps, note)."""
     import torch
     import vlm_fixtures
-    from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.diagnostics import diagnose
-    from vlmtrain.model import lora_target_regex
     from vlmtrain.packing import PackedCollator, PackedDataset, pack_rows, packing_report
     from vlmtrain.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
-    model, processor = vlm_fixtures.build_llava(seed=0, **size)
-    params = vlm_fixtures.parameters(model)
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                             target_modules=lora_target_regex(model=model, targets="all-linear")))
-    data = vlm_fixtures.dataset(n=n, max_answer_words=max_words, seed=0)
-    collator = ChatCollator(processor=processor, max_length=2048)
-    lengths = diagnose(dataset=data, collator=collator).lengths
+    model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,
+                                                                                max_answer_words=max_words)
     steps = math.ceil(n / batch)
     note = ""
     train_data, data_collator, per_step = data, collator, batch
@@ -104,7 +92,9 @@ def main() -> None:
                         help="rounds in alternating order (ABC, CBA, ...); each variant keeps its fastest round, "
                              "so a load change on a shared machine does not favour whichever ran last")
     args = parser.parse_args()
-    size = SIZES["quick" if args.quick else "full"]
+    import vlm_fixtures  # beside this file (sys.path above); numpy and the row contract only
+
+    size = vlm_fixtures.SIZES["quick" if args.quick else "full"]
     n = args.rows or (48 if args.quick else 96)
     ctx = mp.get_context("spawn")
     results: dict[str, Any] = {}

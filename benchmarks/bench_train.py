@@ -28,31 +28,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SIZES = {"full": {"hidden": 512, "layers": 12, "intermediate": 2048, "heads": 8},
-         "quick": {"hidden": 256, "layers": 4, "intermediate": 1024, "heads": 4}}
 
 
 def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: int, threads: int, out: Any) -> None:
     """One run in a fresh process; puts (tokens, seconds, mean loss, peak RSS MiB, params) on `out`."""
     import torch
     import vlm_fixtures
-    from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.diagnostics import diagnose
-    from vlmtrain.model import lora_target_regex
     from vlmtrain.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
-    model, processor = vlm_fixtures.build_llava(seed=0, **size)
-    params = vlm_fixtures.parameters(model)
-    torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                             target_modules=lora_target_regex(model=model, targets="all-linear")))
-    data = vlm_fixtures.dataset(n=n, max_answer_words=max_words, seed=0)
-    collator = ChatCollator(processor=processor, max_length=2048)
-    lengths = diagnose(dataset=data, collator=collator).lengths
+    model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,
+                                                                                max_answer_words=max_words)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, num_train_epochs=1,
                                  learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
@@ -79,7 +67,9 @@ def main() -> None:
     parser.add_argument("--max-words", type=int, default=160)
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
-    size = SIZES["quick" if args.quick else "full"]
+    import vlm_fixtures  # beside this file (sys.path above); numpy and the row contract only
+
+    size = vlm_fixtures.SIZES["quick" if args.quick else "full"]
     n = args.rows or (48 if args.quick else 96)
     ctx = mp.get_context("spawn")
     results = {}

@@ -77,3 +77,28 @@ def dataset(*, n: int, max_answer_words: int, seed: int) -> Any:
     from vlmdata.schema import features
 
     return datasets.Dataset.from_list(rows(n=n, max_answer_words=max_answer_words, seed=seed), features=features())
+
+
+# model sizes of the CPU training benchmarks (bench_train, bench_packing): one table, so both measure the same model
+SIZES = {"full": {"hidden": 512, "layers": 12, "intermediate": 2048, "heads": 8},
+         "quick": {"hidden": 256, "layers": 4, "intermediate": 1024, "heads": 4}}
+
+
+def lora_setup(*, size: dict[str, int], n: int, max_answer_words: int) -> tuple[Any, Any, int, Any, Any, list[int]]:
+    """The training benchmarks' common start, all seeded: (LoRA r=8 all-linear model, processor, base
+    parameter count, dataset, collator, uncut token length per row)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from vlmtrain.collate import ChatCollator
+    from vlmtrain.diagnostics import diagnose
+    from vlmtrain.model import lora_target_regex
+
+    model, processor = build_llava(seed=0, **size)
+    params = parameters(model)
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                             target_modules=lora_target_regex(model=model, targets="all-linear")))
+    data = dataset(n=n, max_answer_words=max_answer_words, seed=0)
+    collator = ChatCollator(processor=processor, max_length=2048)
+    return model, processor, params, data, collator, diagnose(dataset=data, collator=collator).lengths
