@@ -39,8 +39,8 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
     import vlm_fixtures
     from transformers import Trainer, TrainingArguments
 
-    from vlmtrain.packing import PackedCollator, PackedDataset, pack_rows, packing_report
-    from vlmtrain.trainer import VlmTrainer
+    from vlmtrain.data.packing import PackedCollator, PackedDataset, pack_rows, packing_report
+    from vlmtrain.training.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
     model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,
@@ -59,7 +59,7 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
                                 batch_size=batch, seed=0)
         note = f"{len(packs)} packs of <= {capacity} tokens, efficiency {report.efficiency:.1%}"
         train_data, data_collator, per_step = PackedDataset(rows=data, packs=packs), PackedCollator(inner=collator), 1
-        from vlmtrain.packing_attention import use_packed_attention
+        from vlmtrain.models.packed_attention import use_packed_attention
 
         use_packed_attention(model)  # what `vlmtrain run` does with train.packing on SDPA
     with tempfile.TemporaryDirectory() as tmp:

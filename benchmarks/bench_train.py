@@ -6,9 +6,9 @@ random batches, same model, same rows, same collator, measured in the same run.
 
 Rows: one 32px image + a question; answers log-uniform from 1 to `--max-words` words, so random
 batches are mostly padding. Both runs: LoRA (r 8, all linear layers of the LLM), 1 epoch, the same
-seed, `vlmtrain.collate.ChatCollator` (it pads to the longest row of each batch — a plain padding
+seed, `vlmtrain.data.collate.ChatCollator` (it pads to the longest row of each batch — a plain padding
 collator plus our answer mask, so both runs optimise the same loss). The baseline is the stock
-`transformers.Trainer` (random order); ours is `vlmtrain.trainer.VlmTrainer` with
+`transformers.Trainer` (random order); ours is `vlmtrain.training.trainer.VlmTrainer` with
 `LengthGroupedSampler`. Each run is its own spawned process, so peak RSS is per run.
 tokens/s counts real (non-padding) tokens: the same total for both, so the ratio is a time ratio.
 Both see every row once per epoch; the mean training losses are printed side by side.
@@ -36,7 +36,7 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
     import vlm_fixtures
     from transformers import Trainer, TrainingArguments
 
-    from vlmtrain.trainer import VlmTrainer
+    from vlmtrain.training.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
     model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,

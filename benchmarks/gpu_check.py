@@ -38,9 +38,9 @@ def _load(folder: Path, *, mode: str, device: str) -> Any:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from vlmtrain.config_tuning import QuantSection
-    from vlmtrain.families import family_of
-    from vlmtrain.quant import bnb_config, skip_modules, upcast_floats
+    from vlmtrain.config.tuning import QuantSection
+    from vlmtrain.models.families import family_of
+    from vlmtrain.models.quant import bnb_config, skip_modules, upcast_floats
 
     if mode == "lora-bf16":
         return AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.bfloat16).to(device)
@@ -59,7 +59,7 @@ def _measure(folder: Path, *, mode: str, device: str, batches: list[dict[str, An
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from vlmtrain.model import lora_target_regex
+    from vlmtrain.models.load import lora_target_regex
 
     cuda = device.startswith("cuda")
     before = 0.0
@@ -116,7 +116,7 @@ def main() -> None:
     import torch
     import vlm_fixtures
 
-    from vlmtrain.collate import ChatCollator
+    from vlmtrain.data.collate import ChatCollator
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --device cpu --tiny for a dry run")

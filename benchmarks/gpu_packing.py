@@ -3,12 +3,12 @@
     bash benchmarks/gpu_packing.sh                          # on a GPU machine (a few minutes)
     python benchmarks/gpu_packing.py --device cpu --tiny    # dry run of the same code paths on CPU
 
-The model is `vlmtrain.tiny`'s Qwen2-VL (its real processor, chat template and 3-D mRoPE) with the
+The model is `vlmtrain.models.tiny.registry`'s Qwen2-VL (its real processor, chat template and 3-D mRoPE) with the
 language model scaled to Qwen2.5-VL-3B's shape (hidden 2048, 36 layers, 16 heads, 2 KV heads,
 intermediate 11008); `--layers` shortens it to fit the time. Rows: one image and answers log-uniform
 from 1 to `--max-words` words. Both modes train the same rows with LoRA r=16 on every linear layer of the
 LLM, AdamW, bf16 weights: `padded` in random batches of `--batch` rows (right-padded, 2-D attention
-mask), `packed` in packs of the same rows (`vlmtrain.packing`: position ids restart per row, per-row
+mask), `packed` in packs of the same rows (`vlmtrain.data.packing`: position ids restart per row, per-row
 mRoPE, no attention across rows) whose number equals the number of padded batches. The attention is
 flash-attention 2 (varlen from the position ids) when `flash_attn` imports, else SDPA. The first
 `--warmup` steps are not timed. tokens/s counts real tokens; peak is `torch.cuda.max_memory_allocated`.
@@ -36,9 +36,9 @@ def _model(*, size: dict[str, int], layers: int | None, attention: str, device: 
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2VLForConditionalGeneration
 
-    from vlmtrain.model import lora_target_regex
-    from vlmtrain.packing import attach_packed_mrope
-    from vlmtrain.tiny import FAMILIES
+    from vlmtrain.data.packing import attach_packed_mrope
+    from vlmtrain.models.load import lora_target_regex
+    from vlmtrain.models.tiny.registry import FAMILIES
 
     small, processor = FAMILIES["qwen2_vl"].build(seed=0)
     config = small.config
@@ -67,10 +67,10 @@ def main() -> None:
     import torch
     import vlm_fixtures
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.diagnostics import diagnose
-    from vlmtrain.families import family_of
-    from vlmtrain.packing import PackedCollator, pack_rows
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.data.diagnostics import diagnose
+    from vlmtrain.data.packing import PackedCollator, pack_rows
+    from vlmtrain.models.families import family_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")

@@ -13,7 +13,7 @@ peak minus the memory before it), peak, tokens/s over the timed steps, and the l
     python benchmarks/gpu_realsize.py --dry-run            # CPU: meta-device build + parameter counts only
 
 The QLoRA path quantises in place (bitsandbytes NF4, double quant, bf16 compute) exactly the layers
-`vlmtrain.quant.skip_modules` leaves to quantise: the LLM's linear layers, not the vision tower,
+`vlmtrain.models.quant.skip_modules` leaves to quantise: the LLM's linear layers, not the vision tower,
 projector or LM head. Not needed by the tests; commit results to benchmarks/GPU_RESULTS.md.
 """
 
@@ -53,7 +53,7 @@ def quantise_in_place(model: Any, *, family: Any) -> int:
     import bitsandbytes as bnb
     import torch
 
-    from vlmtrain.quant import MIN_WIDTH
+    from vlmtrain.models.quant import MIN_WIDTH
 
     head = model.get_output_embeddings()
     count = 0
@@ -122,7 +122,7 @@ def run_one(*, name: str, method: str, steps: int) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from vlmtrain.families import family_of
+    from vlmtrain.models.families import family_of
 
     config = load_config(name)
     family = family_of(config.model_type)
@@ -164,7 +164,7 @@ def run_one(*, name: str, method: str, steps: int) -> dict[str, Any]:
 
 def dry_run(names: list[str]) -> None:
     """CPU-safe: build each model on the meta device, check every parameter has a component, count them."""
-    from vlmtrain.families import family_of
+    from vlmtrain.models.families import family_of
 
     for name in names:
         config = load_config(name)

@@ -7,7 +7,7 @@ The CI suite runs every recipe on CPU; this runs the same code with `device: aut
 (bf16 on an H100), so the device paths (mixed precision, 4-bit CUDA kernels, generation on the GPU, the
 eval callback, staged weight replay) are exercised where users run them. Each case trains on a
 memorisable colour set and must bring its loss below half of the first step's; the run folder is then
-loaded with `vlmtrain.predict.load_run` and scored with `vlmtrain.evaluate`. Prints one line per case
+loaded with `vlmtrain.evaluation.predict.load_run` and scored with `vlmtrain.evaluation.evaluate`. Prints one line per case
 (with the GPU memory training peaked at, and the device the loaded run evaluates on) and exits non-zero
 if any case fails or, on a GPU machine, trains or evaluates off the GPU.
 """
@@ -60,11 +60,11 @@ def _config(*, folder: Path, model: Path, data: Path, body: str, name: str) -> P
 def _case(*, name: str, family: str, body: str, folder: Path, data: Path) -> dict:
     import datasets
 
-    from vlmtrain.config import load_train_config
-    from vlmtrain.evaluate import evaluate
-    from vlmtrain.predict import load_run
-    from vlmtrain.recipe import run
-    from vlmtrain.tiny import write_tiny
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.evaluation.evaluate import evaluate
+    from vlmtrain.evaluation.predict import load_run
+    from vlmtrain.models.tiny.registry import write_tiny
+    from vlmtrain.recipes.finetune import run
 
     model = folder / "models" / family
     if not model.is_dir():

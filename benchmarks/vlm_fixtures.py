@@ -1,7 +1,7 @@
 """Shared by bench_train.py and gpu_check.py: a random LLaVA at a chosen size, and vlmdata rows whose
 answer lengths vary widely (1 to ~`max_answer_words` words), built offline.
 
-The model comes from `vlmtrain.tiny`'s LLaVA builder (its processor, tokenizer, chat template and
+The model comes from `vlmtrain.models.tiny.registry`'s LLaVA builder (its processor, tokenizer, chat template and
 image-token layout), with the language model's config scaled up, so the benchmarks run the same code
 paths as training does on a real LLaVA.
 """
@@ -27,7 +27,7 @@ def build_llava(*, hidden: int, layers: int, intermediate: int, heads: int, seed
     import torch
     from transformers import LlavaForConditionalGeneration
 
-    from vlmtrain.tiny import FAMILIES
+    from vlmtrain.models.tiny.registry import FAMILIES
 
     small, processor = FAMILIES["llava"].build(seed=seed)
     config = small.config
@@ -90,9 +90,9 @@ def lora_setup(*, size: dict[str, int], n: int, max_answer_words: int) -> tuple[
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.diagnostics import diagnose
-    from vlmtrain.model import lora_target_regex
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.data.diagnostics import diagnose
+    from vlmtrain.models.load import lora_target_regex
 
     model, processor = build_llava(seed=0, **size)
     params = parameters(model)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from vlmdata.config_paths import rebase
+from vlmdata.config.paths import rebase
 
 ODD_VALUES: tuple[Any, ...] = (
     None, "", "abc", -1, 0, 1, 10**9, 10**12, -(10**12), 1e300, float("inf"), float("-inf"), float("nan"), True,

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fuzz_kit import fuzz  # noqa: E402
 
-from vlmdata.validation import ConfigError  # noqa: E402
+from vlmdata.config.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_CONFIG = 150
@@ -26,7 +26,7 @@ def check_recipe(path: Path, overrides: list[str]) -> int:
 
 
 def check_train(path: Path, overrides: list[str]) -> int:
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
 
     load_train_config(path, overrides=overrides)
     return 0
@@ -44,7 +44,7 @@ def test_recipe_mutants_are_ok_or_named_problems(tmp_path: Path, config: Path) -
 
 @pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "train").glob("*.yaml")), ids=lambda p: p.name)
 def test_train_config_mutants_are_ok_or_named_problems(tmp_path: Path, config: Path) -> None:
-    from vlmtrain.config import TrainConfig
+    from vlmtrain.config.train import TrainConfig
 
     stats = fuzz(configs=[config], model=TrainConfig, check=check_train, expected=ConfigError,
                  per_config=PER_CONFIG, seed=0, workdir=tmp_path)

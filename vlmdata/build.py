@@ -1,9 +1,9 @@
 """`vlmdata build`: run a validated recipe and put the result in place atomically.
 
 Everything is written into a hidden sibling folder (`.NAME.partial-PID`) and renamed to the final
-name only when complete (vlmdata/atomic_dir.py), so a crash or kill never leaves a half dataset under
+name only when complete (vlmdata/output/atomic_dir.py), so a crash or kill never leaves a half dataset under
 the final name; the next build removes partial folders whose process is gone. Before any work the
-output folder is checked (vlmdata/output_guard.py): a build replaces only an earlier vlmdata dataset,
+output folder is checked (vlmdata/output/guard.py): a build replaces only an earlier vlmdata dataset,
 never a folder of the user's. SIGTERM is handled like Ctrl-C: the build stops, its partial folder is
 removed and the workers are ended.
 """
@@ -22,20 +22,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vlmdata.atomic_dir import clean_stale, replace_dir
 from vlmdata.engines.local import RejectLog, run_local
 from vlmdata.engines.pool import default_workers
 from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
-from vlmdata.export import export
-from vlmdata.output_guard import OutputError, check_destination
+from vlmdata.output.atomic_dir import clean_stale, replace_dir
+from vlmdata.output.export.formats import export
+from vlmdata.output.guard import OutputError, check_destination
+from vlmdata.output.report.card import render_card
+from vlmdata.output.report.html import write_report
+from vlmdata.output.report.manifest import build_manifest, write_manifest
+from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.reject_budget import check_budget, unknown_stages
-from vlmdata.report.card import render_card
-from vlmdata.report.html import write_report
-from vlmdata.report.manifest import build_manifest, write_manifest
 from vlmdata.steps.base import StageStats
-from vlmdata.steps.write import ArrowWriter
 
 
 @dataclass
@@ -165,13 +165,13 @@ def plan_cache_dir(final: Path, cache_dir: Path | None) -> Path:
 
 
 def _deidentification_check(loaded: LoadedRecipe, *, tmp: Path, cache: Path) -> dict[str, Any] | None:
-    """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.deid)."""
+    """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.medical.deid)."""
     from vlmdata.sources.dicom import DicomSpec, dicom_files
 
     inputs = [f for src in loaded.recipe.sources if isinstance(src, DicomSpec) for f in dicom_files(src)]
     if not inputs:
         return None
-    from vlmdata.deid import check_build
+    from vlmdata.medical.deid import check_build
 
     roots = [tmp] + ([cache] if loaded.recipe.synthesize and cache.exists() else [])
     return check_build(dicom_inputs=inputs, roots=roots)

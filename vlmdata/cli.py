@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from vlmdata import __version__
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 
 
 def _load(recipe: str, overrides: tuple[str, ...]):
@@ -39,7 +39,7 @@ def main() -> None:
 
 def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
     """Where the build would write, checked as `build` checks it (output_guard), plus max_reject_ratio keys."""
-    from vlmdata.output_guard import OutputError, check_destination
+    from vlmdata.output.guard import OutputError, check_destination
     from vlmdata.plan import make_plan
     from vlmdata.reject_budget import unknown_stages
 
@@ -90,8 +90,8 @@ def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str,
     """Build the dataset described by RECIPE."""
     from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
-    from vlmdata.deid import DeidentificationError
-    from vlmdata.output_guard import OutputError
+    from vlmdata.medical.deid import DeidentificationError
+    from vlmdata.output.guard import OutputError
     from vlmdata.reject_budget import RejectBudgetExceeded
     from vlmdata.rows import BuildError
     from vlmdata.synth.client import SynthError
@@ -159,8 +159,8 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     """Counts per split, task and source of a built dataset OUT, and a few rendered rows."""
     import datasets
 
-    from vlmdata.report.domains import context_lines
-    from vlmdata.report.manifest import read_manifest
+    from vlmdata.output.report.domains import context_lines
+    from vlmdata.output.report.manifest import read_manifest
     from vlmdata.steps.mix import mix_table
 
     path = Path(out)
@@ -214,7 +214,7 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolute_paths: bool, shard_size: int) -> None:
     """Export a built dataset OUT for another tool: LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json),
     ms-swift JSONL, JSONL, WebDataset shards or an lmms-eval task."""
-    from vlmdata.export import export as run_export
+    from vlmdata.output.export.formats import export as run_export
 
     path = Path(out)
     try:
@@ -264,7 +264,7 @@ def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 def report(out: str, per_task: int, seed: int) -> None:
     """(Re)write OUT/report.html: funnel, rejects, task mix, duplicates and sample rows, self-contained."""
-    from vlmdata.report.html import write_report
+    from vlmdata.output.report.html import write_report
 
     click.echo(str(write_report(Path(out), per_task=per_task, seed=seed)))
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmdata.validation import ConfigError, Problem
+from vlmdata.config.errors import ConfigError, Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -35,8 +35,8 @@ def source_problems(*, kind: str, path: Path, options: dict[str, Any], seed: int
     Relative paths in `options` resolve against `base_dir` (default: the folder of `path`)."""
     from pydantic import ValidationError
 
+    from vlmdata.config.errors import problems_from_validation_error
     from vlmdata.recipe import Recipe
-    from vlmdata.validation import problems_from_validation_error
 
     raw = _recipe(kind, path, options, seed)
     try:

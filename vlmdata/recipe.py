@@ -18,16 +18,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from vlmdata.config_io import load_config_dict
-from vlmdata.config_limits import number_problems
-from vlmdata.config_paths import TemplateRef
-from vlmdata.depth import DepthWindow
+from vlmdata.config.errors import ConfigError, Problem, problems_from_validation_error
+from vlmdata.config.io import load_config_dict
+from vlmdata.config.limits import number_problems
+from vlmdata.config.path_types import OutputPath
+from vlmdata.config.paths import TemplateRef
+from vlmdata.config.sizes import ShardSize
 from vlmdata.embed.spec import EmbedSpec
 from vlmdata.engines.spec import EngineSpec, LocalEngine
-from vlmdata.media import DEFAULT_MAX_PIXELS
-from vlmdata.paths import OutputPath
+from vlmdata.media.depth import DepthWindow
+from vlmdata.media.verify import DEFAULT_MAX_PIXELS
 from vlmdata.redact import Redactor
-from vlmdata.sizes import ShardSize
 from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.steps.dedup import DedupSpec
@@ -38,7 +39,6 @@ from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.steps.split import SplitSpec
 from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
 from vlmdata.templates_lib import check_template
-from vlmdata.validation import ConfigError, Problem, problems_from_validation_error
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 
@@ -86,7 +86,7 @@ class OutputSpec(BaseModel):
     path: OutputPath | None = None  # default: out/<name> under the current folder
     max_shard_size: ShardSize = "500MB"
     exports: list[Literal["llava", "sharegpt", "swift", "jsonl", "webdataset", "lmms_eval"]] = Field(
-        default_factory=list)  # into OUT/exports/<format> (vlmdata/export.py)
+        default_factory=list)  # into OUT/exports/<format> (vlmdata/output/export/formats.py)
     report: bool = True  # write report.html
 
 

@@ -63,7 +63,7 @@ def check_budget(**kwargs: Any) -> None:
 
 def unknown_stages(limit: float | dict[str, float] | None, steps: list[Step]) -> list[str]:
     """Problems for `max_reject_ratio` keys that name no stage of this build (with a did-you-mean)."""
-    from vlmdata.validation import did_you_mean
+    from vlmdata.config.errors import did_you_mean
 
     if not isinstance(limit, dict):
         return []

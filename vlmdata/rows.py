@@ -20,7 +20,7 @@ class ImageRef:
     """Where an image comes from: a file on disk (checked against the source's image_root) or bytes.
 
     `window` and `frame` only matter for DICOM files (recipe overrides of the header's VOI window);
-    `view` (a `vlmdata.medical_view` DicomView/NiftiView) is what a medical source decided instead.
+    `view` (a `vlmdata.medical.view` DicomView/NiftiView) is what a medical source decided instead.
     """
 
     path: Path | None = None

@@ -31,16 +31,9 @@ ROLES = ("system", "user", "assistant")
 
 
 def template_root() -> Path:
-    """The folder of shipped templates (the `vlmdata.templates` package, or the checkout's templates/)."""
-    try:
-        from importlib.resources import files
-
-        root = Path(str(files("vlmdata.templates")))
-        if root.is_dir():
-            return root
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "templates"
+    """The folder of shipped templates: `vlmdata/templates`, a link to the checkout's top-level templates/ that
+    the wheel ships as a real folder, so one path works in a checkout and after `pip install`."""
+    return Path(__file__).resolve().parent / "templates"
 
 
 def available_templates() -> list[str]:
@@ -197,7 +190,7 @@ def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
     """A problem message if `ref` is not a usable template, else None (used by recipe validation)."""
     from jinja2 import TemplateSyntaxError
 
-    from vlmdata.validation import did_you_mean
+    from vlmdata.config.errors import did_you_mean
 
     try:
         path = find_template(ref, base_dir=base_dir)

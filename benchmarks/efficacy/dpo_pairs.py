@@ -4,7 +4,7 @@
 
 For each run (loaded as `vlmtrain predict` loads it: base + earlier stages + its adapter), the share of
 pairs whose chosen answer has the higher summed log-prob than the rejected one (the SFT collator's
-answer mask, vlmtrain/dpo.py), overall and per `meta.preference` task/kind, so "before" (the SFT stage)
+answer mask, vlmtrain/training/dpo.py), overall and per `meta.preference` task/kind, so "before" (the SFT stage)
 and "after" (DPO) read in one table. CPU is fine for the tiny models.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 def likelier_share(*, run_dir: Path, pairs: object, batch_size: int) -> dict[str, float]:
     import torch
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.data import row_batches
-    from vlmtrain.dpo import PairCollator, pair_logps, split_pair
-    from vlmtrain.families import family_of
-    from vlmtrain.predict import load_run
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.data.dataset import row_batches
+    from vlmtrain.evaluation.predict import load_run
+    from vlmtrain.models.families import family_of
+    from vlmtrain.training.dpo import PairCollator, pair_logps, split_pair
 
     model, processor = load_run(run_dir=run_dir, device="cpu")
     family = family_of(model.config.model_type)
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
-    from vlmtrain.data import open_split
+    from vlmtrain.data.dataset import open_split
 
     path, _, split = args.pairs.partition(":")
     pairs = open_split(path=Path(path), split=split or "validation")

@@ -15,13 +15,13 @@ Results = dict[str, dict[str, list[float]]]
 
 
 def _config(*, name: str, overrides: Sequence[str]) -> Any:
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
 
     return load_train_config(RECIPES / "train" / f"{name}.yaml", overrides=list(overrides))
 
 
 def eval_rows(*, data: Path, tasks: Sequence[str], limit: int) -> Any:
-    from vlmtrain.data import open_split
+    from vlmtrain.data.dataset import open_split
 
     dataset = open_split(path=data, split="validation")
     keep, seen = [], dict.fromkeys(tasks, 0)
@@ -39,7 +39,7 @@ CAPTION_TOKENS = 32
 
 
 def _score(*, model: Any, processor: Any, rows: Any, max_new_tokens: int) -> dict[str, float]:
-    from vlmtrain.evaluate import evaluate
+    from vlmtrain.evaluation.evaluate import evaluate
 
     metrics = evaluate(model=model, processor=processor, dataset=rows, max_new_tokens=max_new_tokens,
                        batch_size=32).metrics
@@ -48,7 +48,7 @@ def _score(*, model: Any, processor: Any, rows: Any, max_new_tokens: int) -> dic
 
 def lora_run(*, name: str, overrides: Sequence[str], rows: Any, max_new_tokens: int, echo: Any) -> dict[str, Any]:
     """Train one multitask LoRA run; its per-task accuracy, and the last log line (losses, weights)."""
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     recipe = FinetuneRecipe(config=_config(name=name, overrides=overrides), echo=lambda _: None)
     recipe.setup()
@@ -152,7 +152,7 @@ def weighting(*, common: list[str], vqa: Path, caption: Path, seeds: Sequence[in
 def continual(*, common: list[str], seeds: Sequence[int], steps: int, strategies: dict[str, list[str]],
               work: Path, echo: Any) -> Results:
     """(d) colour → size → count, one stage after another, per strategy; BWT, forgetting, final accuracy."""
-    from vlmtrain.recipe import run
+    from vlmtrain.recipes.finetune import run
 
     results: Results = {}
     for label, extra in strategies.items():

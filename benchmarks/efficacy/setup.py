@@ -37,10 +37,10 @@ def build_datasets(*, work: Path, overrides: dict[str, list[str]],
 
 def pretrain_base(*, work: Path, data: Path, steps: int, echo: Any) -> Path:
     """The tiny LLaVA trained in full on captions, saved as a plain model folder at work/base."""
-    from vlmtrain.config import load_train_config
-    from vlmtrain.predict import load_run
-    from vlmtrain.recipe import run
-    from vlmtrain.tiny import write_tiny
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.evaluation.predict import load_run
+    from vlmtrain.models.tiny.registry import write_tiny
+    from vlmtrain.recipes.finetune import run
 
     base = work / "base"
     if (base / "config.json").is_file():

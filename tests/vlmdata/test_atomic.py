@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from vlmdata_kit import Workspace
 
-from vlmdata.steps.write import ArrowWriter
+from vlmdata.output.writer import ArrowWriter
 
 
 @pytest.fixture

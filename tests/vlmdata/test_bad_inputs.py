@@ -231,7 +231,7 @@ def test_rebuild_replaces_its_own_dataset_and_force_another_recipes(ws: Workspac
 
 def test_failed_second_rename_puts_the_old_dataset_back(ws: Workspace, small: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlmdata import atomic_dir
+    from vlmdata.output import atomic_dir
 
     old = ws.build(small, out="out/small")
     before = snapshot(old.path)
@@ -256,7 +256,7 @@ def test_an_old_dataset_of_a_dead_swap_is_restored_and_leftovers_cleaned(ws: Wor
     dead.wait()
     built.path.rename(ws.root / f"out/.small.old-{dead.pid}")  # killed between the two renames
     (ws.root / f"out/.small.partial-{dead.pid}").mkdir()
-    from vlmdata.atomic_dir import clean_stale
+    from vlmdata.output.atomic_dir import clean_stale
 
     clean_stale(ws.root / "out/small")
     assert sorted(p.name for p in (ws.root / "out").iterdir()) == ["small"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from vlmdata_kit import Workspace
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.recipe import load_recipe
-from vlmdata.validation import ConfigError
 
 
 def photo(name: str, *, size: int = 256, fmt: str = "JPEG", quality: int = 92, brightness: float = 1.0) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from vlmdata_kit import Built, Workspace, dicom_file
 
-from vlmdata.deid import IDENTIFYING, MIN_CHARS, is_placeholder
+from vlmdata.medical.deid import IDENTIFYING, MIN_CHARS, is_placeholder
 
 DATA_DIRS = [Path(pydicom.__file__).parent / "data/test_files"]
 try:
@@ -37,7 +37,7 @@ def sample_files() -> list[Path]:
 
 
 def header_values(path: Path) -> dict[str, set[str]]:
-    """Identifying values read independently of vlmdata.deid: every PN element and the listed keywords."""
+    """Identifying values read independently of vlmdata.medical.deid: every PN element and the listed keywords."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     found: dict[str, set[str]] = {}
     for elem in [*ds.iterall(), *ds.file_meta]:
@@ -107,7 +107,7 @@ def test_a_leak_fails_the_build_and_names_the_attribute_not_the_value(ws: Worksp
     ds = pydicom.dcmread(dicom_file("CT_small.dcm"), stop_before_pixels=True)
     ws.copy(dicom_file("CT_small.dcm"), f"scans/{ds.PatientID}_{ds.StudyInstanceUID}.dcm")  # a UID as file name
     from vlmdata.build import build
-    from vlmdata.deid import DeidentificationError
+    from vlmdata.medical.deid import DeidentificationError
     from vlmdata.recipe import load_recipe
 
     path = ws.write("r.yaml", "name: t\ninstruct: {report: {template: medical/report}}\n"
@@ -159,7 +159,7 @@ def test_overlays_are_drawn_only_when_asked(ws: Workspace) -> None:
 
 
 def test_the_grouping_hash_is_keyed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlmdata.deid import hashed
+    from vlmdata.medical.deid import hashed
 
     monkeypatch.delenv("VLMDATA_DEID_KEY", raising=False)
     plain = hashed("1CT1")

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from vlmdata_kit import Workspace, dicom_file
 
-from vlmdata.slicing import evenly
-from vlmdata.windows import PRESETS
+from vlmdata.medical.slicing import evenly
+from vlmdata.medical.windows import PRESETS
 
 
 def grey(row: dict) -> np.ndarray:

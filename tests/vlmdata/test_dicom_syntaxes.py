@@ -14,8 +14,8 @@ import pydicom
 import pytest
 from vlmdata_kit import Built, Workspace, dicom_file
 
-from vlmdata.dicom_image import dicom_to_png
-from vlmdata.medical_view import DicomView
+from vlmdata.medical.dicom_image import dicom_to_png
+from vlmdata.medical.view import DicomView
 from vlmdata.rows import RowError
 
 LOSSLESS = [  # (uncompressed twin, compressed variant, transfer syntax)
@@ -122,7 +122,7 @@ def test_a_missing_plugin_is_named_in_the_reject() -> None:
     code = (
         "import sys\nfor m in ('pylibjpeg', 'libjpeg', 'gdcm'): sys.modules[m] = None  # as if not installed\n"
         "from pydicom.data import get_testdata_file\n"
-        "from vlmdata.dicom_image import dicom_to_png\n"
+        "from vlmdata.medical.dicom_image import dicom_to_png\n"
         "from vlmdata.rows import RowError\n"
         "try:\n"
         "    dicom_to_png(open(get_testdata_file('JPGExtended.dcm', download=False), 'rb').read(), window=None)\n"

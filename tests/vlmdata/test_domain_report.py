@@ -15,8 +15,8 @@ from PIL import Image
 
 from vlmdata.build import build
 from vlmdata.cli import main
+from vlmdata.output.report.domains import REJECT_COLOUR, SPLIT_COLOURS, page_layouts, scene_overviews
 from vlmdata.recipe import load_recipe
-from vlmdata.report.domains import REJECT_COLOUR, SPLIT_COLOURS, page_layouts, scene_overviews
 
 pytest.importorskip("rasterio")
 pytest.importorskip("pypdfium2")

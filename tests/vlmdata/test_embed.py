@@ -16,7 +16,7 @@ from test_dedup import photo
 from tiny_clip import write_tiny_clip, write_tiny_siglip, write_tiny_siglip2
 from vlmdata_kit import Workspace
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import yaml
 from synth_kit import coco
 from vlmdata_kit import Workspace
 
-from vlmdata.config_io import load_config_dict
-from vlmdata.config_paths import Hop, path_fields
+from vlmdata.config.io import load_config_dict
+from vlmdata.config.paths import Hop, path_fields
 from vlmdata.recipe import Recipe, load_recipe
-from vlmtrain.config import TrainConfig
+from vlmtrain.config.train import TrainConfig
 
 MODELS = {"recipe": Recipe, "train": TrainConfig}
 CASES = [(name, loc, route, kind) for name, model in MODELS.items() for loc, route, kind in path_fields(model)]

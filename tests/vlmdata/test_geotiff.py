@@ -12,7 +12,7 @@ import pytest
 from vlmdata_kit import Built, Workspace, decode, text_of
 
 from vlmdata.build import build
-from vlmdata.geo import tile_offsets
+from vlmdata.geo.geometry import tile_offsets
 from vlmdata.recipe import load_recipe
 
 rasterio = pytest.importorskip("rasterio")  # the [geo] extra; the dev extra installs it
@@ -227,7 +227,7 @@ def test_uint16_and_float_scenes_and_bad_files_become_rows_or_rejects(ws: Worksp
 
 
 def test_bad_geotiff_options_are_refused_with_their_paths(ws: Workspace) -> None:
-    from vlmdata.validation import ConfigError
+    from vlmdata.config.errors import ConfigError
 
     ws.write("a.tif", b"x")
     with pytest.raises(ConfigError) as err:
@@ -305,7 +305,7 @@ def test_validating_a_geotiff_or_pdf_recipe_imports_neither_reader() -> None:
 
 
 def test_geodesic_distance_matches_vincentys_published_example() -> None:
-    from vlmdata.geo import geodesic_m, haversine_m
+    from vlmdata.geo.geometry import geodesic_m, haversine_m
 
     # Vincenty (1975) / Geoscience Australia: Flinders Peak to Buninyong, 54 972.271 m on the ellipsoid
     dms = lambda d, m, s: d + m / 60 + s / 3600  # noqa: E731

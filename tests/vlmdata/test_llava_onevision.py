@@ -8,8 +8,8 @@ import math
 import pytest
 from vlmdata_kit import Workspace
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.sources.llava_onevision import kept_indices
-from vlmdata.validation import ConfigError
 
 
 def _items(prefix: str, n: int, *, image: bool = True) -> list[dict]:

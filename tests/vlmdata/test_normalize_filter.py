@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from vlmdata.build import build
+from vlmdata.config.errors import ConfigError
 from vlmdata.filters.custom import CustomFilter
 from vlmdata.filters.empty_answer import EmptyAnswerFilter
 from vlmdata.filters.image_size import ImageSizeFilter
@@ -20,7 +21,6 @@ from vlmdata.recipe import load_recipe
 from vlmdata.rows import Reject
 from vlmdata.steps.filter import FilterItem, build_filters
 from vlmdata.steps.normalize import NormalizeStep
-from vlmdata.validation import ConfigError
 
 CUSTOM_MODULE = "vlmdata_test_custom_filters"
 CUSTOM_SOURCE = '''

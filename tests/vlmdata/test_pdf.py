@@ -11,7 +11,7 @@ import pytest
 from vlmdata_kit import Built, Workspace, decode, text_of
 
 from vlmdata.build import build
-from vlmdata.doc_questions import grounded, pick_lines
+from vlmdata.pdf.questions import grounded, pick_lines
 from vlmdata.recipe import load_recipe
 
 pdfium = pytest.importorskip("pypdfium2")  # the [pdf] extra; the dev extra installs it
@@ -188,8 +188,8 @@ COLUMNS = ["# enc-layers", "# dec-layers", "Language", "simple", "TEDs complex",
 
 
 def test_the_table_is_recovered_from_the_layout_cell_by_cell() -> None:
-    from vlmdata.pdf_layout import page_lines
-    from vlmdata.pdf_tables import find_tables
+    from vlmdata.pdf.layout import page_lines
+    from vlmdata.pdf.tables import find_tables
 
     pdf = pdfium.PdfDocument(DOCS / "2305.03393v1-pg9.pdf")
     (table,) = find_tables([w for ln in page_lines(pdf[0]) for w in ln.words])
@@ -240,7 +240,7 @@ def _ink_in_boxes(page, lines) -> float:
 def test_line_boxes_follow_a_rotated_page(rotation: int) -> None:
     import io
 
-    from vlmdata.pdf_layout import page_lines
+    from vlmdata.pdf.layout import page_lines
 
     pdf = pdfium.PdfDocument(DOCS / "2305.03393v1-pg9.pdf")
     upright = page_lines(pdf[0])

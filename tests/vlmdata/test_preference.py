@@ -10,6 +10,7 @@ import pytest
 
 from vlmdata.answers import vqa_accuracy
 from vlmdata.build import build
+from vlmdata.config.errors import ConfigError
 from vlmdata.recipe import load_recipe
 from vlmdata.rows import Reject
 from vlmdata.schema import (
@@ -24,7 +25,6 @@ from vlmdata.schema import (
     trl_preference,
 )
 from vlmdata.steps.preference import PreferenceSpec, PreferenceStep
-from vlmdata.validation import ConfigError
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "shapes-preference.yaml"
 
@@ -161,8 +161,8 @@ def test_shapes_preference_recipe_builds_pairs_with_leak_free_splits(tmp_path):
 
 @pytest.mark.slow
 def test_preference_exports_and_report_show_pairs(tmp_path):
-    from vlmdata.export import export
-    from vlmdata.report.html import render_report
+    from vlmdata.output.export.formats import export
+    from vlmdata.output.report.html import render_report
 
     loaded = load_recipe(RECIPE, overrides=["sources.0.count=20", "split.validation=0.3"])
     out = build(loaded, out=tmp_path / "out", progress=False).path

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from vlmdata_kit import Workspace
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.sources.tabular import JsonlSpec
-from vlmdata.validation import ConfigError
 
 
 def problems_of(ws: Workspace, recipe: dict | str, *, overrides: tuple[str, ...] = ()) -> dict[str, str]:

@@ -45,8 +45,8 @@ def test_report_shows_the_mix_table_with_the_builds_numbers(tmp_path: Path) -> N
     import datasets
 
     from vlmdata.build import build
+    from vlmdata.output.report.html import write_report
     from vlmdata.recipe import load_recipe
-    from vlmdata.report.html import write_report
 
     _write_tiny_dataset(tmp_path)
     result = build(load_recipe(tmp_path / "recipe.yaml"), out=tmp_path / "out", progress=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from vlmdata_kit import Workspace, decode, encode, picture, text_of
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 
 # The shape of LLaMA-Factory's data/mllm_demo.json (messages + images, markers anywhere in a user turn,
 # one image listed twice) and its dataset_info.json entry; our own texts, real JPEG files.

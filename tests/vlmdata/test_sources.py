@@ -150,7 +150,7 @@ def test_hf_source_name_is_the_recipe_name_not_the_hub_dataset(ws: Workspace) ->
     datasets.Dataset.from_dict({"x": [1]}).save_to_disk(str(ws.path("hfds")))
     loaded = ws.load({"name": "t", "sources": [{"name": "mine", "kind": "hf", "path": "hfds"}]})
     assert loaded.recipe.sources[0].name == "mine"
-    from vlmdata.validation import ConfigError
+    from vlmdata.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="exactly one of 'path'"):
         ws.load({"name": "t", "sources": [{"name": "mine", "kind": "hf", "path": "hfds", "dataset": "org/ds"}]})

@@ -53,7 +53,7 @@ def test_retry_after_is_honoured_but_capped(ws: Workspace, server: FakeOpenAI) -
 
 
 def test_the_cap_is_validated(ws: Workspace) -> None:
-    from vlmdata.validation import ConfigError
+    from vlmdata.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="max_retry_after_s"):
         ws.load(llava_recipe(ws, n=1, jobs=[job("conversation", "llava/conversation", max_retry_after_s=-1)]))

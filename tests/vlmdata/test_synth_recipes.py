@@ -14,8 +14,8 @@ from openai_server import FakeOpenAI
 from synth_kit import FAKE_KEY, job, llava_recipe, serve
 from vlmdata_kit import Workspace
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.templates_lib import available_templates, check_template
-from vlmdata.validation import ConfigError
 
 
 @pytest.fixture

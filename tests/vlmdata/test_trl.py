@@ -24,7 +24,7 @@ def test_sft_trainer_trains_on_our_output_as_is(ws: Workspace, tmp_path: Path) -
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
-    from vlmtrain.tiny import write_tiny
+    from vlmtrain.models.tiny.registry import write_tiny
 
     rows = []
     for i in range(8):

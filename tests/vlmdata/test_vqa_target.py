@@ -13,8 +13,8 @@ from test_vqav2 import answers, picture, recipe_file
 
 from vlmdata.answers import vqa_accuracy
 from vlmdata.build import build
+from vlmdata.config.errors import ConfigError
 from vlmdata.recipe import load_recipe
-from vlmdata.validation import ConfigError
 from vlmdata.vqa_target import majority_answer, target_answer
 
 # A tie between "yes" and "no", the consensus says "no"; a spelling tie inside one answer.

@@ -11,12 +11,12 @@ import yaml
 
 from vlmdata.answers import vqa_accuracy
 from vlmdata.build import build
+from vlmdata.config.errors import ConfigError
 from vlmdata.plan import make_plan
 from vlmdata.recipe import load_recipe
 from vlmdata.rows import Record, Reject
 from vlmdata.sources import read_source
 from vlmdata.sources.vqav2 import VqaV2Spec
-from vlmdata.validation import ConfigError
 
 ANSWERS_1 = ["2", "two", "2", "2", "Two", "3", "2", "2 ", "2", "2"]
 ANSWERS_2 = ["yes"] * 10

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _tokenizer():
-    from vlmtrain.tiny_tokenizer import train_tokenizer
+    from vlmtrain.models.tiny.tokenizer import train_tokenizer
 
     return train_tokenizer(extra_special_tokens={})
 

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random LLaVA + processor on disk, built once per session (offline)."""
-    from vlmtrain.tiny import write_tiny
+    from vlmtrain.models.tiny.registry import write_tiny
 
     return write_tiny(out=tmp_path_factory.mktemp("tiny") / "llava", family="llava", seed=0)
 

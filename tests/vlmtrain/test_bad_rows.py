@@ -12,9 +12,9 @@ from train_rows import make_row, png, save_dataset, vqa_row
 
 from vlmdata.schema import image_part, message, text_part
 from vlmtrain.cli import main
-from vlmtrain.collate import ChatCollator
-from vlmtrain.diagnostics import diagnose
-from vlmtrain.row_checks import (
+from vlmtrain.data.collate import ChatCollator
+from vlmtrain.data.diagnostics import diagnose
+from vlmtrain.data.row_checks import (
     BAD_IMAGE,
     EMPTY_ANSWER,
     EMPTY_MESSAGES,

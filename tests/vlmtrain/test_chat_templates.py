@@ -11,13 +11,13 @@ from tiny_cache import config_text, tiny_dir
 from train_rows import make_row, png, supervised_runs, vqa_row
 
 from vlmdata.schema import image_part, message, text_part
-from vlmtrain.collate import IGNORE_INDEX, ChatCollator
-from vlmtrain.families import FAMILIES
+from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator
+from vlmtrain.models.families import FAMILIES
 
 
 def _processor(family: str, **model: object):
-    from vlmtrain.config import ModelSection
-    from vlmtrain.model import load_processor
+    from vlmtrain.config.train import ModelSection
+    from vlmtrain.models.load import load_processor
 
     return load_processor(model=ModelSection.model_validate({"path": str(tiny_dir(family)), **model}))
 
@@ -46,7 +46,7 @@ def test_the_published_llava_1_5_template_gets_bos_and_an_eos_after_every_answer
     assert (batch["input_ids"][:, 0] == tok.bos_token_id).all()
     runs = [[tok.decode(r) for r in supervised_runs(batch["labels"][b].tolist())] for b in range(2)]
     assert runs == [[" red square</s>"], [" Both are MR</s>", " axial</s>"]]
-    from vlmtrain.chat import prompt
+    from vlmtrain.data.chat import prompt
 
     asked = prompt(processor=processor, messages=rows[1]["messages"][:3])
     assert asked.startswith("<s>USER: <image>\n") and asked.endswith("Both are MR</s> USER: Which plane? ASSISTANT:")
@@ -78,7 +78,7 @@ def test_published_templates_the_collator_cannot_use_are_refused_with_the_fix(fa
 
 
 def test_qwen3_5_thinking_off_supervises_only_answers_and_asks_with_an_empty_think_block():
-    from vlmtrain.chat import prompt
+    from vlmtrain.data.chat import prompt
 
     processor = _processor("qwen3_5")  # thinking: off by default
     row = _decoded([_two_turns()])[0]
@@ -112,7 +112,7 @@ def test_a_chat_template_name_that_is_not_shipped_gets_a_did_you_mean(colour_dat
 
 
 def test_a_template_file_replaces_the_checkpoint_template(tmp_path):
-    from vlmtrain.chat import shipped_template
+    from vlmtrain.data.chat import shipped_template
 
     path = tmp_path / "mine.jinja"
     path.write_text(shipped_template("llava-1.5"), encoding="utf-8")
@@ -124,7 +124,7 @@ def test_gemma3_image_cut_is_found_on_the_expanded_soft_tokens():
     """Gemma 3's placeholder `<start_of_image>` expands to soft tokens; a cut through those is an image cut."""
     import datasets
 
-    from vlmtrain.diagnostics import IMAGE_CUT, diagnose
+    from vlmtrain.data.diagnostics import IMAGE_CUT, diagnose
 
     processor = _processor("gemma3")
     collator = ChatCollator(processor=processor, max_length=4096, family=FAMILIES["gemma3"])
@@ -158,7 +158,7 @@ def test_a_row_the_chat_template_refuses_is_a_reject_not_a_crash():
     import datasets
 
     from vlmdata.schema import features
-    from vlmtrain.diagnostics import UNRENDERABLE, diagnose
+    from vlmtrain.data.diagnostics import UNRENDERABLE, diagnose
 
     processor = _processor("mllama")
     with_system = make_row(images=[png(colour="red")], messages=[

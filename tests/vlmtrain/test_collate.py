@@ -8,7 +8,7 @@ import pytest
 from train_rows import make_row, png, supervised_runs, vqa_row
 
 from vlmdata.schema import assistant_texts, image_part, message, text_part
-from vlmtrain.collate import IGNORE_INDEX, ChatCollator, assistant_spans
+from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator, assistant_spans
 
 IMAGE_TOKENS_PER_IMAGE = 16  # tiny LLaVA: 32 px / patch 8 = 4 x 4
 
@@ -112,7 +112,7 @@ def test_image_count_mismatch_names_the_row(llava_processor):
 
 
 def test_rows_from_a_saved_dataset_collate(llava_processor, colour_dataset):
-    from vlmtrain.data import open_split
+    from vlmtrain.data.dataset import open_split
 
     dataset = open_split(path=colour_dataset, split="train")
     batch = ChatCollator(processor=llava_processor, max_length=512)([dataset[0], dataset[1]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_cache import config_text, tiny_dir
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 
 COMPONENTS = """
 components:
@@ -16,13 +16,13 @@ train: {steps: 2, weight_decay: 0.1, device: cpu}
 
 
 def _config(body, *, data, write_config, tmp_path):
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
 
     return load_train_config(write_config(config_text(model=tiny_dir("llava"), data=data, out=tmp_path / "r", body=body)))
 
 
 def test_optimizer_groups_follow_the_components(colour_dataset, write_config, tmp_path):
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     lines: list[str] = []
     recipe = FinetuneRecipe(config=_config(COMPONENTS, data=colour_dataset, write_config=write_config,
@@ -47,7 +47,7 @@ def test_optimizer_groups_follow_the_components(colour_dataset, write_config, tm
 
 
 def test_rank_pattern_gives_each_component_its_own_r(colour_dataset, write_config, tmp_path):
-    from vlmtrain.build import build_model
+    from vlmtrain.models.build import build_model
 
     body = COMPONENTS.replace("components:\n", "components:\n  vision: {train: lora, r: 2, alpha: 4, targets: [q_proj], lr: 1.0e-6}\n")
     built = build_model(config=_config(body, data=colour_dataset, write_config=write_config, tmp_path=tmp_path))

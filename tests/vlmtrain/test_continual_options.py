@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from train_rows import COLOURS, make_row, png, save_dataset, vqa_row
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import image_part, message, text_part
-from vlmdata.validation import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.config import load_train_config
+from vlmtrain.config.train import load_train_config
 
 LONG = " ".join(["the scan of the chest shows a small nodule in the left lung"] * 8)  # ~100 tokens
 

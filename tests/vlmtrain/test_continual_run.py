@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from train_rows import COLOURS, make_row, png, save_dataset, vqa_row
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import image_part, message, text_part
-from vlmdata.validation import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.config import load_train_config
+from vlmtrain.config.train import load_train_config
 
 
 def shape_row(*, colour: str, shape: str) -> dict:

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 from train_rows import make_row, png, save_dataset, vqa_row
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import image_part, message, text_part
-from vlmdata.validation import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.collate import ChatCollator
-from vlmtrain.config import load_train_config
-from vlmtrain.data import open_sources, weighted_rows
-from vlmtrain.diagnostics import IMAGE_CUT, NO_ANSWER, diagnose
-from vlmtrain.sampler_length import LengthGroupedSampler
+from vlmtrain.config.train import load_train_config
+from vlmtrain.data.collate import ChatCollator
+from vlmtrain.data.dataset import open_sources, weighted_rows
+from vlmtrain.data.diagnostics import IMAGE_CUT, NO_ANSWER, diagnose
+from vlmtrain.data.sampler_length import LengthGroupedSampler
 
 LONG = " ".join(["the scan of the chest shows a small nodule in the left lung"] * 8)  # ~100 tokens
 

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(*, body: str, data, write_config, tmp_path):
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
 
     return load_train_config(write_config(config_text(model=tiny_dir("llava"), data=data, out=tmp_path / "run",
                                                       body=body)))
 
 
 def test_fsdp_and_deepspeed_become_trainer_arguments(colour_dataset, write_config, tmp_path):
-    from vlmtrain.trainer import training_arguments
+    from vlmtrain.training.trainer import training_arguments
 
     cfg = _config(body="distributed: {strategy: fsdp}\ntrain: {steps: 1, device: cpu}\n", data=colour_dataset,
                   write_config=write_config, tmp_path=tmp_path)
@@ -30,8 +30,8 @@ def test_fsdp_and_deepspeed_become_trainer_arguments(colour_dataset, write_confi
     assert args.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     import importlib.util
 
-    from vlmdata.validation import ConfigError
-    from vlmtrain.config_distributed import DistributedSection, trainer_arguments
+    from vlmdata.config.errors import ConfigError
+    from vlmtrain.config.distributed import DistributedSection, trainer_arguments
 
     # the ZeRO mapping is pure; validation additionally needs the package (an extra, not in the test set)
     zero = trainer_arguments(section=DistributedSection(strategy="deepspeed_zero3"),
@@ -49,7 +49,7 @@ def test_fsdp_and_deepspeed_become_trainer_arguments(colour_dataset, write_confi
 
 
 def test_an_unknown_strategy_is_a_config_error(colour_dataset, write_config, tmp_path):
-    from vlmdata.validation import ConfigError
+    from vlmdata.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="distributed.strategy"):
         _config(body="distributed: {strategy: zero3}\n", data=colour_dataset, write_config=write_config,
@@ -59,8 +59,8 @@ def test_an_unknown_strategy_is_a_config_error(colour_dataset, write_config, tmp
 def test_qlora_under_fsdp_stores_4bit_weights_in_the_compute_dtype():
     import torch
 
-    from vlmtrain.config_tuning import QuantSection
-    from vlmtrain.quant import bnb_config
+    from vlmtrain.config.tuning import QuantSection
+    from vlmtrain.models.quant import bnb_config
 
     quant = QuantSection(compute_dtype="bfloat16")
     assert bnb_config(quant=quant, skip=[], storage="bfloat16").bnb_4bit_quant_storage == torch.bfloat16
@@ -70,7 +70,7 @@ def test_qlora_under_fsdp_stores_4bit_weights_in_the_compute_dtype():
 def test_each_rank_loads_onto_its_own_gpu(monkeypatch):
     import torch
 
-    from vlmtrain import model as model_module
+    from vlmtrain.models import load as model_module
 
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -89,8 +89,8 @@ def test_realsize_benchmark_builds_every_real_config_on_the_meta_device():
 
 
 def test_every_family_has_a_ready_recipe_for_a_real_checkpoint_that_validates(colour_dataset):
-    from vlmtrain.config import load_train_config
-    from vlmtrain.families import FAMILIES
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.models.families import FAMILIES
 
     recipes = {}
     for path in sorted((ROOT / "recipes" / "train").glob("*.yaml")):

@@ -44,7 +44,7 @@ def test_domain_example_builds_and_trains(domain: str, tmp_path: Path, tiny_llav
 
     from datasets import load_from_disk
 
-    from vlmtrain.predict import generate, load_run
+    from vlmtrain.evaluation.predict import generate, load_run
 
     model, processor = load_run(run_dir=run_dir)
     row = load_from_disk(str(data))["validation"][0]

@@ -9,14 +9,14 @@ import torch
 from pair_rows import colour_pairs, pair_row, save_pairs
 from tiny_cache import tiny_dir
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import features, image_part, message, text_part, trl_preference
-from vlmdata.validation import ConfigError
 
 
 def _collator(processor):
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.dpo import PairCollator
-    from vlmtrain.families import family_of
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.models.families import family_of
+    from vlmtrain.training.dpo import PairCollator
 
     return PairCollator(chat=ChatCollator(processor=processor, max_length=512, family=family_of("llava")))
 
@@ -27,7 +27,7 @@ def test_dpo_loss_and_rewards_equal_trl_and_the_reference_is_the_base_model(tmp_
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
-    from vlmtrain.dpo import dpo_loss, pair_logps, sequence_logps
+    from vlmtrain.training.dpo import dpo_loss, pair_logps, sequence_logps
 
     folder = tiny_dir("llava")
     processor = AutoProcessor.from_pretrained(str(folder))
@@ -70,7 +70,7 @@ def test_dpo_loss_and_rewards_equal_trl_and_the_reference_is_the_base_model(tmp_
 
 
 def test_label_smoothing_is_conservative_dpo():
-    from vlmtrain.dpo import dpo_loss
+    from vlmtrain.training.dpo import dpo_loss
 
     policy, reference = torch.tensor([-1.0, -3.0, -2.0, -1.0]), torch.tensor([-2.0, -2.0, -2.0, -2.0])
     tokens = torch.tensor([2, 2, 3, 3])
@@ -85,7 +85,7 @@ def test_label_smoothing_is_conservative_dpo():
 
 
 def test_only_the_final_answer_counts_in_a_multi_turn_prompt():
-    from vlmtrain.dpo import keep_last_answer
+    from vlmtrain.training.dpo import keep_last_answer
 
     labels = torch.tensor([[-100, 5, 6, -100, -100, 7, 8, -100], [-100, -100, 3, 4, -100, -100, -100, -100]])
     assert keep_last_answer(labels).tolist() == [[-100] * 5 + [7, 8, -100], [-100, -100, 3, 4] + [-100] * 4]
@@ -99,7 +99,7 @@ def test_pair_collator_refuses_sft_rows(llava_processor):
 
 
 def test_method_dpo_and_stage_configs(write_config, colour_dataset, tiny_llava):
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
 
     head = f"name: t\nmodel: {{path: {tiny_llava}}}\ndata: {{path: {colour_dataset}}}\n"
     cfg = load_train_config(write_config(head + "method: dpo\n"))
@@ -164,8 +164,8 @@ def test_prompt_must_end_with_user_turn_in_trl_view():
 def test_qlora_dpo_trains_the_adapter_and_logs_rewards(write_config, tmp_path):
     from tiny_cache import config_text
 
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     pairs = save_pairs(path=tmp_path / "pairs", splits={"train": colour_pairs() * 2})
     body = ("method: qlora\nquant: {bits: 4, quant_type: nf4}\nlora: {r: 8, alpha: 16, dropout: 0.0}\n"
@@ -189,9 +189,9 @@ def test_every_family_scores_pairs_on_the_answer_and_its_reference_is_the_base(f
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.dpo import PairCollator, pair_logps, sequence_logps
-    from vlmtrain.families import family_of
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.models.families import family_of
+    from vlmtrain.training.dpo import PairCollator, pair_logps, sequence_logps
 
     folder = tiny_dir(family)
     processor = AutoProcessor.from_pretrained(str(folder))
@@ -217,8 +217,8 @@ def test_every_family_scores_pairs_on_the_answer_and_its_reference_is_the_base(f
 def test_a_pair_too_long_for_max_length_is_listed_not_cut(write_config, tmp_path):
     from tiny_cache import config_text
 
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     long = pair_row(colour="red", wrong="blue " * 150)
     pairs = save_pairs(path=tmp_path / "pairs", splits={"train": [*colour_pairs(), long]})

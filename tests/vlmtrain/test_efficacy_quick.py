@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmtrain.config import load_train_config
+from vlmtrain.config.train import load_train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EFFICACY = sorted((ROOT / "recipes" / "train").glob("efficacy-*.yaml"))

@@ -82,8 +82,8 @@ def test_merged_model_loads_in_plain_transformers_with_the_same_logits(trained, 
     from datasets import load_from_disk
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.predict import load_run
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.evaluation.predict import load_run
 
     run_dir, data = trained
     out = tmp_path / "merged"

@@ -11,9 +11,9 @@ from tiny_cache import config_text, tiny_dir
 from train_rows import make_row, png, supervised_runs, vqa_row
 
 from vlmdata.schema import assistant_texts, image_part, message, text_part
-from vlmtrain.collate import IGNORE_INDEX, ChatCollator
-from vlmtrain.families import FAMILIES as TABLE
-from vlmtrain.tiny import FAMILIES
+from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator
+from vlmtrain.models.families import FAMILIES as TABLE
+from vlmtrain.models.tiny.registry import FAMILIES
 
 NAMES = sorted(FAMILIES)
 # the first four families, on the generic tiny chat template; every family: test_family_matrix.py
@@ -108,8 +108,8 @@ def test_prefix_suffix_family_refuses_multi_turn_rows():
 def test_three_training_steps_give_finite_losses(family, colour_dataset, write_config, tmp_path):
     import math
 
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import run
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import run
 
     body = "lora: {r: 4, alpha: 8, dropout: 0.0}\ntrain: {steps: 3, batch_size: 2, lr: 1.0e-3, device: cpu}\n"
     path = write_config(config_text(model=tiny_dir(family), data=colour_dataset, out=tmp_path / "run", body=body))

@@ -3,7 +3,7 @@ text-only rows) ending in a token that stops generation, every parameter in a co
 with a falling loss, QLoRA 4-bit with gradients reaching every adapter, eval and predict at batch size
 > 1, and a merge whose logits equal the adapter model's.
 
-Parametrised over `vlmtrain.tiny.FAMILIES`: a family added there (with its `vlmtrain.families` entry)
+Parametrised over `vlmtrain.models.tiny.registry.FAMILIES`: a family added there (with its `vlmtrain.models.families` entry)
 is covered here with no new test code.
 """
 
@@ -17,9 +17,9 @@ from tiny_cache import config_text, tiny_dir
 from train_rows import make_row, png, save_dataset, supervised_runs, vqa_row
 
 from vlmdata.schema import assistant_texts, image_part, message, text_part
-from vlmtrain.collate import IGNORE_INDEX, ChatCollator
-from vlmtrain.families import FAMILIES as TABLE
-from vlmtrain.tiny import FAMILIES
+from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator
+from vlmtrain.models.families import FAMILIES as TABLE
+from vlmtrain.models.tiny.registry import FAMILIES
 
 CHAT = sorted(name for name in FAMILIES if TABLE[name].prompt == "chat")
 ALL = sorted(FAMILIES)
@@ -61,8 +61,8 @@ def matrix_data(tmp_path_factory):
 
 def _processor(family: str, **model: object):
     """The processor as a run loads it (model.processor settings, model.chat_template / model.thinking)."""
-    from vlmtrain.config import ModelSection
-    from vlmtrain.model import load_processor
+    from vlmtrain.config.train import ModelSection
+    from vlmtrain.models.load import load_processor
 
     return load_processor(model=ModelSection.model_validate({"path": str(tiny_dir(family)), **model}))
 
@@ -83,7 +83,7 @@ def test_answers_are_supervised_exactly_and_end_with_a_stop_token(family):
             text = tok.decode(run[:-1], skip_special_tokens=False)
             assert text.strip() == answer and text.lstrip() == text.strip(), (family, text)  # nothing but the answer
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
-    if tok.bos_token is not None:  # every row starts with BOS, written by the template or by vlmtrain.chat
+    if tok.bos_token is not None:  # every row starts with BOS, written by the template or by vlmtrain.data.chat
         assert (batch["input_ids"][:, 0] == tok.bos_token_id).all()
 
 
@@ -100,8 +100,8 @@ def test_every_parameter_falls_into_a_component(family):
 
 
 def _run(*, family: str, data, write_config, tmp_path, body: str):
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import run
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import run
 
     path = write_config(config_text(model=tiny_dir(family), data=data, out=tmp_path / "run", body=body)
                         .replace("max_length: 128", "max_length: 1024"))
@@ -116,9 +116,9 @@ def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_da
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from vlmtrain.evaluate import evaluate
-    from vlmtrain.merge import merge_run
-    from vlmtrain.predict import generate, load_run
+    from vlmtrain.evaluation.evaluate import evaluate
+    from vlmtrain.evaluation.predict import generate, load_run
+    from vlmtrain.models.merge import merge_run
 
     body = ("lora: {r: 8, alpha: 16, dropout: 0.0}\n"
             "train: {steps: 2, batch_size: 4, lr: 2.0e-2, scheduler: constant, device: cpu}\n")
@@ -146,8 +146,8 @@ def test_lora_steps_lower_the_loss_then_eval_predict_and_merge(family, matrix_da
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ALL)
 def test_qlora_4bit_gradients_reach_every_adapter(family, matrix_data, colour_dataset, write_config, tmp_path):
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     chat = TABLE[family].prompt == "chat"
     data, rows = (matrix_data, _rows()) if chat else (colour_dataset, _rows()[:2])  # prefix/suffix: one Q + one A
@@ -168,8 +168,8 @@ def test_qlora_4bit_gradients_reach_every_adapter(family, matrix_data, colour_da
 
 
 def test_mllama_cross_attention_is_its_own_component_with_its_own_rank(matrix_data, write_config, tmp_path):
-    from vlmtrain.build import build_model
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.models.build import build_model
 
     body = ("components:\n  llm: {train: lora, r: 4}\n  cross_attention: {train: lora, r: 16, lr: 1.0e-4}\n"
             "train: {steps: 1, device: cpu}\n")
@@ -188,9 +188,9 @@ def test_mllama_cross_attention_is_its_own_component_with_its_own_rank(matrix_da
 
 
 def test_a_component_the_family_lacks_is_a_config_error(matrix_data, write_config, tmp_path):
-    from vlmdata.validation import ConfigError
-    from vlmtrain.build import build_model
-    from vlmtrain.config import load_train_config
+    from vlmdata.config.errors import ConfigError
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.models.build import build_model
 
     body = "components:\n  cross_attention: {train: lora, r: 16}\ntrain: {steps: 1, device: cpu}\n"
     path = write_config(config_text(model=tiny_dir("qwen2_5_vl"), data=matrix_data, out=tmp_path / "run", body=body))

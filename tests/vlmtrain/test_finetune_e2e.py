@@ -50,7 +50,7 @@ output: {{dir: run}}
 
     from PIL import Image
 
-    from vlmtrain.predict import generate, load_run
+    from vlmtrain.evaluation.predict import generate, load_run
 
     model, processor = load_run(run_dir=run_dir)
     assert type(model).__name__.startswith("Peft")

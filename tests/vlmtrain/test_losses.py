@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlmtrain.losses import (
+from vlmtrain.training.losses import (
     UncertaintyWeighting,
     ewc_penalty,
     lwf_kl,

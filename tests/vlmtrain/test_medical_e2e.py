@@ -52,7 +52,7 @@ def test_medical_recipe_builds_and_trains(tmp_path: Path) -> None:
 
     from datasets import load_from_disk
 
-    from vlmtrain.predict import generate, load_run
+    from vlmtrain.evaluation.predict import generate, load_run
 
     model, processor = load_run(run_dir=run_dir)
     row = load_from_disk(str(data))["train"][0]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from tiny_cache import config_text, tiny_dir
 
-from vlmtrain.families import FAMILIES, UncoveredParameter
+from vlmtrain.models.families import FAMILIES, UncoveredParameter
 
 
 def _validate(*, model: str, data, tmp_path, extra: str = ""):
@@ -24,8 +24,8 @@ def _validate(*, model: str, data, tmp_path, extra: str = ""):
 
 
 def test_dtype_auto_is_fp32_on_the_cpu_and_explicit_dtypes_stay():
-    from vlmtrain.config import ModelSection
-    from vlmtrain.model import resolve_dtype
+    from vlmtrain.config.train import ModelSection
+    from vlmtrain.models.load import resolve_dtype
 
     assert ModelSection.model_validate({"path": str(tiny_dir("llava"))}).dtype == "auto"
     assert resolve_dtype(dtype="auto", cpu=True) == "float32"
@@ -70,7 +70,7 @@ def test_processor_settings_are_checked_per_family(colour_dataset, tmp_path):
 def test_qwen_images_are_capped_by_default_and_settings_apply():
     from transformers import AutoProcessor
 
-    from vlmtrain.processor_settings import QWEN_MAX_PIXELS, apply
+    from vlmtrain.config.processor import QWEN_MAX_PIXELS, apply
 
     processor = AutoProcessor.from_pretrained(str(tiny_dir("qwen2_5_vl")))
     processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": 12845056}  # the checkpoint's own
@@ -86,9 +86,9 @@ def test_qwen_images_are_capped_by_default_and_settings_apply():
 def test_a_parameter_no_prefix_covers_names_itself_and_the_family():
     from transformers import AutoModelForImageTextToText
 
-    from vlmtrain.config import LoraSection
-    from vlmtrain.config_tuning import ComponentSection, ComponentsSection, resolve_components
-    from vlmtrain.tuning import apply_plan
+    from vlmtrain.config.train import LoraSection
+    from vlmtrain.config.tuning import ComponentSection, ComponentsSection, resolve_components
+    from vlmtrain.models.tuning import apply_plan
 
     model = AutoModelForImageTextToText.from_pretrained(str(tiny_dir("llava")))
     broken = dataclasses.replace(FAMILIES["llava"], projector=())
@@ -105,10 +105,10 @@ def test_diagnostics_count_the_image_tokens_each_row_expands_to_under_the_proces
     from train_rows import vqa_row
 
     from vlmdata.schema import features
-    from vlmtrain.collate import ChatCollator
-    from vlmtrain.config import ModelSection
-    from vlmtrain.diagnostics import diagnose
-    from vlmtrain.model import load_processor
+    from vlmtrain.config.train import ModelSection
+    from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.data.diagnostics import diagnose
+    from vlmtrain.models.load import load_processor
 
     dataset = datasets.Dataset.from_list([vqa_row(colour="red", question="x" * 3)], features=features())
     counts = {}
@@ -127,8 +127,8 @@ def test_diagnostics_count_the_image_tokens_each_row_expands_to_under_the_proces
 def test_bf16_lora_keeps_fp32_master_weights_for_fully_trained_components(colour_dataset, write_config, tmp_path):
     import torch
 
-    from vlmtrain.build import build_model
-    from vlmtrain.config import load_train_config
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.models.build import build_model
 
     body = ("components: {projector: {train: full}, llm: {train: lora, r: 4}}\n"
             "train: {steps: 1, device: cpu, precision: bf16}\n")

@@ -20,8 +20,8 @@ from vlmtrain.cli import main
 RANK_LOG = """
 import json, os, sys
 from transformers import TrainerCallback
-from vlmtrain.config import load_train_config
-from vlmtrain.recipe import FinetuneRecipe
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.finetune import FinetuneRecipe
 
 class RankLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):

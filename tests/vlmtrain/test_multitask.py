@@ -11,10 +11,10 @@ import pytest
 import torch
 from train_rows import COLOURS, make_row, png, save_dataset, vqa_row
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import image_part, message, text_part
-from vlmdata.validation import ConfigError
-from vlmtrain.config import load_train_config
-from vlmtrain.recipe import FinetuneRecipe
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.finetune import FinetuneRecipe
 
 
 def caption_row(*, colour: str) -> dict:

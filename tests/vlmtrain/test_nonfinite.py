@@ -9,9 +9,9 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.config import load_train_config
+from vlmtrain.config.train import load_train_config
 
 
 def _strict(text: str) -> list[dict]:

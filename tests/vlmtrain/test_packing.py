@@ -18,8 +18,7 @@ from tiny_cache import tiny_dir
 from train_rows import COLOURS, make_row, png, save_dataset, vqa_row
 
 from vlmdata.schema import image_part, message, text_part
-from vlmtrain.families import FAMILIES, family_of
-from vlmtrain.packing import (
+from vlmtrain.data.packing import (
     PackedCollator,
     attach_packed_mrope,
     pack_rows,
@@ -29,6 +28,7 @@ from vlmtrain.packing import (
     packing_report,
     row_segments,
 )
+from vlmtrain.models.families import FAMILIES, family_of
 
 SUPPORTED = sorted(name for name, f in FAMILIES.items() if f.packing_supported)
 
@@ -68,9 +68,9 @@ def test_packing_report_counts_efficiency_and_task_mix():
 
 
 def test_packs_from_the_task_sampler_keep_its_temperature_mix(tmp_path):
-    from vlmtrain.config import validate_train_config
-    from vlmtrain.packing import row_stream
-    from vlmtrain.sampler import TaskSampler
+    from vlmtrain.config.train import validate_train_config
+    from vlmtrain.data.packing import row_stream
+    from vlmtrain.data.sampler import TaskSampler
 
     data = save_dataset(path=tmp_path / "d", splits={"train": [vqa_row(colour="red")]})
     config = validate_train_config({"name": "p", "model": {"path": str(tiny_dir("llava"))},
@@ -91,7 +91,7 @@ def test_packs_from_the_task_sampler_keep_its_temperature_mix(tmp_path):
 def test_packed_sdpa_equals_sdpa_under_the_block_diagonal_mask():
     import torch
 
-    from vlmtrain.packing_attention import packed_sdpa
+    from vlmtrain.models.packed_attention import packed_sdpa
 
     torch.manual_seed(0)
     lengths = [5, 1, 9, 3]
@@ -132,8 +132,8 @@ def family_model(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
     """Each supported family, under the stock SDPA block-diagonal mask and under `packed_sdpa` (per row)."""
     import torch
 
-    from vlmtrain.packing_attention import use_packed_attention
-    from vlmtrain.tiny import FAMILIES as TINY
+    from vlmtrain.models.packed_attention import use_packed_attention
+    from vlmtrain.models.tiny.registry import FAMILIES as TINY
 
     name, attention = request.param
     torch.manual_seed(0)
@@ -147,7 +147,7 @@ def family_model(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
 
 
 def _collators(processor: Any, family: Any) -> tuple[Any, Any]:
-    from vlmtrain.collate import ChatCollator
+    from vlmtrain.data.collate import ChatCollator
 
     inner = ChatCollator(processor=processor, max_length=512, family=family)
     return inner, PackedCollator(inner=inner, carry_tasks=True)
@@ -189,7 +189,7 @@ def test_packed_losses_and_gradients_equal_one_row_at_a_time(family_model):
     # the model's own loss on the packed batch is the token mean of the step's rows
     assert float(model(**batch).loss.detach()) == pytest.approx(sum(single_sums) / total, abs=1e-5)
     # per-task losses reduce per original row, as `per_task_losses` does on padded rows
-    from vlmtrain.losses import per_task_losses
+    from vlmtrain.training.losses import per_task_losses
 
     padded = inner(rows)
     ref_out = model(**padded)
@@ -230,7 +230,7 @@ def test_mrope_positions_matter_when_packed():
     """Without per-row mRoPE (plain 1-D restarting positions) Qwen2-VL's packed losses are wrong: the hook is needed."""
     import torch
 
-    from vlmtrain.tiny import FAMILIES as TINY
+    from vlmtrain.models.tiny.registry import FAMILIES as TINY
 
     model, processor = TINY["qwen2_vl"].build(seed=0)
     model.float().eval()
@@ -287,8 +287,8 @@ def test_a_packing_run_on_a_refused_family_stops_before_training(tmp_path, colou
 
 
 def test_settings_packing_cannot_honour_are_refused_together(tmp_path):
-    from vlmdata.validation import ConfigError
-    from vlmtrain.config import validate_train_config
+    from vlmdata.config.errors import ConfigError
+    from vlmtrain.config.train import validate_train_config
 
     data = save_dataset(path=tmp_path / "d", splits={"train": [vqa_row(colour="red")]})
     with pytest.raises(ConfigError) as err:
@@ -303,8 +303,8 @@ def test_settings_packing_cannot_honour_are_refused_together(tmp_path):
 KILL_AFTER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from vlmtrain.config import load_train_config
-from vlmtrain.recipe import FinetuneRecipe
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.finetune import FinetuneRecipe
 
 class Kill(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):

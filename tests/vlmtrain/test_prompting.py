@@ -9,10 +9,10 @@ import pytest
 from tiny_cache import tiny_dir
 from train_rows import vqa_row
 
-from vlmtrain.collate import IGNORE_INDEX, ChatCollator
-from vlmtrain.evaluate import split_prompt
-from vlmtrain.families import FAMILIES
-from vlmtrain.prompting import prompt_inputs
+from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator
+from vlmtrain.data.prompting import prompt_inputs
+from vlmtrain.evaluation.evaluate import split_prompt
+from vlmtrain.models.families import FAMILIES
 
 
 def _row() -> dict:
@@ -40,8 +40,8 @@ def test_paligemma_evaluates_and_predicts(colour_dataset):
     import datasets
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlmtrain.evaluate import evaluate
-    from vlmtrain.predict import generate
+    from vlmtrain.evaluation.evaluate import evaluate
+    from vlmtrain.evaluation.predict import generate
 
     folder = tiny_dir("paligemma")
     model = AutoModelForImageTextToText.from_pretrained(str(folder))

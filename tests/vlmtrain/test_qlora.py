@@ -12,8 +12,8 @@ from train_rows import COLOURS, vqa_row
 
 
 def _setup(*, bits: int, data, write_config, tmp_path, steps: int = 6):
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     body = (f"method: qlora\nquant: {{bits: {bits}, quant_type: nf4, double_quant: true}}\n"
             "lora: {r: 8, alpha: 16, dropout: 0.0}\n"
@@ -85,8 +85,8 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
 
     import torch
 
-    from vlmtrain.config import load_train_config
-    from vlmtrain.recipe import FinetuneRecipe
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
 
     body = (f"method: qlora\nquant: {{bits: 4, compute_dtype: bfloat16, upcast: {str(upcast).lower()}}}\n"
             "components: {projector: {train: full, lr: 1.0e-3}, llm: {train: lora, r: 8}}\n"
@@ -126,7 +126,7 @@ def test_bf16_qlora_keeps_frozen_weights_in_bf16_unless_upcast_and_trains(upcast
     # generation outside the Trainer's autocast works on the mixed-dtype model (the eval callback's path)
     import datasets
 
-    from vlmtrain.evaluate import evaluate
+    from vlmtrain.evaluation.evaluate import evaluate
 
     rows = datasets.load_from_disk(str(colour_dataset))["train"].select(range(2))
     result = evaluate(model=model, processor=recipe.processor, dataset=rows, max_new_tokens=2, batch_size=2)

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from train_rows import COLOURS, png
 
-from vlmdata.validation import ConfigError
-from vlmtrain.config import validate_train_config
-from vlmtrain.data import open_sources
+from vlmdata.config.errors import ConfigError
+from vlmtrain.config.train import validate_train_config
+from vlmtrain.data.dataset import open_sources
 
 
 def _sharegpt(folder: Path, *, broken: bool = True) -> Path:
@@ -49,7 +49,7 @@ def test_bad_raw_sources_are_config_errors_with_their_yaml_path(tmp_path: Path) 
 
 def test_sharegpt_file_and_webdataset_folder_read_as_rows(tmp_path: Path) -> None:
     from vlmdata.build import build
-    from vlmdata.export import export
+    from vlmdata.output.export.formats import export
     from vlmdata.recipe import load_recipe
 
     (tmp_path / "config.json").write_text("{}")

@@ -18,8 +18,8 @@ from vlmtrain.cli import main
 KILL_AFTER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from vlmtrain.config import load_train_config
-from vlmtrain.recipe import FinetuneRecipe
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.finetune import FinetuneRecipe
 
 class Kill(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vlmdata.sampling import temperature_probs
-from vlmtrain.sampler import TaskSampler
+from vlmtrain.data.sampler import TaskSampler
 
 TASKS = ["vqa"] * 900 + ["caption"] * 90 + ["count"] * 10
 

@@ -24,10 +24,10 @@ KEY = "model.multi_modal_projector.linear_1.weight"
 def test_two_stages_run_in_order_and_chain_their_weights(colour_dataset, write_config, tmp_path):
     from safetensors.torch import load_file
 
-    from vlmtrain.build import build_model
     from vlmtrain.cli import main
-    from vlmtrain.config import load_train_config
-    from vlmtrain.stages import stage_config
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.models.build import build_model
+    from vlmtrain.recipes.staged import stage_config
 
     run_dir = tmp_path / "run"
     path = write_config(config_text(model=tiny_dir("llava"), data=colour_dataset, out=run_dir, body=STAGES))
@@ -55,7 +55,7 @@ def test_two_stages_run_in_order_and_chain_their_weights(colour_dataset, write_c
     base = AutoModelForImageTextToText.from_pretrained(str(tiny_dir("llava"))).get_parameter(KEY).detach()
     assert not (base == stage1[KEY]).all()
 
-    from vlmtrain.predict import load_run
+    from vlmtrain.evaluation.predict import load_run
 
     model, _ = load_run(run_dir=run_dir)
     stage2 = load_file(str(second / "trained.safetensors"))
@@ -66,9 +66,9 @@ def test_two_stages_run_in_order_and_chain_their_weights(colour_dataset, write_c
 KILL_IN_SFT = """
 import os, signal, sys
 from transformers import TrainerCallback
-import vlmtrain.recipe as recipe
-from vlmtrain.config import load_train_config
-from vlmtrain.stages import run_stages
+import vlmtrain.recipes.finetune as recipe
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.staged import run_stages
 
 class Kill(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from train_rows import png
 
-from vlmdata.validation import ConfigError
-from vlmtrain.tiny import FAMILIES, write_tiny
+from vlmdata.config.errors import ConfigError
+from vlmtrain.models.tiny.registry import FAMILIES, write_tiny
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_same_seed_same_weights_and_unknown_family(tmp_path):
 
 
 def test_lora_targets_only_the_language_model(tiny_llava, colour_dataset, tmp_path):
-    from vlmtrain.build import build_model
-    from vlmtrain.config import validate_train_config
+    from vlmtrain.config.train import validate_train_config
+    from vlmtrain.models.build import build_model
 
     config = validate_train_config({"name": "t", "model": {"path": str(tiny_llava)},
                                     "data": {"path": str(colour_dataset)}, "lora": {"r": 4}}, base_dir=tmp_path)
@@ -75,7 +75,7 @@ def test_lora_targets_only_the_language_model(tiny_llava, colour_dataset, tmp_pa
 
 
 def test_unknown_lora_target_is_a_config_problem(llava_model):
-    from vlmtrain.model import lora_target_regex
+    from vlmtrain.models.load import lora_target_regex
 
     assert lora_target_regex(model=llava_model, targets=["q_proj"]) == r"model\.language_model\.(?:.*\.)?(?:q_proj)"
     with pytest.raises(ConfigError) as err:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.config import load_train_config
+from vlmtrain.config.train import load_train_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 from vlmtrain.cli import main
-from vlmtrain.config import validate_train_config
+from vlmtrain.config.train import validate_train_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
 VALUES: list[Any] = [None, "", "abc", -1, 0, 1, 1e9, 10**30, float("inf"), float("nan"), [], {}, [1, "a"], {"x": 1},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from train_rows import save_dataset, vqa_row
 
+from vlmdata.config.errors import ConfigError
 from vlmdata.schema import COLUMNS
-from vlmdata.validation import ConfigError
-from vlmtrain.data import open_split
+from vlmtrain.data.dataset import open_split
 
 
 def test_open_split_returns_rows_with_decoded_images(colour_dataset):

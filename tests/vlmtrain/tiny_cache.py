@@ -10,7 +10,7 @@ from pathlib import Path
 @functools.cache
 def tiny_dir(family: str) -> Path:
     """A folder with the tiny `family` model + processor (seed 0), written on first use."""
-    from vlmtrain.tiny import write_tiny
+    from vlmtrain.models.tiny.registry import write_tiny
 
     return write_tiny(out=Path(tempfile.mkdtemp(prefix=f"vlmtrain-{family}-")) / family, family=family, seed=0)
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from vlmdata.paths import ExistingPath, resolve
+from vlmdata.config.path_types import ExistingPath, resolve
 
 
 class EmbedSpec(BaseModel):

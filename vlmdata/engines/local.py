@@ -25,10 +25,10 @@ from typing import IO, Any
 
 from vlmdata.engines.packets import Entry, absorb, guarded, guarded_key, run_steps, source_chunks
 from vlmdata.engines.pool import WorkerPool
+from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import Plan
 from vlmdata.rows import Reject
 from vlmdata.steps.base import GlobalStep, StageStats, Step
-from vlmdata.steps.write import ArrowWriter
 
 
 class RejectLog:

@@ -36,9 +36,9 @@ from vlmdata.engines.packets import (
     source_chunks,
 )
 from vlmdata.engines.spec import RayEngine
+from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import Plan
 from vlmdata.steps.base import GlobalStep, StageStats, Step
-from vlmdata.steps.write import ArrowWriter
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from vlmdata.config.errors import did_you_mean
 from vlmdata.steps.base import FilterStep, Row
-from vlmdata.validation import did_you_mean
 
 
 def load_class(target: str) -> type:

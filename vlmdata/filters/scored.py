@@ -75,7 +75,7 @@ class ScoredFilter(FilterStep):
             extra: dict[str, Any] = {"scores": {k: round(v, 4) for k, v in (scores or {}).items()},
                                      "threshold": limit}
             if row.get("images") and _shown(row.get("id") or "", scores or {}, limit, self.checks):
-                from vlmdata.report.html import thumbnail_uri
+                from vlmdata.output.report.html import thumbnail_uri
 
                 extra["thumb"] = thumbnail_uri(row["images"][0], size=96)
             yield Reject(source=row.get("source", ""), locator=meta.get("locator", ""), reason=reason,

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlmdata.media import resolve_under
-from vlmdata.paths import ExistingDir
+from vlmdata.config.path_types import ExistingDir
+from vlmdata.media.verify import resolve_under
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.data_url import decode_data_url, is_data_url, is_remote_url
 from vlmdata.sources.encoding import check_text

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from vlmdata.media import resolve_under
-from vlmdata.paths import ExistingDir, ExistingFile
+from vlmdata.config.path_types import ExistingDir, ExistingFile
+from vlmdata.media.verify import resolve_under
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec
 from vlmdata.sources.encoding import check_text

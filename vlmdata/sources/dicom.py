@@ -6,12 +6,12 @@ Each file (`group: file`, the default) or each series (`group: series`: files sh
 SeriesInstanceUID, ordered by ImagePositionPatient along the slice normal, InstanceNumber only when
 positions are missing) is a stack of slices; a multi-frame file is a stack of its frames (ordered by
 their per-frame positions when it has them). `slices` picks the rows a stack gives (see
-`vlmdata.slicing`). Each row's image is the windowed 8-bit rendering (see `vlmdata.dicom_image`):
+`vlmdata.medical.slicing`). Each row's image is the windowed 8-bit rendering (see `vlmdata.medical.dicom_image`):
 `window` (a preset such as lung, `{center, width}`, `header`, `{header: N or name}`, `auto`), or
 `windows` (one row per window), or `channels` (three windows as the three colour channels).
 
 The context holds the non-identifying header fields (modality, body part, plane, ...), the slice's
-position and spacing, the window used, and hashed series/study/patient keys (`vlmdata.deid.hashed`)
+position and spacing, the window used, and hashed series/study/patient keys (`vlmdata.medical.deid.hashed`)
 that group rows without revealing the UIDs. A file whose header says BurnedInAnnotation: YES is a
 reject unless `allow_burned_in: true`; overlay planes are drawn only with `overlays: true`. Labels
 can be joined from a CSV/JSONL file keyed by the file's relative path.
@@ -26,14 +26,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from vlmdata.dicom_image import header_int
-from vlmdata.medical_view import DicomView
-from vlmdata.paths import ExistingFile, ExistingPath
+from vlmdata.config.path_types import ExistingFile, ExistingPath
+from vlmdata.medical.dicom_image import header_int
+from vlmdata.medical.slicing import SliceSpec, grid_of, select
+from vlmdata.medical.view import DicomView
+from vlmdata.medical.windows import CenterWidth, WindowSpec
 from vlmdata.rows import ImageRef, Record, Reject, RowError
-from vlmdata.slicing import SliceSpec, grid_of, select
 from vlmdata.sources.base import SourceSpec, _as_answers, is_missing
 from vlmdata.sources.labels import read_labels
-from vlmdata.windows import CenterWidth, WindowSpec
 
 Window = CenterWidth  # the name older code imports
 
@@ -188,7 +188,7 @@ def _label(w: WindowSpec | None) -> str:
 def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
     import pydicom
 
-    from vlmdata.dicom_image import read_header
+    from vlmdata.medical.dicom_image import read_header
 
     root = spec.path if spec.path.is_dir() else spec.path.parent
     labels: dict[str, dict[str, Any]] = {}
@@ -240,9 +240,9 @@ def _selection(spec: DicomSpec, n: int) -> list[list[int]]:
 
 def _rows(spec: DicomSpec, stack: list[_Slice], *, labels: dict[str, dict[str, Any]],
           series_stack: bool) -> Iterator[Record | Reject]:
-    from vlmdata.deid import hashed
-    from vlmdata.dicom_image import header_context
-    from vlmdata.windows import resolve_window
+    from vlmdata.medical.deid import hashed
+    from vlmdata.medical.dicom_image import header_context
+    from vlmdata.medical.windows import resolve_window
 
     stack = _ordered(stack) if series_stack else stack
     n = len(stack)
@@ -304,7 +304,7 @@ def _rows(spec: DicomSpec, stack: list[_Slice], *, labels: dict[str, dict[str, A
 def _without_identifiers(context: dict[str, Any], ds: Any) -> dict[str, Any]:
     """Drop header fields that contain one of the file's identifying values (a Manufacturer field
     "TOSHIBA_MEC" when the InstitutionName is "TOSHIBA"; a description quoting a patient's name)."""
-    from vlmdata.deid import MIN_CHARS, identifying_values, is_placeholder
+    from vlmdata.medical.deid import MIN_CHARS, identifying_values, is_placeholder
 
     values = {v for vals in identifying_values(ds).values() for v in vals
               if len(v) >= MIN_CHARS and not is_placeholder(v)}

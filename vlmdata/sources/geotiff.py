@@ -18,7 +18,7 @@ Each chip is one row. Its image is the stretched bands (the same percentiles for
 scene, so chips are comparable), nodata black. Its context has the bounds in the scene CRS and in
 lon/lat, the centre, the ground extent and sample distance (measured on the ground from lon/lat, so
 right in any CRS), the CRS code, band names and per-band statistics of the raw values, and the
-numbers the grounded questions read (`vlmdata.geo_questions`). Its `meta` keeps the scene id and
+numbers the grounded questions read (`vlmdata.geo.questions`). Its `meta` keeps the scene id and
 the pixel window, so `split.group_by: scene` keeps every chip of a scene in one split. With
 `conversation: true` a chip's questions are the turns of one conversation; otherwise each question
 is a row of its own (task `task`, the instruct step's VQA suffix applies).
@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vlmdata.geo_questions import GeoQuestion
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
+from vlmdata.geo.questions import GeoQuestion
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
 
@@ -145,7 +145,7 @@ class _Scene:
     def __init__(self, ds: Any, *, spec: GeoTiffSpec, bands: list[int]) -> None:
         import numpy as np
 
-        from vlmdata.geo import luminance, percentiles, stretch
+        from vlmdata.geo.geometry import luminance, percentiles, stretch
 
         self.ds, self.spec, self.bands = ds, spec, bands
         scale = max(1.0, max(ds.width, ds.height) / spec.stats_max_side)
@@ -187,7 +187,7 @@ def chip_geo(ds: Any, window: Any) -> dict[str, Any]:
 
     Points are mapped from pixel positions through the scene's affine transform, so a rotated or
     sheared grid gives the right centre and edge midpoints; bounds are the envelope of the corners."""
-    from vlmdata.geo import finite, ground_extent_m
+    from vlmdata.geo.geometry import finite, ground_extent_m
 
     t = ds.transform
     c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
@@ -252,8 +252,8 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
     import rasterio.errors
     from rasterio.windows import Window
 
-    from vlmdata.geo import band_stats, luminance, stretch, tile_windows
-    from vlmdata.geo_questions import chip_facts, chip_questions
+    from vlmdata.geo.geometry import band_stats, luminance, stretch, tile_windows
+    from vlmdata.geo.questions import chip_facts, chip_questions
     from vlmdata.schema import image_part, message, text_part
 
     bands = spec.bands or ([1, 2, 3] if ds.count >= 3 else [1])

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
 from vlmdata.rows import Record, Reject, RowError, SourceError
 from vlmdata.sources.base import SourceSpec, _as_answers, _image_refs, record_from_mapping
 from vlmdata.sources.chat import turns_to_messages

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingDir, ExistingFile
+from vlmdata.config.path_types import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
 from vlmdata.sources.labels import read_labels

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingFile
+from vlmdata.config.path_types import ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec, _image_refs

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from vlmdata.paths import ExistingFile
+from vlmdata.config.path_types import ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _image_refs
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import FieldMap, SourceSpec, record_from_mapping
 from vlmdata.sources.jsonstream import MalformedJson, iter_json_array_or_error

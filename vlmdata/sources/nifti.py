@@ -2,8 +2,8 @@
 
     - {name: brain, kind: nifti, path: volumes/, plane: axial, slices: {count: 5}, window: brain, modality: CT}
 
-Each volume is reoriented to canonical RAS+ first (see `vlmdata.volume_image`), so `plane` names the
-anatomical plane whatever the file's affine; `slices` picks rows as for DICOM (`vlmdata.slicing`).
+Each volume is reoriented to canonical RAS+ first (see `vlmdata.medical.volume_image`), so `plane` names the
+anatomical plane whatever the file's affine; `slices` picks rows as for DICOM (`vlmdata.medical.slicing`).
 NIfTI has no VOI window or modality: `window` is a preset, `{center, width}` or `auto` (the slice's
 own min..max; also what `header` means when the file sets no cal_min/cal_max), and `modality` is
 context the recipe states. Context carries plane, slice index/position (mm, world coordinates along
@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from vlmdata.medical_view import NiftiView
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
+from vlmdata.medical.slicing import SliceSpec, grid_of, select
+from vlmdata.medical.view import NiftiView
+from vlmdata.medical.windows import PRESETS, CenterWidth, PresetName
 from vlmdata.rows import ImageRef, Record, Reject
-from vlmdata.slicing import SliceSpec, grid_of, select
 from vlmdata.sources.base import SourceSpec
-from vlmdata.windows import PRESETS, CenterWidth, PresetName
 
 NiftiWindow = PresetName | Literal["auto", "header"] | CenterWidth
 
@@ -71,7 +71,7 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
                      "reading NIfTI needs nibabel: pip install nibabel (or the vlmdata[medical] extra)", "load")
         return
 
-    from vlmdata.volume_image import PLANES
+    from vlmdata.medical.volume_image import PLANES
 
     root = spec.path if spec.path.is_dir() else spec.path.parent
     files = sorted(p for p in spec.path.rglob("*") if p.is_file() and _is_nifti(p)) if spec.path.is_dir() else [spec.path]
@@ -108,7 +108,7 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
                     "rows": 0, "columns": 0,
                 }
                 if spec.modality:
-                    from vlmdata.dicom_image import MODALITY_NAMES
+                    from vlmdata.medical.dicom_image import MODALITY_NAMES
 
                     context["modality"] = spec.modality
                     context["modality_name"] = MODALITY_NAMES.get(spec.modality, spec.modality)

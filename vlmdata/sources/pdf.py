@@ -10,7 +10,7 @@
 Reading uses pypdfium2 (the `[pdf]` extra; its wheels bundle PDFium, no system library), imported
 inside the reader. Each page is a row whose context holds the page text (`ocr_text`, for the
 `document/qa` template), its lines and words with boxes (LLaVA-style `line_boxes`), the title and the
-headings; its conversation asks what the layout answers (`vlmdata.doc_questions`). Each highlighted
+headings; its conversation asks what the layout answers (`vlmdata.pdf.questions`). Each highlighted
 line is a row of its own (its image differs). A short document (2 to `max_images` pages) also gets a
 row with all its pages that asks on which page a section starts. Every answer passes the grounding
 check (its quoted text is on the page) or becomes a reject `ungrounded`.
@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vlmdata.doc_questions import DocQuestion
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
+from vlmdata.pdf.questions import DocQuestion
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
 
@@ -106,10 +106,10 @@ def read_pdf(spec: PdfSpec) -> Iterator[Record | Reject]:
 
 
 def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.doc_questions import QUESTIONS, grounded, headings_answer, pick_lines
-    from vlmdata.pdf_layout import page_lines
-    from vlmdata.pdf_tables import find_tables, lookups
-    from vlmdata.pdf_tables import to_json as table_json
+    from vlmdata.pdf.layout import page_lines
+    from vlmdata.pdf.questions import QUESTIONS, grounded, headings_answer, pick_lines
+    from vlmdata.pdf.tables import find_tables, lookups
+    from vlmdata.pdf.tables import to_json as table_json
 
     n_pages = len(pdf)
     if n_pages == 0:
@@ -204,7 +204,7 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
 
 
 def _page_of(pages: list[dict[str, Any]], *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.doc_questions import QUESTIONS, norm
+    from vlmdata.pdf.questions import QUESTIONS, norm
 
     qa = []
     for pg in pages:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vlmdata.paths import ExistingFile, ExistingPath
+from vlmdata.config.path_types import ExistingFile, ExistingPath
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _as_answers, _image_refs
 from vlmdata.sources.chat import ChatTags, turns_to_messages

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vlmdata.paths import ExistingFile, ExistingPath
+from vlmdata.config.path_types import ExistingFile, ExistingPath
 from vlmdata.rows import Record, Reject
 from vlmdata.sources.base import SourceSpec, record_from_mapping
 from vlmdata.sources.encoding import find_bad_text

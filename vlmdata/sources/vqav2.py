@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from vlmdata.paths import ExistingDir, ExistingFile
+from vlmdata.config.path_types import ExistingDir, ExistingFile
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _image_refs
 from vlmdata.sources.encoding import check_text

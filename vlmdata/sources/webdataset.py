@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationInfo, field_validator
 
-from vlmdata.paths import resolve
+from vlmdata.config.path_types import resolve
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _as_answers, record_from_mapping
 from vlmdata.sources.chat import turns_to_messages

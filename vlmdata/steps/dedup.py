@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
 from vlmdata.rows import Reject
 from vlmdata.steps.base import GlobalStep, Row
 
@@ -264,7 +264,7 @@ class DedupStep(GlobalStep):
                 if i in state.eval_set:
                     extra["eval_set"] = state.eval_set[i]
                 if i in state.show and row.get("images"):
-                    from vlmdata.report.html import thumbnail_uri
+                    from vlmdata.output.report.html import thumbnail_uri
 
                     extra["thumb"] = thumbnail_uri(row["images"][0], size=160)
                 reason = REASONS[code]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from vlmdata.depth import DepthWindow
-from vlmdata.media import load_image
+from vlmdata.media.depth import DepthWindow
+from vlmdata.media.verify import load_image
 from vlmdata.rows import Record, Reject, RowError
 from vlmdata.steps.base import MapStep, Row
 

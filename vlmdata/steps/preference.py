@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vlmdata.answers import normalize_vqa, vqa_accuracy
-from vlmdata.paths import ExistingPath
+from vlmdata.config.path_types import ExistingPath
 from vlmdata.rows import Reject
 from vlmdata.schema import (
     PREFERENCE_TASK,

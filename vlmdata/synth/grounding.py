@@ -67,7 +67,7 @@ def check_quotes(pairs: list[tuple[str, str]], context: dict[str, Any]) -> None:
     page = context.get("ocr_text")
     if not isinstance(page, str):
         return
-    from vlmdata.doc_questions import grounded
+    from vlmdata.pdf.questions import grounded
 
     for _, answer in pairs:
         quotes = [a or b for a, b in _QUOTED.findall(answer)]

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from vlmdata.config_paths import TemplateRef
-from vlmdata.paths import OutputPath
+from vlmdata.config.errors import Problem, did_you_mean
+from vlmdata.config.path_types import OutputPath
+from vlmdata.config.paths import TemplateRef
 from vlmdata.templates_lib import check_template
-from vlmdata.validation import Problem, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlmdata.recipe import Recipe

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from vlmtrain.continual.strategy import Strategy
-from vlmtrain.losses import ewc_penalty
+from vlmtrain.training.losses import ewc_penalty
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:

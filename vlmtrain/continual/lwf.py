@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 from vlmtrain.continual.strategy import Strategy
-from vlmtrain.losses import lwf_kl, supervised_mask
+from vlmtrain.training.losses import lwf_kl, supervised_mask
 
 
 class LwFStrategy(Strategy):

@@ -1,0 +1,1 @@
+"""Satellite scenes: pure geometry and grounded questions."""

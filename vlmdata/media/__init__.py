@@ -1,0 +1,1 @@
+"""Images as bytes: verification, bit depth, thumbnails."""

@@ -1,0 +1,1 @@
+"""Medical imaging: DICOM and NIfTI decoding, VOI windows, slicing and de-identification."""

@@ -1,0 +1,113 @@
+"""The report's score section: for each scored filter (clip_score, image_quality, text_quality), the
+distribution of each score with its threshold line, and thumbnails of the rows just below the
+threshold (rejected) and just above it (kept), so a user can see whether the line is in the right place.
+
+Scores come from where the filters put them: `meta.scores` of the dataset's rows and `scores` of the
+filter's lines in rejects.jsonl; thresholds from the filter's manifest details. Two streaming passes over
+the dataset (metadata, then the images of the few rows shown), so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHOWN = 4  # thumbnails on each side of a threshold
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _histogram(values: np.ndarray, limit: float, *, bins: int = 30, width: int = 520, height: int = 120) -> str:
+    """An inline SVG histogram with a red line at `limit`."""
+    lo, hi = float(min(values.min(), limit)), float(max(values.max(), limit))
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    top = max(int(counts.max()), 1)
+    bw = width / bins
+    bars = "".join(f"<rect x='{i * bw:.1f}' y='{height - height * c / top:.1f}' width='{bw - 1:.1f}' "
+                   f"height='{height * c / top:.1f}' fill='#4c78a8'/>" for i, c in enumerate(counts.tolist()))
+    x = width * (limit - lo) / (hi - lo)
+    line = f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{height}' stroke='#e45756' stroke-width='2'/>"
+    axis = (f"<text x='0' y='{height + 14}' font-size='11'>{lo:.3g}</text>"
+            f"<text x='{width}' y='{height + 14}' font-size='11' text-anchor='end'>{hi:.3g}</text>"
+            f"<text x='{x:.1f}' y='{height + 14}' font-size='11' text-anchor='middle' fill='#e45756'>{limit:.3g}</text>")
+    return f"<svg width='{width}' height='{height + 18}' role='img'>{bars}{line}{axis}</svg>"
+
+
+def _thresholds(manifest: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    """(stage, score) → [(side, limit)] from the scored filters' manifest details."""
+    out: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for st in manifest.get("stages", []):
+        for name, sides in ((st.get("details") or {}).get("thresholds") or {}).items():
+            out[(st["stage"], name)] = [(side, float(v)) for side, v in sides.items()]
+    return out
+
+
+def score_section(out_dir: Path, manifest: dict[str, Any]) -> str:
+    from vlmdata.output.arrow_io import iter_batches, splits
+    from vlmdata.output.report.html import thumbnail_uri
+
+    wanted = _thresholds(manifest)
+    if not wanted:
+        return "<p class='muted'>No scored filter ran.</p>"
+    stage_of = {}
+    for stage, name in wanted:
+        stage_of.setdefault(name, []).append(stage)
+    kept: dict[str, list[tuple[float, str, str]]] = {name: [] for name in stage_of}  # (score, split, id)
+    rejected: dict[tuple[str, str], list[tuple[float, dict]]] = {k: [] for k in wanted}
+    path = out_dir / "rejects.jsonl"
+    if path.is_file():
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                for name, value in (rec.get("scores") or {}).items():
+                    if (rec.get("stage"), name) in rejected:
+                        rejected[(rec["stage"], name)].append((float(value), rec))
+    names = splits(out_dir)
+    for split in names:
+        for batch in iter_batches(out_dir, split, columns=["id", "meta"]):
+            for rid, meta in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                for name, value in (json.loads(meta).get("scores") or {}).items():
+                    if name in kept:
+                        kept[name].append((float(value), split, rid))
+    parts, show = [], {}
+    plan = []
+    for (stage, name), sides in wanted.items():
+        for side, limit in sides:
+            k = kept[name]
+            r = [v for v, _ in rejected[(stage, name)]]
+            values = np.array([v for v, _, _ in k] + r, dtype=np.float64)
+            if not values.size:
+                continue
+            near_kept = sorted(k, key=lambda t: abs(t[0] - limit))[:SHOWN]
+            fail = [(v, rec) for v, rec in rejected[(stage, name)]
+                    if (v < limit if side == "min" else v > limit) and rec.get("thumb")]
+            near_rej = sorted(fail, key=lambda t: abs(t[0] - limit))[:SHOWN]
+            for _, _, rid in near_kept:
+                show[rid] = ""
+            plan.append((stage, name, side, limit, values, len(k), len(r), near_kept, near_rej))
+    ids = set(show)
+    for split in names if ids else []:
+        for batch in iter_batches(out_dir, split, columns=["id", "images"]):
+            for rid, images in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                if rid in ids and not show[rid] and images:
+                    show[rid] = thumbnail_uri(images[0]["bytes"], size=96)
+    for stage, name, side, limit, values, n_kept, n_rej, near_kept, near_rej in plan:
+        below = "".join(f"<figure style='display:inline-block;margin:2px'><img class='thumb' style='max-width:96px' "
+                        f"alt='rejected' src='{_e(rec['thumb'])}'><figcaption class='muted'>{v:.3g}</figcaption></figure>"
+                        for v, rec in near_rej) or "<span class='muted'>none</span>"
+        above = "".join(f"<figure style='display:inline-block;margin:2px'><img class='thumb' style='max-width:96px' "
+                        f"alt='kept' src='{show[rid]}'><figcaption class='muted'>{v:.3g}</figcaption></figure>"
+                        for v, _, rid in near_kept if show.get(rid)) or "<span class='muted'>none</span>"
+        parts.append(f"<h3>{_e(name)} <span class='muted'>({_e(stage)}, {side} {limit:g}; {n_kept} rows kept in "
+                     f"the dataset, {n_rej} rejected by this filter)</span></h3>{_histogram(values, limit)}"
+                     f"<div><b>rejected, nearest the line:</b> {below}</div>"
+                     f"<div><b>kept, nearest the line:</b> {above}</div>")
+    return "".join(parts) or "<p class='muted'>No scores recorded.</p>"

@@ -1,0 +1,1 @@
+"""PDF pages: the text layer, tables, and grounded questions."""

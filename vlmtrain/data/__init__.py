@@ -1,0 +1,1 @@
+"""Rows into batches: opening a vlmdata output, chat rendering, collation, sampling, packing, diagnostics."""

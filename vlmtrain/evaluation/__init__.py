@@ -1,0 +1,1 @@
+"""Generation-based evaluation, scoring of outside predictions, loading a finished run, run reports."""

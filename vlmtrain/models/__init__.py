@@ -1,0 +1,1 @@
+"""Model families, loading, quantisation, adapters, saving, and the tiny offline test models."""

@@ -1,0 +1,1 @@
+"""One file per kind of run, each read top to bottom: setup, train, save, cleanup."""

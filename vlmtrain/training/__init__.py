@@ -1,0 +1,1 @@
+"""The engine: Trainer subclasses, losses, optimiser groups, callbacks, checkpoints, process groups."""

@@ -1,0 +1,36 @@
+"""The Trainer callbacks a config asks for, built in one place for single, staged and continual runs.
+
+Why one place: `eval:` (generation-based evaluation every N steps) and `train.report_to`
+(TensorBoard) used to be wired into the single-run recipe only, so a continual run accepted them and
+silently did nothing. Both recipes now take their callbacks from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmtrain.config.train import TrainConfig
+
+
+def tracker_callbacks(*, config: TrainConfig, folder: Path) -> list[Any]:
+    """TensorBoard (`train.report_to: [tensorboard]`), writing to FOLDER/tensorboard."""
+    if "tensorboard" not in config.train.report_to:
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(Path(folder) / "tensorboard")))]
+
+
+def eval_callbacks(*, config: TrainConfig, processor: Any, log_path: Path) -> list[Any]:
+    """The evaluation-during-training callback when the config has an `eval:` section (scores go to `log_path`)."""
+    ev = config.eval
+    if ev is None:
+        return []
+    from vlmtrain.data.dataset import open_split
+    from vlmtrain.training.eval_callback import EvalCallback
+
+    dataset = open_split(path=ev.data, split=ev.split)
+    return [EvalCallback(dataset=dataset, processor=processor, every=ev.every, log_path=log_path,
+                         limit=ev.limit, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)]

@@ -1,0 +1,106 @@
+"""The DPO Trainer: the stock Trainer (via `VlmTrainer`) with a DPO `compute_loss`, and preference accuracy.
+
+Per step it logs TRL's names: `loss`, `rewards/chosen`, `rewards/rejected`, `rewards/margins`,
+`rewards/accuracies` (averaged over the steps since the last log), which the JSONL logger and
+TensorBoard pick up like any other logged value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from vlmtrain.config.dpo import DpoSection
+from vlmtrain.training.dpo import dpo_loss, pair_logps
+from vlmtrain.training.trainer import VlmTrainer
+
+
+class DpoTrainer(VlmTrainer):
+    """`compute_loss` = DPO on a pair batch (chosen then rejected, one forward each for policy and reference)."""
+
+    dpo: DpoSection = DpoSection()
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        reference, _ = pair_logps(model=model, batch=inputs, reference=True)
+        policy, tokens = pair_logps(model=model, batch=inputs, reference=False)
+        loss, metrics = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=self.dpo.beta,
+                                 loss_type=self.dpo.loss_type, label_smoothing=self.dpo.label_smoothing)
+        if not hasattr(self, "_dpo_metrics"):
+            self._dpo_metrics: dict[str, list[float]] = defaultdict(list)
+        for k, v in metrics.items():
+            self._dpo_metrics[k].append(v)
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        stored = getattr(self, "_dpo_metrics", None)
+        if stored and "loss" in logs:
+            logs = {**logs, **{k: sum(v) / len(v) for k, v in stored.items()}}
+            stored.clear()
+        super().log(logs, *args, **kwargs)
+
+
+def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: int = 8,
+                        beta: float = 1.0) -> dict[str, float]:
+    """Held-out preference accuracy (`rewards/accuracies`): the share of pairs whose implicit reward ranks
+    chosen above rejected (policy log-ratio against the adapter-disabled reference), plus the mean reward
+    margin (`rewards/margins`, times beta as in training: see `beta`). Both are 0 before training by
+    construction (policy = reference), so `logps/accuracies` says how often the model itself finds the chosen
+    answer likelier than the rejected one (summed log-probs): the "before" number a user compares. Eval mode,
+    no grad."""
+    from vlmtrain.data.dataset import row_batches
+    from vlmtrain.training.dpo import split_pair
+
+    was_training = model.training
+    model.eval()
+    hits, likelier, margins, n = 0.0, 0.0, 0.0, 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for rows in row_batches(dataset, batch_size=batch_size):
+            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in collator(rows).items()}
+            ref, _ = pair_logps(model=model, batch=batch, reference=True)
+            pol, _ = pair_logps(model=model, batch=batch, reference=False)
+            chosen, rejected = split_pair(pol - ref)
+            hits += float((chosen > rejected).float().sum())
+            pol_chosen, pol_rejected = split_pair(pol)
+            likelier += float((pol_chosen > pol_rejected).float().sum())
+            margins += beta * float((chosen - rejected).sum())
+            n += len(rows)
+    if was_training:
+        model.train()
+    return {"rewards/accuracies": hits / max(n, 1), "rewards/margins": margins / max(n, 1),
+            "logps/accuracies": likelier / max(n, 1), "pairs": n}
+
+
+class PreferenceEval(TrainerCallback):
+    """Preference accuracy on a held-out split before training, every `every` steps, and at the end,
+    appended to log.jsonl as `{"step": N, "preference_eval": {"rewards/accuracies", "rewards/margins", "logps/accuracies", "pairs"}}`."""
+
+    def __init__(self, *, dataset: Any, collator: Any, log_path: Path, every: int | None, batch_size: int,
+                 beta: float, before: bool = True) -> None:
+        self.dataset, self.collator, self.log_path = dataset, collator, log_path
+        self.every, self.batch_size, self.before, self.beta = every, batch_size, before, beta
+
+    def _run(self, *, model: Any, step: int) -> None:
+        scores = preference_accuracy(model=model, dataset=self.dataset, collator=self.collator,
+                                     batch_size=self.batch_size, beta=self.beta)
+        with self.log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "preference_eval": scores}) + "\n")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.before:
+            self._run(model=model, step=state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if (state.is_world_process_zero and self.every and state.global_step % self.every == 0
+                and state.global_step < state.max_steps):
+            self._run(model=model, step=state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self._run(model=model, step=state.global_step)
