@@ -261,12 +261,11 @@ def test_bad_config_every_problem_at_once_with_paths_and_did_you_mean(ws: Worksp
     assert "preference.judge.template:" in text and "judge_rubric" in text
     assert "preference.min_margin:" in text
 
-    recipe = _recipe(ws, images=1, tasks=["vga"])
+    recipe = _recipe(ws, images=1)
     recipe["preference"]["candidates"]["max_cost_usd"] = 1
     with pytest.raises(ConfigError) as err:
         ws.load(recipe)
     text = str(err.value)
-    assert "preference.tasks[0]: no source or synthesize job makes task 'vga'; did you mean 'vqa'?" in text
     assert "preference.candidates.max_cost_usd: no price known for model 'my-sft'" in text
 
     recipe = _recipe(ws, images=1)
@@ -303,3 +302,34 @@ def test_judge_parsers_take_the_last_verdict_and_refuse_what_is_off_the_scale() 
     assert parse_verdict("tie") == "C"
     with pytest.raises(Exception, match="judge_unparseable"):
         parse_verdict("Both are fine.")
+
+
+def test_shipped_shapes_judge_recipe_builds_against_the_server(ws: Workspace, server: FakeOpenAI,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    pool = ["red", "blue", "circle", "2", "left"]
+
+    def rule(body: dict[str, Any], attempt: int) -> Reply:
+        text = prompt_text(body)
+        if "Answer to rate:" in text:
+            reference = text.split("(known to be correct):")[1].split("\n")[0].strip()
+            answer = text.split("Answer to rate:")[1].strip()
+            return Reply(text=f"Reasons.\nScore: {9 if answer == reference else 2}")
+        return Reply(text=pool[body["seed"] % len(pool)])
+
+    server.body_rule = rule
+    monkeypatch.setenv("VLLM_BASE_URL", server.base_url)
+    monkeypatch.setenv("VLLM_API_KEY", FAKE_KEY)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "shapes-judge.yaml"
+    built = ws.build(recipe, overrides=["sources.0.count=4"])
+    pairs = built.split_rows("train") + built.split_rows("validation")
+    assert pairs, built.rejects
+    for pair in pairs:
+        lineage = pair["meta"]["preference"] if isinstance(pair["meta"], dict) else json.loads(pair["meta"])["preference"]
+        assert lineage["margin"] >= 3 and lineage["chosen_score"] == 9
+        assert _text(pair["chosen"]) in pool and pair["task"] == "preference"
+    stage = next(s for s in built.manifest["stages"] if s["stage"] == "preference")
+    assert stage["in"] == 16 and stage["out"] + sum(stage["rejected"].values()) == 16
+    assert set(stage["rejected"]) <= {"margin_too_small"}
+    assert {b["model"] for b in server.bodies} == {"shapes-sft", "gpt-4o-mini"}

@@ -1,8 +1,8 @@
 """Recipe-wide checks of `preference: from: judge` (run with the recipe's other cross checks), and its two
 request jobs for the redactor.
 
-- a call with `max_cost_usd` needs a price (the table in synth/cost.py, or the call's `prices`);
-- `tasks` names tasks some source or synthesize job makes (with a did-you-mean).
+- a call with `max_cost_usd` needs a price (the table in synth/cost.py, or the call's `prices`).
+(`tasks` is not checked here: a row's task may come from its own data, e.g. a jsonl `task` column.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from vlmdata.synth.cost import price_for
 from vlmdata.synth.judge_spec import PreferenceCall, preference_jobs
-from vlmdata.validation import Problem, did_you_mean
+from vlmdata.validation import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlmdata.recipe import Recipe
@@ -35,9 +35,4 @@ def preference_cross_checks(recipe: Recipe) -> list[Problem]:
             problems.append(Problem(f"{call.name}.max_cost_usd",
                                     f"no price known for model '{call.model}': add `prices: {{input_per_mtok: ..., "
                                     f"output_per_mtok: ...}}` to {call.name}"))
-    known = sorted({s.task for s in recipe.sources} | {j.task for j in recipe.synthesize})
-    for i, task in enumerate(spec.tasks or []):
-        if task not in known:
-            problems.append(Problem(f"preference.tasks[{i}]", f"no source or synthesize job makes task '{task}'"
-                                                              f"{did_you_mean(task, known)} (tasks: {', '.join(known)})"))
     return problems

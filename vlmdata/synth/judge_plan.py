@@ -52,22 +52,23 @@ def plan_judge(loaded: LoadedRecipe, *, show: int, limit: int | None) -> list[Jo
     cand, judge = jobs[CANDIDATES], jobs[JUDGE]
     k = cand.n + (1 if spec.include_reference else 0)
     judged = [("x",)] * k if spec.judge.scoring == "rubric" else [("x", "y")] * (k * (k - 1))
-    answer = "x" * (estimate(cand, build_request(spec=cand, chat=[{"role": "user", "content": ""}], images=[],
+    answer_tokens = estimate(cand, build_request(spec=cand, chat=[{"role": "user", "content": ""}], images=[],
                                                  image_hashes=[], image_sizes=[], sample=0,
-                                                 base_url=cand.base_url()))[1] * CHARS_PER_TOKEN)
+                                                 base_url=cand.base_url()))[1]
+    answer = f"<candidate answer: ~{answer_tokens} tokens>"  # shown in the examples, costed at answer_tokens
+    extra = (answer_tokens - len(answer) // CHARS_PER_TOKEN) * (1 if spec.judge.scoring == "rubric" else 2)
     for src in recipe.sources:
-        if spec.tasks is not None and src.task not in spec.tasks:
-            continue
         for rec in read_source(src, limit=limit):
-            if not isinstance(rec, Record):
+            if not isinstance(rec, Record) or (spec.tasks is not None and rec.task not in spec.tasks):
                 continue
             ctx = _record_context(rec)
             plans[CANDIDATES].rows += 1
             plans[JUDGE].rows += 1
-            _count(plans[CANDIDATES], cand, templates[CANDIDATES], [ctx] * 1, rec, show=show, samples=cand.n)
+            _count(plans[CANDIDATES], cand, templates[CANDIDATES], [ctx], rec, show=show, samples=cand.n)
             variants = [{**ctx, "response": answer} if len(w) == 1 else {**ctx, "response_a": answer, "response_b": answer}
                         for w in judged]
-            _count(plans[JUDGE], judge, templates[JUDGE], variants, rec, show=show, samples=judge.n)
+            _count(plans[JUDGE], judge, templates[JUDGE], variants, rec, show=show, samples=judge.n,
+                   extra_prompt_tokens=extra)
     for name, jp in plans.items():
         job = jobs[name]
         price = price_for(job.model, job.prices)
@@ -77,7 +78,7 @@ def plan_judge(loaded: LoadedRecipe, *, show: int, limit: int | None) -> list[Jo
 
 
 def _count(jp: JobPlan, job: PreferenceCall, template: Any, contexts: list[dict[str, Any]], rec: Record, *,
-           show: int, samples: int) -> None:
+           show: int, samples: int, extra_prompt_tokens: int = 0) -> None:
     if not contexts:
         return
     try:
@@ -90,6 +91,7 @@ def _count(jp: JobPlan, job: PreferenceCall, template: Any, contexts: list[dict[
     request = build_request(spec=job, chat=chat, images=[], image_hashes=[], image_sizes=[], sample=0,
                             base_url=job.base_url())
     prompt, completion = estimate(job, request)
+    prompt += extra_prompt_tokens
     if job.images == "data_url":
         prompt += len(rec.images) * image_tokens(None, job.image_detail)
     n = len(contexts) * samples
