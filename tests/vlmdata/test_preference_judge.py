@@ -333,3 +333,32 @@ def test_shipped_shapes_judge_recipe_builds_against_the_server(ws: Workspace, se
     assert stage["in"] == 16 and stage["out"] + sum(stage["rejected"].values()) == 16
     assert set(stage["rejected"]) <= {"margin_too_small"}
     assert {b["model"] for b in server.bodies} == {"shapes-sft", "gpt-4o-mini"}
+
+
+def test_judge_budget_is_never_overshot_and_unsent_rows_are_counted(ws: Workspace, server: FakeOpenAI) -> None:
+    recipe = _recipe(ws, images=4, min_margin=1)
+    recipe["preference"]["judge"].update(max_tokens=20, max_cost_usd=0.02,
+                                         prices={"input_per_mtok": 10, "output_per_mtok": 10})
+    built = ws.build(ws.recipe(recipe))
+    stage = next(s for s in built.manifest["stages"] if s["stage"] == "preference")
+    judge = stage["details"]["calls"]["preference.judge"]
+    assert judge["budget_exhausted"] is True and judge["cost_usd"] <= 0.02
+    assert 0 < judge["requests_sent"] < 9
+    reasons = [r["reason"] for r in built.rejects]
+    assert "budget_exhausted" in reasons
+    assert stage["out"] + len(built.rejects) == 4
+
+
+def test_unusable_candidates_are_left_out_and_counted(ws: Workspace, server: FakeOpenAI) -> None:
+    def rule(body: dict[str, Any], attempt: int) -> Reply:
+        if body["model"] == CANDIDATE_MODEL and body["seed"] == 1:
+            return Reply(text="I'm sorry, I can't help with that.")
+        if body["model"] == CANDIDATE_MODEL and body["seed"] == 2:
+            return Reply(text="A red", finish_reason="length")
+        return judge_rule(body, attempt)
+
+    server.body_rule = rule
+    built = ws.build(ws.recipe(_recipe(ws, images=1)))
+    assert _text(built.rows[0]["chosen"]) == "A red circle." and _text(built.rows[0]["rejected"]) == "Nothing at all."
+    details = next(s for s in built.manifest["stages"] if s["stage"] == "preference")["details"]
+    assert details["unusable_candidates"] == {"refusal": 1, "truncated": 1}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ from vlmdata.synth.parse import check
 from vlmdata.synth.prompt import Request, build_request, render_chat, template_context
 from vlmdata.synth.run import JobState, Outcome, run_job
 from vlmdata.templates_lib import Template, load_template
+
+log = logging.getLogger("vlmdata.synth")
 
 
 def prompt_of(row: Row) -> tuple[list[dict[str, Any]], str | None] | None:
@@ -127,6 +130,7 @@ class PreferenceJudgeStep(MapStep):
                                                      batch=job_spec.mode == "batch"))
             self.templates[name] = load_template(job_spec.template, base_dir=base_dir)
         self._caches: dict[Path, ResponseCache] = {}
+        self._warned: set[str] = set()
         self.pairs = 0
         self.unusable: Counter[str] = Counter()  # candidate answers left out, by reason
         self.margins: list[float] = []
@@ -158,6 +162,11 @@ class PreferenceJudgeStep(MapStep):
                 yield self._pair(p, answered)
             except RowError as e:
                 yield self._reject(p.row, e.reason, e.detail, extra=getattr(e, "extra", None))
+        for name, job in self.jobs.items():
+            if job.ledger.budget_hit and name not in self._warned:
+                self._warned.add(name)
+                log.warning("%s: max_cost_usd=%s reached; no new requests are sent, the rows left are rejected as "
+                            "budget_exhausted", name, job.spec.max_cost_usd)
 
     def _prepare(self, row: Row) -> Pending:
         if self.spec.tasks is not None and row["task"] not in self.spec.tasks:
