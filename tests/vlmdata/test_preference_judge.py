@@ -362,3 +362,9 @@ def test_unusable_candidates_are_left_out_and_counted(ws: Workspace, server: Fak
     assert _text(built.rows[0]["chosen"]) == "A red circle." and _text(built.rows[0]["rejected"]) == "Nothing at all."
     details = next(s for s in built.manifest["stages"] if s["stage"] == "preference")["details"]
     assert details["unusable_candidates"] == {"refusal": 1, "truncated": 1}
+
+
+def test_report_shows_each_side_with_its_score(ws: Workspace, server: FakeOpenAI) -> None:
+    built = ws.build(ws.recipe(_recipe(ws, images=1)))
+    html = (built.path / "report.html").read_text(encoding="utf-8")
+    assert "chosen (9)" in html and "rejected (2)" in html and "judge:rubric" in html
