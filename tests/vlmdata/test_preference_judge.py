@@ -244,6 +244,14 @@ def test_plan_counts_both_calls_and_sends_nothing(ws: Workspace, server: FakeOpe
     assert "What is in image 1?" in result.output  # the rendered candidate prompt
     assert server.counts["chat"] == 0 and server.counts["GET models"] == 0
 
+    from vlmdata.synth.judge_plan import plan_judge
+
+    recipe = _recipe(ws, include_reference=True)
+    recipe["preference"]["judge"].update(scoring="pairwise", n=2)
+    cand, judge = plan_judge(ws.load(ws.recipe(recipe)), show=0, limit=None)
+    assert (cand.requests, judge.requests) == (4 * 4, 4 * (5 * 4) * 2)  # k = 4 + reference, ordered pairs, n = 2
+    assert judge.completion_tokens == judge.requests * 400 and judge.cost_usd > 0
+
 
 def test_bad_config_every_problem_at_once_with_paths_and_did_you_mean(ws: Workspace) -> None:
     recipe = _recipe(ws, images=1)
@@ -368,3 +376,29 @@ def test_report_shows_each_side_with_its_score(ws: Workspace, server: FakeOpenAI
     built = ws.build(ws.recipe(_recipe(ws, images=1)))
     html = (built.path / "report.html").read_text(encoding="utf-8")
     assert "chosen (9)" in html and "rejected (2)" in html and "judge:rubric" in html
+
+
+def test_a_multi_turn_prompt_reaches_the_candidates_as_chat_turns(tmp_path, server: FakeOpenAI) -> None:
+    from vlmdata_kit import encode, picture
+
+    from vlmdata.schema import image_part, message, text_part
+    from vlmdata.steps.preference import PreferenceSpec
+    from vlmdata.steps.preference_judge import PreferenceJudgeStep
+
+    turns = [message("user", [image_part(), text_part("Is there a shape in image 1?")]),
+             message("assistant", [text_part("Yes.")]),
+             message("user", [text_part("What is in image 1?")]),
+             message("assistant", [text_part("A red circle.")])]
+    row = {"id": "r1", "task": "conversation", "source": "s", "images": [encode(picture(1), "PNG")],
+           "image_hashes": ["h1"], "image_sizes": [(32, 24)], "messages": turns, "answers": [], "fields": {},
+           "context": {}, "meta": {"locator": "f:1"}}
+    spec = PreferenceSpec.model_validate({"from": "judge", "candidates": {"model": CANDIDATE_MODEL, "n": 4},
+                                          "judge": {"model": JUDGE_MODEL}})
+    step = PreferenceJudgeStep(spec=spec, seed=0, base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    out = list(step.map([row]))
+    assert len(out) == 1 and out[0]["messages"] == turns[:3]
+    cand = next(b for b in server.bodies if b["model"] == CANDIDATE_MODEL)
+    assert [m["role"] for m in cand["messages"]] == ["user", "assistant", "user"]
+    assert cand["messages"][1]["content"] == "Yes." and cand["messages"][-1]["content"][-1]["text"] == "What is in image 1?"
+    judge = next(b for b in server.bodies if b["model"] == JUDGE_MODEL)
+    assert "Conversation so far:\nuser: Is there a shape in image 1?\nassistant: Yes." in prompt_text(judge)

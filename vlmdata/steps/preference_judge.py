@@ -45,7 +45,7 @@ from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.synth.cache import ResponseCache
 from vlmdata.synth.cost import Ledger, price_for
 from vlmdata.synth.judge_parse import excerpt, parse_score, parse_verdict
-from vlmdata.synth.judge_spec import CANDIDATES, JUDGE, preference_jobs
+from vlmdata.synth.judge_spec import CANDIDATES, JUDGE, candidate_chat, preference_jobs
 from vlmdata.synth.parse import check
 from vlmdata.synth.prompt import Request, build_request, render_chat, template_context
 from vlmdata.synth.run import JobState, Outcome, run_job
@@ -118,6 +118,7 @@ class PreferenceJudgeStep(MapStep):
         self.spec = spec
         self.seed = seed
         self.cache_dir = cache_dir
+        self.history = spec.candidates.history
         self.scoring = spec.judge.scoring
         self.margin = spec.margin()
         self.low, self.high = (0.0, 1.0) if self.scoring == "pairwise" else (spec.judge.min_score, spec.judge.max_score)
@@ -177,7 +178,7 @@ class PreferenceJudgeStep(MapStep):
         prompt, reference = found
         ctx = judge_context(row, prompt, reference)
         job = self.jobs[CANDIDATES].spec
-        chat = render_chat(self.templates[CANDIDATES], ctx)
+        chat = candidate_chat(self.templates[CANDIDATES], ctx, history=self.history)
         asks = [build_request(spec=job, chat=chat, images=row["images"], image_hashes=row["image_hashes"],
                               image_sizes=row["image_sizes"], sample=i, base_url=job.base_url()) for i in range(job.n)]
         return Pending(row=row, prompt=prompt, reference=reference, ctx=ctx, asks=asks)

@@ -17,9 +17,9 @@ from vlmdata.recipe import LoadedRecipe
 from vlmdata.rows import Record, RowError
 from vlmdata.sources import read_source
 from vlmdata.synth.cost import CHARS_PER_TOKEN, Ledger, image_tokens, price_for
-from vlmdata.synth.judge_spec import CANDIDATES, JUDGE, PreferenceCall, preference_jobs
+from vlmdata.synth.judge_spec import CANDIDATES, JUDGE, PreferenceCall, candidate_chat, preference_jobs
 from vlmdata.synth.planner import JobPlan, _shown
-from vlmdata.synth.prompt import build_request, render_chat, template_context
+from vlmdata.synth.prompt import build_request, template_context
 from vlmdata.synth.run import estimate
 from vlmdata.templates_lib import load_template
 
@@ -64,7 +64,8 @@ def plan_judge(loaded: LoadedRecipe, *, show: int, limit: int | None) -> list[Jo
             ctx = _record_context(rec)
             plans[CANDIDATES].rows += 1
             plans[JUDGE].rows += 1
-            _count(plans[CANDIDATES], cand, templates[CANDIDATES], [ctx], rec, show=show, samples=cand.n)
+            _count(plans[CANDIDATES], cand, templates[CANDIDATES], [ctx], rec, show=show, samples=cand.n,
+                   history=spec.candidates.history)
             variants = [{**ctx, "response": answer} if len(w) == 1 else {**ctx, "response_a": answer, "response_b": answer}
                         for w in judged]
             _count(plans[JUDGE], judge, templates[JUDGE], variants, rec, show=show, samples=judge.n,
@@ -78,11 +79,11 @@ def plan_judge(loaded: LoadedRecipe, *, show: int, limit: int | None) -> list[Jo
 
 
 def _count(jp: JobPlan, job: PreferenceCall, template: Any, contexts: list[dict[str, Any]], rec: Record, *,
-           show: int, samples: int, extra_prompt_tokens: int = 0) -> None:
+           show: int, samples: int, extra_prompt_tokens: int = 0, history: str = "template") -> None:
     if not contexts:
         return
     try:
-        chat = render_chat(template, contexts[0])  # every variant renders the same length
+        chat = candidate_chat(template, contexts[0], history=history)  # every variant renders the same length
     except RowError:
         jp.template_errors += 1
         return

@@ -35,8 +35,9 @@ from pydantic import (
 )
 
 from vlmdata.config_paths import TemplateRef
+from vlmdata.synth.prompt import render_chat
 from vlmdata.synth.spec import SynthesizeSpec
-from vlmdata.templates_lib import check_template
+from vlmdata.templates_lib import Template, check_template
 
 # request options shared with a synthesize job (their types, defaults and bounds stay defined there)
 REQUEST_FIELDS = ("model", "image_detail", "top_p", "max_tokens", "mode", "concurrency", "rpm", "tpm",
@@ -88,6 +89,9 @@ class CandidateCall(_Call):
 
     n: int = Field(default=4, ge=2, le=64)
     temperature: float | None = Field(default=1.0, ge=0, le=2)  # diversity is the point of N candidates
+    # a multi-turn prompt's earlier turns: sent as chat turns before the rendered one (what an SFT model was
+    # trained on), or left to the template (its `history` variable)
+    history: Literal["turns", "template"] = "turns"
 
     def template_ref(self) -> str:
         return self.template or CANDIDATE_TEMPLATE
@@ -123,3 +127,12 @@ def preference_jobs(*, candidates: CandidateCall, judge: JudgeCall, seed: int) -
                                               temperature=candidates.temperature, seed=seed),
             JUDGE: judge.synth_spec(name=JUDGE, template=judge.template_ref(), n=judge.n,
                                     temperature=judge.temperature, seed=seed)}
+
+
+def candidate_chat(template: Template, ctx: dict[str, Any], *, history: str) -> list[dict[str, str]]:
+    """The candidates' chat for one prompt: the rendered template, with a multi-turn prompt's earlier
+    turns (`ctx["history"]`) as chat turns before the rendered user turn when `history` is "turns"."""
+    chat = render_chat(template, ctx)
+    if history == "turns" and ctx.get("history"):
+        chat = chat[:-1] + [{"role": t["role"], "content": t["text"]} for t in ctx["history"]] + chat[-1:]
+    return chat
