@@ -277,6 +277,14 @@ def test_bad_config_every_problem_at_once_with_paths_and_did_you_mean(ws: Worksp
     assert "preference.candidates.max_cost_usd: no price known for model 'my-sft'" in text
 
     recipe = _recipe(ws, images=1)
+    recipe["preference"]["candidates"]["temperature"] = 0
+    recipe["preference"]["judge"]["n"] = 3
+    with pytest.raises(ConfigError) as err:
+        ws.load(recipe)
+    assert "preference.candidates: temperature: 0 makes the 4 candidates one answer" in str(err.value)
+    assert "preference.judge: n: 3 judge samples at temperature 0" in str(err.value)
+
+    recipe = _recipe(ws, images=1)
     del recipe["preference"]["judge"]
     with pytest.raises(ConfigError, match="from: judge needs preference.judge"):
         ws.load(recipe)

@@ -93,6 +93,13 @@ class CandidateCall(_Call):
     # trained on), or left to the template (its `history` variable)
     history: Literal["turns", "template"] = "turns"
 
+    @model_validator(mode="after")
+    def _diverse(self) -> CandidateCall:
+        if self.temperature == 0:
+            raise ValueError(f"temperature: 0 makes the {self.n} candidates one answer (nothing to prefer); "
+                             "sample them, e.g. temperature: 1.0")
+        return self
+
     def template_ref(self) -> str:
         return self.template or CANDIDATE_TEMPLATE
 
@@ -112,6 +119,9 @@ class JudgeCall(_Call):
     def _scale(self) -> JudgeCall:
         if self.max_score <= self.min_score:
             raise ValueError(f"max_score ({self.max_score:g}) must be above min_score ({self.min_score:g})")
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError(f"n: {self.n} judge samples at temperature 0 are one answer {self.n} times (paid "
+                             f"{self.n} times); set judge.temperature above 0 to average, or n: 1")
         return self
 
     def template_ref(self) -> str:
