@@ -247,7 +247,7 @@ def test_plan_counts_both_calls_and_sends_nothing(ws: Workspace, server: FakeOpe
     from vlmdata.synth.judge_plan import plan_judge
 
     recipe = _recipe(ws, include_reference=True)
-    recipe["preference"]["judge"].update(scoring="pairwise", n=2)
+    recipe["preference"]["judge"].update(scoring="pairwise", n=2, temperature=0.7)
     cand, judge = plan_judge(ws.load(ws.recipe(recipe)), show=0, limit=None)
     assert (cand.requests, judge.requests) == (4 * 4, 4 * (5 * 4) * 2)  # k = 4 + reference, ordered pairs, n = 2
     assert judge.completion_tokens == judge.requests * 400 and judge.cost_usd > 0
