@@ -410,3 +410,20 @@ def test_a_multi_turn_prompt_reaches_the_candidates_as_chat_turns(tmp_path, serv
     assert cand["messages"][1]["content"] == "Yes." and cand["messages"][-1]["content"][-1]["text"] == "What is in image 1?"
     judge = next(b for b in server.bodies if b["model"] == JUDGE_MODEL)
     assert "Conversation so far:\nuser: Is there a shape in image 1?\nassistant: Yes." in prompt_text(judge)
+
+
+def test_a_custom_judge_template_file_next_to_the_recipe(ws: Workspace, server: FakeOpenAI,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ws.write("conf/strict.j2", "{% block system %}Grade strictly.{% endblock %}\n"
+                               "{% block user %}Q: {{ question }} Answer to rate: {{ response }}{% endblock %}")
+    recipe = _recipe(ws, images=1)
+    recipe["sources"][0]["path"] = "../qa.jsonl"
+    recipe["preference"]["judge"]["template"] = "strict.j2"
+    path = ws.recipe(recipe, rel="conf/recipe.yaml")
+    monkeypatch.chdir(ws.root.parent)
+    built = ws.build(path)
+    assert len(built.rows) == 1
+    judge = [b for b in server.bodies if b["model"] == JUDGE_MODEL]
+    assert judge and all(b["messages"][0]["content"] == "Grade strictly." for b in judge)
+    lineage = built.rows[0]["meta"]["preference"]
+    assert lineage["templates"]["preference.judge"]["name"].endswith("strict.j2")
