@@ -137,9 +137,12 @@ def plan_cmd(recipe: str, show: int, limit: int | None, cache: str | None, overr
     loaded = _load(recipe, overrides)
     for line in make_plan(loaded).describe():
         click.echo(line)
-    if loaded.recipe.synthesize:
+    from vlmdata.synth.judge_plan import plan_judge
+
+    judge = plan_judge(loaded, show=show, limit=limit)  # preference: from: judge (its two request jobs)
+    if loaded.recipe.synthesize or judge:
         plans = plan_synthesis(loaded, show=show, limit=limit, cache_dir=Path(cache) if cache else None)
-        for line in describe(plans):
+        for line in describe(plans + judge):
             click.echo(line)
 
 

@@ -22,6 +22,7 @@ from vlmdata.steps.load import LoadStep
 from vlmdata.steps.mix import MixStep
 from vlmdata.steps.normalize import NormalizeStep
 from vlmdata.steps.preference import PreferenceStep
+from vlmdata.steps.preference_judge import PreferenceJudgeStep
 from vlmdata.steps.split import SplitStep
 from vlmdata.steps.synthesize import SynthesizeStep
 
@@ -72,7 +73,11 @@ def make_plan(loaded: LoadedRecipe, *, out: Path | None = None, cache_dir: Path 
     steps.extend(filters[first:])
     if embed is not None and first == len(filters):
         steps.append(embed)
-    if recipe.preference is not None:  # before dedup/split/mix: they see pairs like any other row
+    if recipe.preference is not None and recipe.preference.from_ == "judge":  # a map step: requests per prompt
+        steps.append(PreferenceJudgeStep(spec=recipe.preference, seed=recipe.seed, base_dir=loaded.path.parent,
+                                         cache_dir=cache_dir or (out or recipe.output_path()).resolve().parent
+                                         / ".vlmdata-cache"))
+    elif recipe.preference is not None:  # before dedup/split/mix: they see pairs like any other row
         steps.append(PreferenceStep(spec=recipe.preference, seed=recipe.seed))
     if recipe.dedup is not None:
         steps.append(DedupStep(spec=recipe.dedup, seed=recipe.seed, embed=embed))

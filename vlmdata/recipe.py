@@ -36,6 +36,7 @@ from vlmdata.steps.filter import FilterItem
 from vlmdata.steps.mix import MixSpec
 from vlmdata.steps.normalize import NormalizeSpec
 from vlmdata.steps.preference import PreferenceSpec
+from vlmdata.steps.preference_checks import preference_calls, preference_cross_checks
 from vlmdata.steps.split import SplitSpec
 from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
 from vlmdata.templates_lib import check_template
@@ -132,7 +133,7 @@ class LoadedRecipe:
     def redactor(self) -> Redactor:
         """Every secret this recipe can bring: credential-like env vars it expands, each job's
         `api_key_env` (whatever its name) and keys written into an endpoint's base_url."""
-        jobs = self.recipe.synthesize
+        jobs = [*self.recipe.synthesize, *preference_calls(self.recipe)]
         return Redactor(env_names=set(self.secret_env) | {j.endpoint.api_key_env for j in jobs},
                         urls=[j.base_url() for j in jobs])
 
@@ -169,6 +170,7 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                 ))
     problems += synth_cross_checks(recipe)
     problems += embed_cross_checks(recipe)
+    problems += preference_cross_checks(recipe)
     return problems
 
 

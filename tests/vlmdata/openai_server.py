@@ -3,7 +3,10 @@
 Speaks GET /v1/models, POST /v1/chat/completions (image parts too, returns usage), the files API
 (multipart upload, content download) and batches (validating → in_progress → completed on polls).
 What it answers is decided by `server.rule(prompt_text, attempt) -> Reply` (attempt = how many times
-this exact request body was seen before), so a test can script 429s, 500s, hangs, garbage, truncation.
+this exact request body was seen before), so a test can script 429s, 500s, hangs, garbage, truncation;
+`server.body_rule(body, attempt) -> Reply`, when set, is asked instead and sees the whole request (model,
+seed, temperature), e.g. to answer a candidate model and a judge model differently. `by_model` counts
+chat requests per model (online and in batches).
 A response the client gave up on (it disconnected during the delay, e.g. `kill -9`) is counted as
 `abandoned`, not `answered`: that is how a test checks no answer is ever paid for twice.
 """
@@ -53,6 +56,8 @@ class FakeOpenAI:
         self.delay = delay
         self.api_key = api_key
         self.rule: Callable[[str, int], Reply] = lambda text, attempt: Reply()
+        self.body_rule: Callable[[dict[str, Any], int], Reply] | None = None
+        self.by_model: Counter[str] = Counter()
         self.batch_steps = ["validating", "in_progress", "completed"]
         self.hold_batches = False
         self.drop_batch_create = 0  # create the next N batches, then close the connection without answering
@@ -96,6 +101,9 @@ class FakeOpenAI:
             self.bodies.append(body)
             self.image_parts += sum(1 for m in body["messages"] if isinstance(m["content"], list)
                                     for p in m["content"] if p.get("type") == "image_url")
+            self.by_model[str(body.get("model"))] += 1
+        if self.body_rule is not None:
+            return self.body_rule(body, attempt)
         return self.rule(prompt_text(body), attempt)
 
     def batch_view(self, batch_id: str, *, poll: bool) -> dict[str, Any]:

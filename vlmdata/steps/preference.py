@@ -50,18 +50,24 @@ from vlmdata.schema import (
     text_part,
 )
 from vlmdata.steps.base import GlobalStep, Row
+from vlmdata.synth.judge_spec import CandidateCall, JudgeCall
 
 
 class PreferenceSpec(BaseModel):
-    """The `preference:` section: `from: labels`, or `from: run` with a run's `predictions` (judge: not yet)."""
+    """The `preference:` section: `from: labels`, `from: run` with a run's `predictions`, or `from: judge`
+    with `candidates` and `judge` calls (steps/preference_judge.py)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: Literal["labels", "run"] = Field(default="labels", alias="from")
+    from_: Literal["labels", "run", "judge"] = Field(default="labels", alias="from")
     predictions: ExistingPath | None = None  # from: run: `vlmtrain eval`'s predictions.jsonl (or its folder)
     tasks: list[str] | None = Field(default=None, min_length=1)  # which tasks make pairs; others are rejected
     group_by: list[str] = Field(default_factory=lambda: ["question_type", "answer_type"])
     attributes: dict[str, list[str]] = Field(default_factory=dict)  # captions: attribute → its words
     mismatch: bool = True  # captions without an attribute word: a mismatched image's caption
+    candidates: CandidateCall | None = None  # from: judge: who answers each prompt N times
+    judge: JudgeCall | None = None  # from: judge: who scores the answers
+    min_margin: float | None = Field(default=None, gt=0)  # from: judge: best - worst score (rubric 2, pairwise 0.5)
+    include_reference: bool = False  # from: judge: the row's own answer is one more (judged) candidate
 
     @field_validator("attributes")
     @classmethod
@@ -78,7 +84,26 @@ class PreferenceSpec(BaseModel):
                              "`vlmtrain eval RUN --split ...` wrote)")
         if self.from_ != "run" and self.predictions is not None:
             raise ValueError(f"preference.predictions is read only with from: run (from is {self.from_})")
+        if self.from_ == "judge":
+            missing = [k for k in ("candidates", "judge") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"preference.from: judge needs preference.{' and preference.'.join(missing)} "
+                                 "(e.g. candidates: {model: my-sft, n: 4, endpoint: {base_url: http://localhost:8000/v1}}, "
+                                 "judge: {model: gpt-4o})")
+        else:
+            extra = [k for k in ("candidates", "judge", "min_margin") if getattr(self, k) is not None]
+            if self.include_reference:
+                extra.append("include_reference")
+            if extra:
+                raise ValueError(f"preference.{', preference.'.join(extra)} are read only with from: judge "
+                                 f"(from is {self.from_})")
         return self
+
+    def margin(self) -> float:
+        """`min_margin`, else 2 points on the rubric or half the comparisons won (pairwise)."""
+        if self.min_margin is not None:
+            return self.min_margin
+        return 0.5 if self.judge is not None and self.judge.scoring == "pairwise" else 2.0
 
 
 def load_predictions(path: Path) -> dict[str, str]:

@@ -82,7 +82,7 @@ class SynthClient:
 
     def __init__(self, *, spec: SynthesizeSpec, job_index: int) -> None:
         self.spec = spec
-        self.where = f"synthesize[{job_index}] ('{spec.name}')"
+        self.where = spec.where(job_index)
         self.base_url = spec.base_url()
         self.redact = Redactor(env_names=[spec.endpoint.api_key_env], urls=[self.base_url])
         self.shown_url = safe_url(self.base_url)  # the only form of the URL a message may hold

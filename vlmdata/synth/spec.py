@@ -100,6 +100,10 @@ class SynthesizeSpec(BaseModel):
             raise ValueError(problem)
         return value
 
+    def where(self, index: int) -> str:
+        """How messages name this job (its YAML path); a preference call names itself differently."""
+        return f"synthesize[{index}] ('{self.name}')"
+
     def base_url(self) -> str:
         import os
 

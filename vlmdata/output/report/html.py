@@ -142,7 +142,9 @@ def _pair(row: dict[str, Any]) -> str:
     sides = []
     for name in ("chosen", "rejected"):
         text = " ".join(p.get("text") or "" for m in row[name] for p in m["content"] if p["type"] == "text")
-        sides.append(f"<div class='turn assistant' style='flex:1'><span class='role'>{name}</span>{_e(text)}</div>")
+        score = how.get(f"{name}_score")  # from: judge: the judge's score of each side
+        role = f"{name} ({score:g})" if isinstance(score, int | float) else name
+        sides.append(f"<div class='turn assistant' style='flex:1'><span class='role'>{_e(role)}</span>{_e(text)}</div>")
     return (f"<div class='muted'>pair: {label}</div>"
             f"<div class='prefpair' style='display:flex;gap:8px'>{''.join(sides)}</div>")
 
