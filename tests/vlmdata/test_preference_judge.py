@@ -22,7 +22,7 @@ from vlmdata_kit import Workspace
 
 from vlmdata.cli import main
 from vlmdata.synth.judge_parse import parse_score, parse_verdict
-from vlmdata.validation import ConfigError
+from vlmdata.config.errors import ConfigError
 
 # what the candidate model says for each picture, by sample (sample i is sent with seed + i)
 POOLS = {

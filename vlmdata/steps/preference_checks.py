@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from vlmdata.synth.cost import price_for
 from vlmdata.synth.judge_spec import PreferenceCall, preference_jobs
-from vlmdata.validation import Problem
+from vlmdata.config.errors import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlmdata.recipe import Recipe

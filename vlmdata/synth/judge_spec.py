@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from vlmdata.config_paths import TemplateRef
+from vlmdata.config.paths import TemplateRef
 from vlmdata.synth.prompt import render_chat
 from vlmdata.synth.spec import SynthesizeSpec
 from vlmdata.templates_lib import Template, check_template
