@@ -21,8 +21,8 @@ from synth_kit import FAKE_KEY, files_containing, serve
 from vlmdata_kit import Workspace
 
 from vlmdata.cli import main
-from vlmdata.synth.judge_parse import parse_score, parse_verdict
 from vlmdata.config.errors import ConfigError
+from vlmdata.synth.judge_parse import parse_score, parse_verdict
 
 # what the candidate model says for each picture, by sample (sample i is sent with seed + i)
 POOLS = {

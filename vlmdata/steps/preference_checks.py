@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vlmdata.config.errors import Problem
 from vlmdata.synth.cost import price_for
 from vlmdata.synth.judge_spec import PreferenceCall, preference_jobs
-from vlmdata.config.errors import Problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from vlmdata.recipe import Recipe
