@@ -135,7 +135,8 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
                      source_rejects=rejects.by_source, source_reads=rejects.reads, source_reasons=rejects.reasons)
         splits = writer.finish()
         shutil.rmtree(tmp / ".staging", ignore_errors=True)
-        manifest = build_manifest(loaded=loaded, stages=stages, splits=splits, counts=writer.counts,
+        manifest = build_manifest(name=recipe.name, recipe_path=loaded.path, recipe_sha256=loaded.sha256,
+                                  recipe=loaded.redacted(), stages=stages, splits=splits, counts=writer.counts,
                                   wall_seconds=time.perf_counter() - started, created=created, limit=limit)
         warnings = writer.warnings()
         if warnings:

@@ -167,7 +167,7 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                     f"dicom rows carry header context but no question or caption: add "
                     f"instruct.{src.task}.template (e.g. medical/report) or give the source `labels`",
                 ))
-    problems += synth_cross_checks(recipe)
+    problems += synth_cross_checks(jobs=recipe.synthesize, source_names=[s.name for s in recipe.sources])
     problems += embed_cross_checks(recipe)
     return problems
 

@@ -232,3 +232,18 @@ def pair_recall(groups_labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> floa
     if a.size == 0:
         return 1.0
     return float(np.mean(groups_labels[a] == groups_labels[b]))
+
+
+def semantic_hits(ours: np.ndarray, theirs: np.ndarray | None, *, threshold: float) -> list[tuple[int, int, float]]:
+    """(our image, their image, cosine) for each of our unit vectors whose best match in `theirs` has
+    cosine ≥ threshold (blocks of 4096 rows, so memory stays bounded)."""
+    if theirs is None or not theirs.size or not ours.size:
+        return []
+    t = theirs.astype(np.float32)
+    out = []
+    for lo in range(0, ours.shape[0], 4096):
+        s = ours[lo:lo + 4096].astype(np.float32) @ t.T
+        best = s.argmax(axis=1)
+        val = s[np.arange(s.shape[0]), best]
+        out += [(lo + i, int(best[i]), float(val[i])) for i in np.flatnonzero(val >= threshold).tolist()]
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from vlmdata.media.thumbnails import thumbnail_uri
 from vlmdata.rows import Reject
 from vlmdata.steps.base import FilterStep, Row
 
@@ -75,8 +76,6 @@ class ScoredFilter(FilterStep):
             extra: dict[str, Any] = {"scores": {k: round(v, 4) for k, v in (scores or {}).items()},
                                      "threshold": limit}
             if row.get("images") and _shown(row.get("id") or "", scores or {}, limit, self.checks):
-                from vlmdata.output.report.html import thumbnail_uri
-
                 extra["thumb"] = thumbnail_uri(row["images"][0], size=96)
             yield Reject(source=row.get("source", ""), locator=meta.get("locator", ""), reason=reason,
                          detail=f"{self.name}: {reason} ({', '.join(f'{k}={v:.4g}' for k, v in scores.items())}; "

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from vlmdata.media.thumbnails import thumbnail_uri
+from vlmdata.output.arrow_io import iter_batches, splits
+
 SHOWN = 4  # thumbnails on each side of a threshold
 
 
@@ -51,9 +54,6 @@ def _thresholds(manifest: dict[str, Any]) -> dict[tuple[str, str], list[tuple[st
 
 
 def score_section(out_dir: Path, manifest: dict[str, Any]) -> str:
-    from vlmdata.output.arrow_io import iter_batches, splits
-    from vlmdata.output.report.html import thumbnail_uri
-
     wanted = _thresholds(manifest)
     if not wanted:
         return "<p class='muted'>No scored filter ran.</p>"
