@@ -25,6 +25,7 @@ from typing import Any
 from vlmdata.engines.local import RejectLog, run_local
 from vlmdata.engines.pool import default_workers
 from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
+from vlmdata.medical.deid import check_build
 from vlmdata.output.atomic_dir import clean_stale, replace_dir
 from vlmdata.output.export.formats import export
 from vlmdata.output.guard import OutputError, check_destination
@@ -35,6 +36,7 @@ from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.reject_budget import check_budget, unknown_stages
+from vlmdata.sources.dicom import DicomSpec, dicom_files
 from vlmdata.steps.base import StageStats
 
 
@@ -167,12 +169,9 @@ def plan_cache_dir(final: Path, cache_dir: Path | None) -> Path:
 
 def _deidentification_check(loaded: LoadedRecipe, *, tmp: Path, cache: Path) -> dict[str, Any] | None:
     """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.medical.deid)."""
-    from vlmdata.sources.dicom import DicomSpec, dicom_files
-
     inputs = [f for src in loaded.recipe.sources if isinstance(src, DicomSpec) for f in dicom_files(src)]
     if not inputs:
         return None
-    from vlmdata.medical.deid import check_build
 
     roots = [tmp] + ([cache] if loaded.recipe.synthesize and cache.exists() else [])
     return check_build(dicom_inputs=inputs, roots=roots)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.media.depth import HIGH_DEPTH_MODES, DepthWindow, to_8bit
+from vlmdata.medical.dicom_image import dicom_to_png
 from vlmdata.medical.view import NiftiView
+from vlmdata.medical.volume_image import nifti_to_png
 from vlmdata.rows import ImageRef, RowError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -110,12 +112,8 @@ def load_image(
 
     data = read_ref(ref)
     if isinstance(ref.view, NiftiView):
-        from vlmdata.medical.volume_image import nifti_to_png
-
         data = nifti_to_png(ref, data)
     elif is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
-        from vlmdata.medical.dicom_image import dicom_to_png
-
         data = dicom_to_png(data, window=ref.window, frame=ref.frame, view=ref.view, max_pixels=max_pixels)
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding

@@ -36,8 +36,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlmdata.config.path_types import ExistingPath
-from vlmdata.geo.questions import GeoQuestion
+from vlmdata.geo.geometry import (
+    band_stats,
+    finite,
+    ground_extent_m,
+    luminance,
+    percentiles,
+    stretch,
+    tile_windows,
+)
+from vlmdata.geo.questions import GeoQuestion, chip_facts, chip_questions
 from vlmdata.rows import ImageRef, Record, Reject
+from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec
 
 SUFFIXES = (".tif", ".tiff")
@@ -145,8 +155,6 @@ class _Scene:
     def __init__(self, ds: Any, *, spec: GeoTiffSpec, bands: list[int]) -> None:
         import numpy as np
 
-        from vlmdata.geo.geometry import luminance, percentiles, stretch
-
         self.ds, self.spec, self.bands = ds, spec, bands
         scale = max(1.0, max(ds.width, ds.height) / spec.stats_max_side)
         shape = (len(bands), max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
@@ -187,8 +195,6 @@ def chip_geo(ds: Any, window: Any) -> dict[str, Any]:
 
     Points are mapped from pixel positions through the scene's affine transform, so a rotated or
     sheared grid gives the right centre and edge midpoints; bounds are the envelope of the corners."""
-    from vlmdata.geo.geometry import finite, ground_extent_m
-
     t = ds.transform
     c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
     pixels = [(c0 + w / 2, r0 + h / 2), (c0, r0 + h / 2), (c0 + w, r0 + h / 2), (c0 + w / 2, r0),
@@ -251,10 +257,6 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
     import numpy as np
     import rasterio.errors
     from rasterio.windows import Window
-
-    from vlmdata.geo.geometry import band_stats, luminance, stretch, tile_windows
-    from vlmdata.geo.questions import chip_facts, chip_questions
-    from vlmdata.schema import image_part, message, text_part
 
     bands = spec.bands or ([1, 2, 3] if ds.count >= 3 else [1])
     bad = [b for b in bands if b > ds.count]

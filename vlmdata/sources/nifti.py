@@ -20,8 +20,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from vlmdata.config.path_types import ExistingPath
+from vlmdata.medical.dicom_image import MODALITY_NAMES
 from vlmdata.medical.slicing import SliceSpec, grid_of, select
 from vlmdata.medical.view import NiftiView
+from vlmdata.medical.volume_image import PLANES
 from vlmdata.medical.windows import PRESETS, CenterWidth, PresetName
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
@@ -71,8 +73,6 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
                      "reading NIfTI needs nibabel: pip install nibabel (or the vlmdata[medical] extra)", "load")
         return
 
-    from vlmdata.medical.volume_image import PLANES
-
     root = spec.path if spec.path.is_dir() else spec.path.parent
     files = sorted(p for p in spec.path.rglob("*") if p.is_file() and _is_nifti(p)) if spec.path.is_dir() else [spec.path]
     axis = PLANES[spec.plane]
@@ -108,8 +108,6 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
                     "rows": 0, "columns": 0,
                 }
                 if spec.modality:
-                    from vlmdata.medical.dicom_image import MODALITY_NAMES
-
                     context["modality"] = spec.modality
                     context["modality_name"] = MODALITY_NAMES.get(spec.modality, spec.modality)
                 shape2d = [int(s) for i, s in enumerate(img.shape[:3]) if i != axis]

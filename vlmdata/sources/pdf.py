@@ -30,8 +30,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from vlmdata.config.path_types import ExistingPath
-from vlmdata.pdf.questions import DocQuestion
+from vlmdata.pdf.layout import page_lines
+from vlmdata.pdf.questions import QUESTIONS, DocQuestion, grounded, headings_answer, norm, pick_lines
+from vlmdata.pdf.tables import find_tables, lookups
+from vlmdata.pdf.tables import to_json as table_json
 from vlmdata.rows import ImageRef, Record, Reject
+from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec
 
 
@@ -62,8 +66,6 @@ def _png(im: Any) -> bytes:
 
 
 def _qa_messages(qa: list[tuple[str, str]], n_images: int) -> list[dict[str, Any]]:
-    from vlmdata.schema import image_part, message, text_part
-
     msgs = []
     for k, (q, a) in enumerate(qa):
         parts = [*(image_part() for _ in range(n_images)), text_part(q)] if k == 0 else [text_part(q)]
@@ -106,11 +108,6 @@ def read_pdf(spec: PdfSpec) -> Iterator[Record | Reject]:
 
 
 def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.pdf.layout import page_lines
-    from vlmdata.pdf.questions import QUESTIONS, grounded, headings_answer, pick_lines
-    from vlmdata.pdf.tables import find_tables, lookups
-    from vlmdata.pdf.tables import to_json as table_json
-
     n_pages = len(pdf)
     if n_pages == 0:
         yield Reject(spec.name, doc, "pdf_error", f"{doc} has no pages", "load")
@@ -204,8 +201,6 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
 
 
 def _page_of(pages: list[dict[str, Any]], *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.pdf.questions import QUESTIONS, norm
-
     qa = []
     for pg in pages:
         for h in pg["headings"]:

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmdata.output.export.lmms_eval import export_lmms_eval
 from vlmdata.output.export.rows import image_ext, iter_export_rows
+from vlmdata.output.export.webdataset import export_webdataset
 from vlmdata.sources.llava_system import fold_system
 
 log = logging.getLogger("vlmdata.output.export.formats")
@@ -97,12 +99,8 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
     name = name or _dataset_name(out_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if fmt == "webdataset":
-        from vlmdata.output.export.webdataset import export_webdataset
-
         return ExportResult(files=export_webdataset(out_dir, dest=dest, shard_size=shard_size))
     if fmt == "lmms_eval":
-        from vlmdata.output.export.lmms_eval import export_lmms_eval
-
         return ExportResult(files=export_lmms_eval(out_dir, dest=dest, name=name, final_dest=final_dest))
     images_dir = images_dir or dest / "images"
     images_dir.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 
 class Clusters:
     """The image_cluster strings, kept as one Arrow string array (no Python str per cluster until read)."""
 
     def __init__(self, values: Any = None) -> None:
+        import pyarrow as pa  # here, not at the top: the plan imports this module, `vlmdata validate` needs no pyarrow
+
         self.values = pa.array([], pa.string()) if values is None else values
 
     def __len__(self) -> int:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
 
 from vlmdata.dedup.minhash import MinHasher
 from vlmdata.dedup.phash import hash_images
@@ -26,16 +25,19 @@ from vlmdata.rows import Reject
 from vlmdata.schema import assistant_texts
 from vlmdata.steps.base import GlobalStep, Row
 from vlmdata.steps.dedup.decide import REASONS
-from vlmdata.steps.dedup.fit import fit_dedup
 from vlmdata.steps.dedup.spec import DedupSpec
 from vlmdata.steps.dedup.state import DedupState
 
 
 def _u64(values: Any) -> Any:
+    import pyarrow as pa  # here, not at the top: `vlmdata validate` builds the plan (this step) without pyarrow
+
     return pa.array(np.asarray(values, dtype=np.uint64), type=pa.uint64())
 
 
 def _lists(values: Any, lengths: list[int], typ: Any) -> Any:
+    import pyarrow as pa
+
     offsets = pa.array(np.r_[0, np.cumsum(lengths, dtype=np.int64)].astype(np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(values, type=typ))
 
@@ -72,6 +74,8 @@ class DedupStep(GlobalStep):
         self.hash_images = (spec.images is not None and not self.semantic) or bool(spec.against)
 
     def key(self, batch: list[Row]) -> dict[str, Any]:
+        import pyarrow as pa
+
         cols: dict[str, Any] = {"id": [r["id"] for r in batch]}
         lengths = [len(r["image_hashes"]) for r in batch]
         cols["img_sha"] = _lists([s for r in batch for s in r["image_hashes"]], lengths, pa.string())
@@ -101,6 +105,9 @@ class DedupStep(GlobalStep):
         return cols
 
     def fit(self, keys: Any) -> DedupState:
+        # here, not at the top: fit.py brings pyarrow, and `vlmdata validate` builds the plan without it
+        from vlmdata.steps.dedup.fit import fit_dedup
+
         embed = None
         if self.embed is not None and self.spec.against:
             embed = self.embed.blob_vectors  # eval images are embedded too: decontamination by embedding
