@@ -22,13 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vlmdata.engines.local import RejectLog, run_local
-from vlmdata.engines.pool import default_workers
-from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
+from vlmdata.engines.select import engine_spec as choose_engine
+from vlmdata.engines.select import make_engine
+from vlmdata.engines.spec import EngineSpec
 from vlmdata.medical.deid import check_build
 from vlmdata.output.atomic_dir import clean_stale, replace_dir
 from vlmdata.output.export.formats import export
 from vlmdata.output.guard import OutputError, check_destination
+from vlmdata.output.rejects import RejectLog
 from vlmdata.output.report.card import render_card
 from vlmdata.output.report.html import write_report
 from vlmdata.output.report.manifest import build_manifest, write_manifest
@@ -67,13 +68,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _engine(spec: EngineSpec, kind: str | None) -> EngineSpec:
-    """The recipe's `engine:`, or a default one of `kind` (the CLI's `--engine`) when that differs."""
-    if kind is None or kind == spec.kind:
-        return spec
-    return {"local": LocalEngine, "ray": RayEngine}[kind]()
-
-
 def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True,
           cache_dir: Path | None = None, engine: str | None = None, workers: int | None = None,
           force: bool = False) -> BuildResult:
@@ -83,7 +77,7 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
     `engine.workers`; the output is the same either way. Raises OutputError (before any work) when
     `out` holds anything but an earlier vlmdata dataset; `force` lets it replace one of another recipe."""
     recipe = loaded.recipe
-    engine_spec = _engine(recipe.engine, engine)
+    engine_spec = choose_engine(recipe.engine, engine)
     final = check_destination(loaded, out, force=force)
     plan = make_plan(loaded, out=final, cache_dir=cache_dir)
     problems = unknown_stages(recipe.max_reject_ratio, plan.steps)
@@ -113,15 +107,8 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
                              preference=recipe.preference is not None)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
-            if isinstance(engine_spec, RayEngine):
-                from vlmdata.engines.ray import run_ray  # the optional `ray` extra
-
-                stages = run_ray(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
-                                 spec=engine_spec)
-            else:
-                n_workers = workers or getattr(engine_spec, "workers", None) or default_workers()
-                stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
-                                   spill_dir=tmp / ".staging", workers=n_workers)
+            runner = make_engine(engine_spec, workers=workers, spill_dir=tmp / ".staging")
+            stages = runner.run(plan, writer=writer, rejects=rejects, limit=limit, progress=progress)
             if writer.rejects:  # rows the writer could not store: a stage of their own in the funnel
                 written = StageStats(stage="write")
                 for r in writer.rejects:
