@@ -24,6 +24,7 @@ from vlmdata.recipe import load_recipe
 from vlmdata.reject_budget import RejectBudgetExceeded, unknown_stages
 from vlmdata.rows import BuildError
 from vlmdata.steps.mix import mix_table
+from vlmdata.steps.split import SplitStep, describe_split
 from vlmdata.synth.client import SynthError
 from vlmdata.synth.planner import describe, plan_synthesis
 
@@ -177,9 +178,8 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
             click.echo(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in summary[key].items()))
     for stage in manifest.get("stages", []):  # the split check and the mix table (n_i, p_i, final rows)
         d = stage.get("details") or {}
-        if stage["stage"] == "split" and d:
-            click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
-                       f"groups shared between splits: {d['shared_groups_between_splits']}")
+        if stage["stage"] == SplitStep.name and d:
+            click.echo(f"  split: {describe_split(d)}")
     mix = mix_table(manifest)
     if mix is not None:
         click.echo(f"  mix by {mix.by} (T={mix.temperature}, total={mix.total}):")

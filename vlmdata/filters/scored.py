@@ -32,6 +32,14 @@ def _shown(row_id: str, scores: dict[str, float], limit: float, checks: list[Che
     return int.from_bytes(hashlib.blake2b(row_id.encode(), digest_size=4).digest(), "little") % SAMPLE == 0
 
 
+THRESHOLDS = "thresholds"  # the key of a scored filter's report: {score: {side: limit}}
+
+
+def thresholds_of(details: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A stage's manifest details → its scored filter's thresholds ({} for any other stage)."""
+    return details.get(THRESHOLDS) or {}
+
+
 class ScoredFilter(FilterStep):
     """Subclasses give `checks` and `scores(row)`; rows whose scores are None (nothing to score) stay."""
 
@@ -41,11 +49,11 @@ class ScoredFilter(FilterStep):
         raise NotImplementedError
 
     def report(self, state: Any = None) -> dict[str, Any]:
-        """The thresholds, for the report's score distributions."""
+        """The thresholds, for the report's score distributions (read back by `thresholds_of`)."""
         out: dict[str, dict[str, float]] = {}
         for name, side, limit, _ in self.checks:
             out.setdefault(name, {})[side] = limit
-        return {"thresholds": out}
+        return {THRESHOLDS: out}
 
     def verdict(self, scores: dict[str, float]) -> tuple[str, float] | None:
         """(reason, threshold) of the first failed check, or None."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vlmdata.filters.scored import thresholds_of
 from vlmdata.media.thumbnails import thumbnail_uri
 from vlmdata.output.arrow_io import iter_batches, splits
 
@@ -48,7 +49,7 @@ def _thresholds(manifest: dict[str, Any]) -> dict[tuple[str, str], list[tuple[st
     """(stage, score) → [(side, limit)] from the scored filters' manifest details."""
     out: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for st in manifest.get("stages", []):
-        for name, sides in ((st.get("details") or {}).get("thresholds") or {}).items():
+        for name, sides in thresholds_of(st.get("details") or {}).items():
             out[(st["stage"], name)] = [(side, float(v)) for side, v in sides.items()]
     return out
 
