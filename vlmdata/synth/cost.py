@@ -108,7 +108,6 @@ class Ledger:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
-    reserved_usd: float = 0.0
     budget_hit: bool = False
     failures: dict[str, int] = field(default_factory=dict)
 
