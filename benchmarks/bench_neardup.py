@@ -11,11 +11,17 @@ in chunks (every pair, vectorised popcount) at `--base-n`, where ours is timed t
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from vlmdata.dedup.hamming import brute_pairs, near_pairs, popcount
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vlmdata"))
+
+from dedup_reference import hamming_pairs  # noqa: E402
+
+from vlmdata.dedup.hamming import near_pairs, popcount  # noqa: E402
 
 
 def planted(n: int, seed: int) -> np.ndarray:
@@ -63,7 +69,7 @@ def main() -> None:
 
     small = planted(args.base_n, args.seed + 1)
     t = time.perf_counter()
-    bi, bj = brute_pairs(small, max_distance=d)
+    bi, bj = hamming_pairs(small, max_distance=d)
     brute_t = time.perf_counter() - t
     t = time.perf_counter()
     oi, oj = near_pairs(small, max_distance=d)

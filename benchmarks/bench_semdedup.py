@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -51,7 +53,10 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from vlmdata.dedup.semantic import brute_pairs, pair_recall, semantic_groups
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vlmdata"))
+    from dedup_reference import cosine_pairs, pair_recall
+
+    from vlmdata.dedup.semantic import semantic_groups
 
     print(f"{args.n} x {args.dim} float16, threshold {args.threshold}, {os.cpu_count()} CPUs")
     t = time.perf_counter()
@@ -66,7 +71,7 @@ def main() -> None:
           f"{groups.pairs} pairs, {removed} rows removed")
 
     rows = np.sort(np.random.default_rng(args.seed + 1).choice(args.n, size=min(args.sample, args.n), replace=False))
-    a, b = brute_pairs(x, threshold=args.threshold, rows=rows)
+    a, b = cosine_pairs(x, threshold=args.threshold, rows=rows)
     recall = pair_recall(groups.labels, a, b)
     print(f"recall vs brute force on {rows.size} sampled rows: {recall:.4f} ({a.size} true pairs)")
 

@@ -22,12 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vlmdata.engines.local import RejectLog, run_local
-from vlmdata.engines.pool import default_workers
-from vlmdata.engines.spec import EngineSpec, LocalEngine, RayEngine
+from vlmdata.engines.select import engine_spec as choose_engine
+from vlmdata.engines.select import make_engine
+from vlmdata.engines.spec import EngineSpec
+from vlmdata.medical.deid import check_build
 from vlmdata.output.atomic_dir import clean_stale, replace_dir
 from vlmdata.output.export.formats import export
 from vlmdata.output.guard import OutputError, check_destination
+from vlmdata.output.rejects import RejectLog
 from vlmdata.output.report.card import render_card
 from vlmdata.output.report.html import write_report
 from vlmdata.output.report.manifest import build_manifest, write_manifest
@@ -35,6 +37,7 @@ from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import make_plan
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.reject_budget import check_budget, unknown_stages
+from vlmdata.sources.dicom import DicomSpec, dicom_files
 from vlmdata.steps.base import StageStats
 
 
@@ -65,13 +68,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _engine(spec: EngineSpec, kind: str | None) -> EngineSpec:
-    """The recipe's `engine:`, or a default one of `kind` (the CLI's `--engine`) when that differs."""
-    if kind is None or kind == spec.kind:
-        return spec
-    return {"local": LocalEngine, "ray": RayEngine}[kind]()
-
-
 def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = None, progress: bool = True,
           cache_dir: Path | None = None, engine: str | None = None, workers: int | None = None,
           force: bool = False) -> BuildResult:
@@ -81,7 +77,7 @@ def build(loaded: LoadedRecipe, *, out: Path | None = None, limit: int | None = 
     `engine.workers`; the output is the same either way. Raises OutputError (before any work) when
     `out` holds anything but an earlier vlmdata dataset; `force` lets it replace one of another recipe."""
     recipe = loaded.recipe
-    engine_spec = _engine(recipe.engine, engine)
+    engine_spec = choose_engine(recipe.engine, engine)
     final = check_destination(loaded, out, force=force)
     plan = make_plan(loaded, out=final, cache_dir=cache_dir)
     problems = unknown_stages(recipe.max_reject_ratio, plan.steps)
@@ -111,15 +107,8 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
                              preference=recipe.preference is not None)
         rejects = RejectLog(tmp / "rejects.jsonl")
         try:
-            if isinstance(engine_spec, RayEngine):
-                from vlmdata.engines.ray import run_ray  # the optional `ray` extra
-
-                stages = run_ray(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
-                                 spec=engine_spec)
-            else:
-                n_workers = workers or getattr(engine_spec, "workers", None) or default_workers()
-                stages = run_local(plan, writer=writer, rejects=rejects, limit=limit, progress=progress,
-                                   spill_dir=tmp / ".staging", workers=n_workers)
+            runner = make_engine(engine_spec, workers=workers, spill_dir=tmp / ".staging")
+            stages = runner.run(plan, writer=writer, rejects=rejects, limit=limit, progress=progress)
             if writer.rejects:  # rows the writer could not store: a stage of their own in the funnel
                 written = StageStats(stage="write")
                 for r in writer.rejects:
@@ -135,7 +124,8 @@ def _build(loaded: LoadedRecipe, *, plan: Any, final: Path, engine_spec: EngineS
                      source_rejects=rejects.by_source, source_reads=rejects.reads, source_reasons=rejects.reasons)
         splits = writer.finish()
         shutil.rmtree(tmp / ".staging", ignore_errors=True)
-        manifest = build_manifest(loaded=loaded, stages=stages, splits=splits, counts=writer.counts,
+        manifest = build_manifest(name=recipe.name, recipe_path=loaded.path, recipe_sha256=loaded.sha256,
+                                  recipe=loaded.redacted(), stages=stages, splits=splits, counts=writer.counts,
                                   wall_seconds=time.perf_counter() - started, created=created, limit=limit)
         warnings = writer.warnings()
         if warnings:
@@ -166,12 +156,9 @@ def plan_cache_dir(final: Path, cache_dir: Path | None) -> Path:
 
 def _deidentification_check(loaded: LoadedRecipe, *, tmp: Path, cache: Path) -> dict[str, Any] | None:
     """With DICOM sources, prove that no identifying header value reached the output (see vlmdata.medical.deid)."""
-    from vlmdata.sources.dicom import DicomSpec, dicom_files
-
     inputs = [f for src in loaded.recipe.sources if isinstance(src, DicomSpec) for f in dicom_files(src)]
     if not inputs:
         return None
-    from vlmdata.medical.deid import check_build
 
     roots = [tmp] + ([cache] if loaded.recipe.synthesize and cache.exists() else [])
     return check_build(dicom_inputs=inputs, roots=roots)

@@ -14,11 +14,22 @@ import click
 
 from vlmdata import __version__
 from vlmdata.config.errors import ConfigError
+from vlmdata.import_llamafactory import recipe_from_registry
+from vlmdata.medical.deid import DeidentificationError
+from vlmdata.output.export.formats import export as run_export
+from vlmdata.output.guard import OutputError, check_destination
+from vlmdata.output.report.domains import context_lines
+from vlmdata.output.report.manifest import read_manifest
+from vlmdata.recipe import load_recipe
+from vlmdata.reject_budget import RejectBudgetExceeded, unknown_stages
+from vlmdata.rows import BuildError
+from vlmdata.steps.mix import mix_table
+from vlmdata.steps.split import SplitStep, describe_split
+from vlmdata.synth.client import SynthError
+from vlmdata.synth.planner import describe, plan_synthesis
 
 
 def _load(recipe: str, overrides: tuple[str, ...]):
-    from vlmdata.recipe import load_recipe
-
     try:
         return load_recipe(recipe, overrides=list(overrides))
     except ConfigError as e:
@@ -39,9 +50,8 @@ def main() -> None:
 
 def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
     """Where the build would write, checked as `build` checks it (output_guard), plus max_reject_ratio keys."""
-    from vlmdata.output.guard import OutputError, check_destination
+    # here, not at the top: the steps bring numpy, which `vlmdata --help` does without
     from vlmdata.plan import make_plan
-    from vlmdata.reject_budget import unknown_stages
 
     problems = []
     try:
@@ -88,13 +98,9 @@ def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bo
 def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
           cache: str | None, engine: str | None, workers: int | None, force: bool) -> None:
     """Build the dataset described by RECIPE."""
+    # here, not at the top: the build brings datasets and pyarrow, which `vlmdata validate` does without
     from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
-    from vlmdata.medical.deid import DeidentificationError
-    from vlmdata.output.guard import OutputError
-    from vlmdata.reject_budget import RejectBudgetExceeded
-    from vlmdata.rows import BuildError
-    from vlmdata.synth.client import SynthError
 
     loaded = _load(recipe, overrides)
     try:
@@ -131,8 +137,7 @@ def plan_cmd(recipe: str, show: int, limit: int | None, cache: str | None, overr
     """Show the steps, render the first synthesis prompts, count requests and tokens, estimate the cost.
 
     Sends nothing and needs no API key."""
-    from vlmdata.plan import make_plan
-    from vlmdata.synth.planner import describe, plan_synthesis
+    from vlmdata.plan import make_plan  # here, not at the top: the steps bring numpy
 
     loaded = _load(recipe, overrides)
     for line in make_plan(loaded).describe():
@@ -162,10 +167,6 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
     """Counts per split, task and source of a built dataset OUT, and a few rendered rows."""
     import datasets
 
-    from vlmdata.output.report.domains import context_lines
-    from vlmdata.output.report.manifest import read_manifest
-    from vlmdata.steps.mix import mix_table
-
     path = Path(out)
     manifest = read_manifest(path) if (path / "manifest.json").is_file() else {}
     dd = datasets.load_from_disk(str(path))
@@ -180,9 +181,8 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
             click.echo(f"  {key}: " + ", ".join(f"{k}={v}" for k, v in summary[key].items()))
     for stage in manifest.get("stages", []):  # the split check and the mix table (n_i, p_i, final rows)
         d = stage.get("details") or {}
-        if stage["stage"] == "split" and d:
-            click.echo(f"  split: {d['groups']} groups by {d['group_by']}, fractions {d['fractions']}, "
-                       f"groups shared between splits: {d['shared_groups_between_splits']}")
+        if stage["stage"] == SplitStep.name and d:
+            click.echo(f"  split: {describe_split(d)}")
     mix = mix_table(manifest)
     if mix is not None:
         click.echo(f"  mix by {mix.by} (T={mix.temperature}, total={mix.total}):")
@@ -217,8 +217,6 @@ def inspect(out: str, n_rows: int, as_json: bool) -> None:
 def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolute_paths: bool, shard_size: int) -> None:
     """Export a built dataset OUT for another tool: LLaVA json, ShareGPT (+ LLaMA-Factory dataset_info.json),
     ms-swift JSONL, JSONL, WebDataset shards or an lmms-eval task."""
-    from vlmdata.output.export.formats import export as run_export
-
     path = Path(out)
     try:
         result = run_export(path, fmt=fmt, dest=Path(dest) if dest else path / "exports" / fmt,
@@ -241,8 +239,6 @@ def export(out: str, fmt: str, dest: str | None, images_dir: str | None, absolut
 @click.option("--name", default="llamafactory", show_default=True, help="The recipe's name.")
 def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
     """Turn LLaMA-Factory's DATASET_INFO (dataset_info.json) into a recipe with one sharegpt source per entry."""
-    from vlmdata.import_llamafactory import recipe_from_registry
-
     target = Path(out) if out else None
     if target is not None and target.exists():
         click.echo(f"error: {target} exists; choose another -o (vlmdata never overwrites a file it did not write)",
@@ -267,7 +263,7 @@ def import_llamafactory(dataset_info: str, out: str | None, name: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 def report(out: str, per_task: int, seed: int) -> None:
     """(Re)write OUT/report.html: funnel, rejects, task mix, duplicates and sample rows, self-contained."""
-    from vlmdata.output.report.html import write_report
+    from vlmdata.output.report.html import write_report  # here, not at the top: brings numpy and pyarrow
 
     click.echo(str(write_report(Path(out), per_task=per_task, seed=seed)))
 

@@ -15,7 +15,7 @@ from vlmdata.embed.step import EmbedStep
 from vlmdata.recipe import LoadedRecipe
 from vlmdata.sources.base import SourceSpec
 from vlmdata.steps.base import Step
-from vlmdata.steps.dedup import DedupStep
+from vlmdata.steps.dedup.step import DedupStep
 from vlmdata.steps.filter import build_filters
 from vlmdata.steps.instruct import InstructStep
 from vlmdata.steps.load import LoadStep

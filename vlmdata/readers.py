@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmdata.config.errors import ConfigError, Problem
+from vlmdata.config.errors import ConfigError, Problem, problems_from_validation_error
+from vlmdata.recipe import LoadedRecipe, Recipe
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -35,9 +36,6 @@ def source_problems(*, kind: str, path: Path, options: dict[str, Any], seed: int
     Relative paths in `options` resolve against `base_dir` (default: the folder of `path`)."""
     from pydantic import ValidationError
 
-    from vlmdata.config.errors import problems_from_validation_error
-    from vlmdata.recipe import Recipe
-
     raw = _recipe(kind, path, options, seed)
     try:
         Recipe.model_validate(raw, context={"base_dir": str(base_dir or path.parent), "seed": seed})
@@ -52,8 +50,8 @@ def read_rows(*, kind: str, path: Path, options: dict[str, Any] | None = None, s
     """All good rows of one source as an in-memory `datasets.Dataset` in the row contract."""
     import datasets
 
+    # here, not at the top: vlmtrain's config imports this module; the build brings pyarrow and the steps
     from vlmdata.build import build
-    from vlmdata.recipe import LoadedRecipe, Recipe
 
     options = dict(options or {})
     problems = source_problems(kind=kind, path=path, options=options, seed=seed, base_dir=base_dir)

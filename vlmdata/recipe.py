@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlmdata.config.errors import ConfigError, Problem, problems_from_validation_error
 from vlmdata.config.io import load_config_dict
 from vlmdata.config.limits import number_problems
 from vlmdata.config.path_types import OutputPath
-from vlmdata.config.paths import TemplateRef
 from vlmdata.config.sizes import ShardSize
 from vlmdata.embed.spec import EmbedSpec
 from vlmdata.engines.spec import EngineSpec, LocalEngine
@@ -33,15 +32,14 @@ from vlmdata.sources import AnySource
 from vlmdata.sources.dicom import DicomSpec
 from vlmdata.steps.dedup import DedupSpec
 from vlmdata.steps.filter import FilterItem
+from vlmdata.steps.instruct import MC_SUFFIX as MC_SUFFIX  # re-exported: the instruct step owns it
+from vlmdata.steps.instruct import InstructSpec
 from vlmdata.steps.mix import MixSpec
 from vlmdata.steps.normalize import NormalizeSpec
 from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.steps.preference_checks import preference_calls, preference_cross_checks
 from vlmdata.steps.split import SplitSpec
 from vlmdata.synth.spec import SynthesizeSpec, synth_cross_checks
-from vlmdata.templates_lib import check_template
-
-MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 
 
 class ImageOptions(BaseModel):
@@ -51,35 +49,6 @@ class ImageOptions(BaseModel):
     max_side: int | None = Field(default=None, ge=8)
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
     depth: DepthWindow = Field(default_factory=DepthWindow)  # 16-bit/float greyscale -> 8 bits (depth.py)
-
-
-class InstructSpec(BaseModel):
-    """How rows of one task become chat turns without an LLM.
-
-    VQA rows (a question) get `suffix` appended (LLaVA-1.5: "Answer the question using a single word or
-    phrase."); multiple-choice rows (question + choices) get lettered options and `mc_suffix`; caption
-    rows draw an instruction from `prompts` (a built-in pool by default) with the recipe seed; a
-    `template` renders the turns from the row's fields instead.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    suffix: str | None = None
-    mc_suffix: str = MC_SUFFIX
-    prompts: list[str] | None = Field(default=None, min_length=1)
-    template: TemplateRef | None = None
-    system: str | None = None
-    target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
-
-    @field_validator("template")
-    @classmethod
-    def _template_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return value
-        base = Path((info.context or {}).get("base_dir", "."))
-        problem = check_template(value, base_dir=base)
-        if problem:
-            raise ValueError(problem)
-        return value
 
 
 class OutputSpec(BaseModel):
@@ -168,7 +137,7 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                     f"dicom rows carry header context but no question or caption: add "
                     f"instruct.{src.task}.template (e.g. medical/report) or give the source `labels`",
                 ))
-    problems += synth_cross_checks(recipe)
+    problems += synth_cross_checks(jobs=recipe.synthesize, source_names=[s.name for s in recipe.sources])
     problems += embed_cross_checks(recipe)
     problems += preference_cross_checks(recipe)
     return problems

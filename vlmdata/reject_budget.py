@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from vlmdata.config.errors import did_you_mean
 from vlmdata.rows import BuildError
 from vlmdata.steps.base import StageStats, Step
 
@@ -63,8 +64,6 @@ def check_budget(**kwargs: Any) -> None:
 
 def unknown_stages(limit: float | dict[str, float] | None, steps: list[Step]) -> list[str]:
     """Problems for `max_reject_ratio` keys that name no stage of this build (with a did-you-mean)."""
-    from vlmdata.config.errors import did_you_mean
-
     if not isinstance(limit, dict):
         return []
     names = [s.name for s in steps] + ["write"]

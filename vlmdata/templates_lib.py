@@ -27,6 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from vlmdata.config.errors import did_you_mean
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -189,8 +191,6 @@ def load_template(ref: str, *, base_dir: Path | None = None) -> Template:
 def check_template(ref: str, *, base_dir: Path | None = None) -> str | None:
     """A problem message if `ref` is not a usable template, else None (used by recipe validation)."""
     from jinja2 import TemplateSyntaxError
-
-    from vlmdata.config.errors import did_you_mean
 
     try:
         path = find_template(ref, base_dir=base_dir)

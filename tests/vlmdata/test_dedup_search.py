@@ -8,8 +8,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from dedup_reference import hamming_pairs
 
-from vlmdata.dedup.hamming import brute_pairs, near_pairs
+from vlmdata.dedup.hamming import near_pairs
 from vlmdata.dedup.minhash import MinHasher, lsh_labels, optimal_bands
 from vlmdata.dedup.phash import hash_images, image_hash
 from vlmdata.dedup.shingles import word_ngrams
@@ -32,7 +33,7 @@ def planted_hashes(seed: int, n: int = 2000, flips: int = 3) -> np.ndarray:
 def test_multi_index_search_equals_brute_force(seed: int, distance: int, agree: int) -> None:
     v = planted_hashes(seed)
     got = set(zip(*near_pairs(v, max_distance=distance, agree=agree), strict=True))
-    want = set(zip(*brute_pairs(v, max_distance=distance), strict=True))
+    want = set(zip(*hamming_pairs(v, max_distance=distance), strict=True))
     assert got == want
     assert len(got) == len(list(zip(*near_pairs(v, max_distance=distance, agree=agree), strict=True)))  # no repeats
 
@@ -40,7 +41,7 @@ def test_multi_index_search_equals_brute_force(seed: int, distance: int, agree: 
 def test_multi_index_search_on_fewer_bits() -> None:
     v = np.unique(np.random.default_rng(5).integers(0, 2**16, size=3000, dtype=np.uint64))
     got = set(zip(*near_pairs(v, max_distance=2, bits=16), strict=True))
-    assert got == set(zip(*brute_pairs(v, max_distance=2), strict=True))
+    assert got == set(zip(*hamming_pairs(v, max_distance=2), strict=True))
 
 
 def test_union_find_is_transitive_and_labels_by_smallest_member() -> None:

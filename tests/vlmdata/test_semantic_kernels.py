@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dedup_reference import cosine_pairs, pair_recall
 
-from vlmdata.dedup.semantic import brute_pairs, keep_rank, pair_recall, semantic_groups
+from vlmdata.dedup.semantic import keep_rank, semantic_groups
 from vlmdata.dedup.unionfind import components
 
 
@@ -23,7 +24,7 @@ def clustered(n: int, dim: int = 64, topics: int = 40, seed: int = 0) -> np.ndar
 def test_one_cluster_is_exactly_brute_force() -> None:
     x = clustered(1500)
     g = semantic_groups(x, threshold=0.95, clusters=1)
-    a, b = brute_pairs(x, threshold=0.95)
+    a, b = cosine_pairs(x, threshold=0.95)
     assert a.size > 100  # planted pairs exist
     assert np.array_equal(g.labels, components(n=x.shape[0], a=a, b=b))
 
@@ -34,7 +35,7 @@ def test_recall_against_brute_force_with_clusters(clusters: int) -> None:
     g = semantic_groups(x, threshold=0.95, clusters=clusters, seed=3)
     assert g.clusters == clusters
     rows = np.random.default_rng(1).choice(x.shape[0], size=800, replace=False)
-    a, b = brute_pairs(x, threshold=0.95, rows=rows)
+    a, b = cosine_pairs(x, threshold=0.95, rows=rows)
     assert a.size > 50
     assert pair_recall(g.labels, a, b) >= 0.95
     # precision: every pair the search joined directly is a real pair; groups only chain real pairs

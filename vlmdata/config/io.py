@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from vlmdata.config.errors import ConfigError, Problem
+from vlmdata.config.paths import PathKind, rebase
 from vlmdata.config.yaml_strict import decode_utf8, load_yaml
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -103,8 +104,6 @@ def _rebase_paths(value: dict[str, Any], *, model: type[BaseModel] | None, from_
     """Make relative paths written in a base file (in another folder) absolute, so they keep meaning
     "relative to the file they were written in" after the merge. Which values are paths comes from
     the model's field types (`vlmdata.config.paths`), never from a list of key names."""
-    from vlmdata.config.paths import PathKind, rebase
-
     if from_dir == to_dir or model is None:
         return value
 

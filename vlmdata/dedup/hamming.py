@@ -100,19 +100,3 @@ def near_pairs(values: np.ndarray, *, max_distance: int, bits: int = 64,
     if not out_i:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     return np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64)
-
-
-def brute_pairs(values: np.ndarray, *, max_distance: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """The same pairs by comparing everything, in chunks (the baseline, and the tests' oracle)."""
-    values = np.ascontiguousarray(values, dtype=np.uint64)
-    out_i, out_j = [], []
-    for lo in range(0, values.size, chunk):
-        block = values[lo:lo + chunk]
-        dist = popcount(block[:, None] ^ values[None, lo:])
-        i, j = np.nonzero(dist <= max_distance)
-        keep = j > i  # j counts from lo as well
-        out_i.append(i[keep] + lo)
-        out_j.append(j[keep] + lo)
-    if not out_i:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64)

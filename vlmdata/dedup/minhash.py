@@ -102,17 +102,6 @@ class MinHasher:
             i = j
         return sig
 
-    def signatures_reference(self, texts: list[str]) -> np.ndarray:
-        """The plain definition (per text, minimum over its shingles), for tests."""
-        hashes, offsets = word_ngrams(texts, n=self.shingle, short=True)
-        x = (hashes >> np.uint64(32)).astype(np.uint32)
-        sig = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
-        for t in range(len(texts)):
-            part = x[offsets[t]:offsets[t + 1]]
-            if part.size:
-                sig[t] = (np.multiply(part[:, None], self.a[None, :]) + self.b).min(axis=0)
-        return sig
-
 
 def band_keys(sig: np.ndarray, *, bands: int, rows: int) -> np.ndarray:
     """(n, bands) uint64: one hash per band of `rows` signature positions.

@@ -5,7 +5,7 @@ Why clusters: all pairs of 10⁶ vectors is 5·10¹¹ dot products per dimension
 √m clusters it is m·√m. A near-duplicate pair (cosine ≥ 0.95) is almost always in one cluster;
 the pairs that straddle a boundary are the only misses, so each vector is also compared inside its
 second-nearest cluster when that centroid is nearly as close (`spill`), which recovers them at a
-small cost. `brute_pairs` is the exact reference the recall is measured against.
+small cost. The recall is measured against an exact all-pairs reference (tests/vlmdata/dedup_reference.py).
 
 Vectors are L2-normalised float16 or float32 rows; cosine = dot product. k-means uses faiss when it
 is installed (the `[embed]` extra) and a seeded numpy Lloyd otherwise; sets of at most
@@ -208,27 +208,16 @@ def keep_rank(groups: SemanticGroups, *, keep: Keep, seed: int) -> np.ndarray:
     return rank
 
 
-def brute_pairs(x: np.ndarray, *, threshold: float, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The exact reference: pairs (i, j), i in `rows` (default all), j any other vector, cos ≥ threshold."""
-    x = np.asarray(x, dtype=np.float32)
-    rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
-    out_a, out_b = [], []
-    for lo in range(0, rows.size, BLOCK):
-        q = rows[lo:lo + BLOCK]
-        for hi in range(0, x.shape[0], 65536):
-            s = x[q] @ x[hi:hi + 65536].T
-            i, j = np.nonzero(s >= threshold)
-            j = j + hi
-            keep = q[i] != j
-            out_a.append(q[i][keep])
-            out_b.append(j[keep])
-    if not out_a:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(out_a), np.concatenate(out_b)
-
-
-def pair_recall(groups_labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Share of reference pairs (a[i], b[i]) that the grouping put in one group (1.0 without pairs)."""
-    if a.size == 0:
-        return 1.0
-    return float(np.mean(groups_labels[a] == groups_labels[b]))
+def semantic_hits(ours: np.ndarray, theirs: np.ndarray | None, *, threshold: float) -> list[tuple[int, int, float]]:
+    """(our image, their image, cosine) for each of our unit vectors whose best match in `theirs` has
+    cosine ≥ threshold (blocks of 4096 rows, so memory stays bounded)."""
+    if theirs is None or not theirs.size or not ours.size:
+        return []
+    t = theirs.astype(np.float32)
+    out = []
+    for lo in range(0, ours.shape[0], 4096):
+        s = ours[lo:lo + 4096].astype(np.float32) @ t.T
+        best = s.argmax(axis=1)
+        val = s[np.arange(s.shape[0]), best]
+        out += [(lo + i, int(best[i]), float(val[i])) for i in np.flatnonzero(val >= threshold).tolist()]
+    return out

@@ -15,42 +15,24 @@ from a source or a step is counted under its stage and appended to rejects.jsonl
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from vlmdata.engines.base import Engine, fit_barrier, numbered, segments
 from vlmdata.engines.packets import Entry, absorb, guarded, guarded_key, run_steps, source_chunks
 from vlmdata.engines.pool import WorkerPool
+from vlmdata.output.rejects import RejectLog
 from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import Plan
 from vlmdata.rows import Reject
 from vlmdata.steps.base import GlobalStep, StageStats, Step
-
-
-class RejectLog:
-    """Append-only rejects.jsonl, one JSON object per rejected row; `by_source` counts them per source and
-    `reads` (filled by the engine) what each source yielded, for `max_reject_ratio`."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("w", encoding="utf-8")
-        self.count = 0
-        self.by_source: Counter[str] = Counter()
-        self.reasons: dict[str, Counter[str]] = {}  # per source
-        self.reads: Counter[str] = Counter()
-
-    def add(self, reject: Reject) -> None:
-        self._file.write(json.dumps(reject.to_json(), ensure_ascii=False, default=str) + "\n")
-        self.count += 1
-        self.by_source[reject.source] += 1
-        self.reasons.setdefault(reject.source, Counter())[reject.reason] += 1
-
-    def close(self) -> None:
-        self._file.close()
 
 
 @dataclass
@@ -74,7 +56,7 @@ class Done:
 
 
 @dataclass
-class Segment:
+class SegmentTask:
     """A run of per-row steps and the `key` of the barrier after it: one worker task per batch."""
 
     steps: list[tuple[int, Step]]
@@ -94,8 +76,6 @@ class Segment:
 
 def _source_batches(plan: Plan, *, limit: int | None, progress: bool, reads: Counter[str]) -> Iterator[Batch]:
     """Each source in chunks of `batch_size`; read errors ride along as stage-0 rejects of their batch."""
-    from tqdm.auto import tqdm
-
     bars: dict[str, Any] = {}
 
     def tick(name: str, n: int) -> None:
@@ -111,32 +91,25 @@ def _source_batches(plan: Plan, *, limit: int | None, progress: bool, reads: Cou
         bar.close()
 
 
-def _segments(plan: Plan) -> list[tuple[Segment, bool]]:
-    """The plan cut into segments (and whether each may run in workers); a global step ends one."""
-    out: list[tuple[Segment, bool]] = []
-    run: list[tuple[int, Step]] = []
-    for i, step in enumerate(plan.steps):
-        if isinstance(step, GlobalStep):
-            out.append((Segment(steps=run, key_step=step, key_stage=i), bool(run)))
-            run = []
-        elif step.runs_on_driver:
-            if run:
-                out.append((Segment(steps=run, key_step=None), True))
-            out.append((Segment(steps=[(i, step)], key_step=None), False))
-            run = []
+def _segments(plan: Plan) -> list[tuple[SegmentTask, bool]]:
+    """The shared segments as worker tasks (and whether each may run in workers): a driver step becomes
+    a task of its own that runs here."""
+    out: list[tuple[SegmentTask, bool]] = []
+    for seg in segments(plan):
+        if seg.driver is not None:
+            if seg.steps:
+                out.append((SegmentTask(steps=seg.steps, key_step=None), True))
+            out.append((SegmentTask(steps=[seg.driver], key_step=None), False))
+        elif seg.barrier is not None:
+            out.append((SegmentTask(steps=seg.steps, key_step=seg.barrier[1], key_stage=seg.barrier[0]), bool(seg.steps)))
         else:
-            run.append((i, step))
-    out.append((Segment(steps=run, key_step=None), bool(run)))
+            out.append((SegmentTask(steps=seg.steps, key_step=None), bool(seg.steps)))
     return out
 
 
 def _barrier(results: Iterator[Done], *, stage: int, step: GlobalStep, spill: Path, progress: bool,
              stats: list[StageStats], rejects: RejectLog) -> Iterator[Batch]:
     """Spill rows + collect keys, fit once, then replay the spilled rows (numbered) through `apply`."""
-    import pyarrow as pa
-    from tqdm.auto import tqdm
-
-    st = stats[stage]
     tables = []
     n = 0
     with spill.open("wb") as f:
@@ -144,17 +117,10 @@ def _barrier(results: Iterator[Done], *, stage: int, step: GlobalStep, spill: Pa
             absorb(done.log, stats=stats, rejects=rejects)
             if not done.n:
                 continue
-            cols = done.keys or {}
-            cols["_idx"] = pa.array(range(n, n + done.n), pa.int64())
-            tables.append(pa.table(cols))
+            tables.append(numbered(pa.table(done.keys) if done.keys else None, start=n, rows=done.n))
             f.write(done.blob or b"")
             n += done.n
-    st.rows_in += n
-    keys = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"_idx": pa.array([], pa.int64())})
-    del tables
-    state = step.fit(keys)
-    del keys
-    st.details.update(step.report(state))
+    state = fit_barrier(step, tables, rows=n, stats=stats[stage])
     bar = tqdm(desc=step.name, total=n, unit="row", disable=not progress, leave=False)
     i = 0
     with spill.open("rb") as f:
@@ -190,38 +156,41 @@ def _absorbed(results: Iterator[Done], stats: list[StageStats], rejects: RejectL
             yield done.rows
 
 
-def run_local(plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int | None, progress: bool,
-              spill_dir: Path, workers: int = 1) -> list[StageStats]:
-    """Run the plan with `workers` processes for per-row steps; returns the funnel (one StageStats per step)."""
-    stats = [StageStats(stage=step.name) for step in plan.steps]
-    segments = _segments(plan)
-    pool = WorkerPool.start(workers=workers)
-    tasks = {id(seg): pool.register(seg) for seg, parallel in segments if parallel} if pool is not None else {}
-    try:
-        stream: Iterator[Batch] = _source_batches(plan, limit=limit, progress=progress, reads=rejects.reads)
-        for seg, _ in segments:
-            results: Iterator[Done] = (pool.map(tasks[id(seg)], stream) if pool is not None and id(seg) in tasks
-                                       else map(seg, stream))
-            if seg.key_step is None:
-                last = _absorbed(results, stats, rejects)
-                stream = (Batch(rows=rows) for rows in last)
-                continue
-            g = seg.key_step
-            spill_dir.mkdir(parents=True, exist_ok=True)
-            j = plan.steps.index(g)
-            stream = _barrier(results, stage=j, step=g, spill=spill_dir / f"{j:02d}-{g.name}.pkl", progress=progress,
-                              stats=stats, rejects=rejects)
-        for batch in stream:
-            writer.write(batch.rows)
-    except BaseException:
-        if pool is not None:
-            pool.close(abort=True)  # a failed or interrupted build ends its workers now
-            pool = None
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-    for step, st in zip(plan.steps, stats, strict=True):
-        if not isinstance(step, GlobalStep):
-            st.details.update(step.report())
-    return stats
+class LocalRunner(Engine):
+    """`workers` processes for per-row steps (1: all in this process); barrier rows spill under `spill_dir`."""
+
+    def __init__(self, *, workers: int, spill_dir: Path) -> None:
+        self.workers = workers
+        self.spill_dir = spill_dir
+
+    def execute(self, plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int | None, progress: bool,
+                stats: list[StageStats]) -> None:
+        tasks = _segments(plan)
+        pool = WorkerPool.start(workers=self.workers)
+        ids = {id(seg): pool.register(seg) for seg, parallel in tasks if parallel} if pool is not None else {}
+        try:
+            stream: Iterator[Batch] = _source_batches(plan, limit=limit, progress=progress, reads=rejects.reads)
+            for seg, _ in tasks:
+                results: Iterator[Done] = (pool.map(ids[id(seg)], stream) if pool is not None and id(seg) in ids
+                                           else map(seg, stream))
+                stream = self._after(seg, results, stats=stats, rejects=rejects, progress=progress)
+            for batch in stream:
+                writer.write(batch.rows)
+        except BaseException:
+            if pool is not None:
+                pool.close(abort=True)  # a failed or interrupted build ends its workers now
+                pool = None
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _after(self, seg: SegmentTask, results: Iterator[Done], *, stats: list[StageStats], rejects: RejectLog,
+               progress: bool) -> Iterator[Batch]:
+        """A segment's results as the next segment's input: through its barrier when it ends in one."""
+        if seg.key_step is None:
+            return (Batch(rows=rows) for rows in _absorbed(results, stats, rejects))
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        j, g = seg.key_stage, seg.key_step
+        return _barrier(results, stage=j, step=g, spill=self.spill_dir / f"{j:02d}-{g.name}.pkl", progress=progress,
+                        stats=stats, rejects=rejects)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlmdata.rows import BuildError, Record, Reject
+from vlmdata.sources import read_source
 from vlmdata.steps.base import GlobalStep, Row, StageStats, Step
 
 
@@ -183,8 +184,6 @@ def source_chunks(plan: Any, *, limit: int | None, reads: Counter[str] | None = 
                   on_chunk: Callable[[str, int], None] | None = None) -> Iterator[tuple[list[Any], list[Entry]]]:
     """Each source of `plan` in chunks of `batch_size`: (records, log); read errors ride along as stage-0
     rejects of their chunk. `reads` counts what each source yielded (records and rejects)."""
-    from vlmdata.sources import read_source
-
     for spec in plan.sources:
         for chunk in batched(guarded_records(spec.name, read_source(spec, limit=limit)), plan.batch_size):
             if reads is not None:

@@ -19,10 +19,14 @@ Ray is imported here only: `vlmdata` without the `ray` extra never imports it.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
+from vlmdata.engines.base import Engine, fit_barrier, numbered, segments
 from vlmdata.engines.packets import (
     Entry,
     absorb,
@@ -36,6 +40,7 @@ from vlmdata.engines.packets import (
     source_chunks,
 )
 from vlmdata.engines.spec import RayEngine
+from vlmdata.output.rejects import RejectLog
 from vlmdata.output.writer import ArrowWriter
 from vlmdata.plan import Plan
 from vlmdata.steps.base import GlobalStep, StageStats, Step
@@ -75,8 +80,6 @@ class StageFn:
         rows = run_steps(rows, self.steps, log)
         keys = None
         if self.key_step is not None and rows:
-            import pyarrow as pa
-
             rows, cols = guarded_key(self.key_step, rows, log, self.key_stage)
             keys = pa.table(cols) if rows else None
         return packet(seq=seq, rows=rows, log=log, keys=keys)
@@ -98,7 +101,6 @@ def _connect(spec: RayEngine, *, progress: bool) -> bool:
 
 def _put(packets: Iterator[dict[str, Any]]) -> Any:
     """Packets → a Ray dataset, one block per packet, streamed into the object store (not held here)."""
-    import pyarrow as pa
     import ray
 
     refs = [ray.put(pa.table({k: [v] for k, v in p.items()},
@@ -112,15 +114,15 @@ def _put(packets: Iterator[dict[str, Any]]) -> Any:
     return ray.data.from_arrow_refs(refs)
 
 
-def _sources(plan: Plan, *, limit: int | None, reads: Any) -> Iterator[dict[str, Any]]:
+def _sources(plan: Plan, *, limit: int | None, reads: Counter[str]) -> Iterator[dict[str, Any]]:
     """The local engine's batches: each source in chunks of `batch_size`; read errors are stage-0 rejects."""
     for seq, (rows, log) in enumerate(source_chunks(plan, limit=limit, reads=reads)):
         yield packet(seq=seq, rows=rows, log=log)
 
 
-def _barrier(ds: Any, stage: int, step: GlobalStep, *, stats: list[StageStats], rejects: Any) -> tuple[Any, Head]:
+def _barrier(ds: Any, stage: int, step: GlobalStep, *, stats: list[StageStats],
+             rejects: RejectLog) -> tuple[Any, Head]:
     """Materialize, number the rows in `seq` order, `fit` once; returns the rows (logs dropped) and the Head."""
-    import pyarrow as pa
     import ray
 
     ds = ds.materialize()
@@ -133,13 +135,9 @@ def _barrier(ds: Any, stage: int, step: GlobalStep, *, stats: list[StageStats], 
         offsets[int(rec["seq"])] = n
         if rec["keys"] is not None:
             t = loads(rec["keys"])
-            tables.append(t.append_column("_idx", pa.array(range(n, n + t.num_rows), pa.int64())))
+            tables.append(numbered(t, start=n, rows=t.num_rows))
         n += int(rec["n"])
-    stats[stage].rows_in += n
-    keys = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"_idx": pa.array([], pa.int64())})
-    state = step.fit(keys)
-    del keys, tables
-    stats[stage].details.update(step.report(state))
+    state = fit_barrier(step, tables, rows=n, stats=stats[stage])
     return ds.drop_columns(["log", "keys"]), Head(stage=stage, step=step, ref=ray.put((state, offsets)))
 
 
@@ -155,45 +153,48 @@ def _on_driver(ds: Any, stage: int, step: Step) -> Any:
     return _put(packets())
 
 
-def run_ray(plan: Plan, *, writer: ArrowWriter, rejects: Any, limit: int | None, progress: bool,
-            spec: RayEngine) -> list[StageStats]:
-    """Run the plan on Ray Data; returns the funnel (one StageStats per step, in order), like `run_local`."""
-    try:
-        import ray
-        from ray.data import DataContext
-    except ImportError as e:
-        raise ImportError(f"engine kind 'ray' needs Ray Data: pip install 'vlmdata[ray]' ({e})") from None
+class RayRunner(Engine):
+    """The plan on Ray Data (`spec`: where the cluster is); Ray is imported when a build runs, not before."""
 
-    started = _connect(spec, progress=progress)
-    ctx = DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
-    ctx.execution_options.preserve_order = True  # packets come back in seq order: `in_order` buffers nothing
-    ctx.enable_progress_bars = progress
-    try:
-        stats = [StageStats(stage=step.name) for step in plan.steps]
-        ds = _put(_sources(plan, limit=limit, reads=getattr(rejects, "reads", None)))
+    def __init__(self, *, spec: RayEngine) -> None:
+        self.spec = spec
+
+    def execute(self, plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int | None, progress: bool,
+                stats: list[StageStats]) -> None:
+        try:
+            import ray
+            from ray.data import DataContext
+        except ImportError as e:
+            raise ImportError(f"engine kind 'ray' needs Ray Data: pip install 'vlmdata[ray]' ({e})") from None
+
+        started = _connect(self.spec, progress=progress)
+        ctx = DataContext.get_current()
+        saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+        ctx.execution_options.preserve_order = True  # packets come back in seq order: `in_order` buffers nothing
+        ctx.enable_progress_bars = progress
+        try:
+            self._stream(plan, writer=writer, rejects=rejects, limit=limit, stats=stats)
+        finally:
+            ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+            if started:
+                ray.shutdown()
+
+    def _stream(self, plan: Plan, *, writer: ArrowWriter, rejects: RejectLog, limit: int | None,
+                stats: list[StageStats]) -> None:
+        """One Ray map per segment; barriers and driver steps in between; the rows written in `seq` order."""
+        ds = _put(_sources(plan, limit=limit, reads=rejects.reads))
         head: Head | None = None
-        pending: list[tuple[int, Step]] = []
-        for i, step in enumerate(plan.steps):
-            if isinstance(step, GlobalStep):
-                ds, head = _barrier(ds.map(StageFn(head=head, steps=pending, key_step=step, key_stage=i)), i, step,
+        for seg in segments(plan):
+            if seg.barrier is not None:
+                i, step = seg.barrier
+                ds, head = _barrier(ds.map(StageFn(head=head, steps=seg.steps, key_step=step, key_stage=i)), i, step,
                                     stats=stats, rejects=rejects)
-                pending = []
-            elif step.runs_on_driver:
-                ds = _on_driver(ds.map(StageFn(head=head, steps=pending, key_step=None)), i, step)
-                head, pending = None, []
+            elif seg.driver is not None:
+                ds = _on_driver(ds.map(StageFn(head=head, steps=seg.steps, key_step=None)), *seg.driver)
+                head = None
             else:
-                pending.append((i, step))
-        for rec in in_order(ds.map(StageFn(head=head, steps=pending, key_step=None)).iter_rows()):
-            absorb(loads(rec["log"], default=[]), stats=stats, rejects=rejects)
-            rows = loads(rec["rows"])
-            if rows:
-                writer.write(rows)
-        for step, st in zip(plan.steps, stats, strict=True):
-            if not isinstance(step, GlobalStep):
-                st.details.update(step.report())
-        return stats
-    finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
-        if started:
-            ray.shutdown()
+                for rec in in_order(ds.map(StageFn(head=head, steps=seg.steps, key_step=None)).iter_rows()):
+                    absorb(loads(rec["log"], default=[]), stats=stats, rejects=rejects)
+                    rows = loads(rec["rows"])
+                    if rows:
+                        writer.write(rows)

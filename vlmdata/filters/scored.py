@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from vlmdata.media.thumbnails import thumbnail_uri
 from vlmdata.rows import Reject
 from vlmdata.steps.base import FilterStep, Row
 
@@ -31,6 +32,14 @@ def _shown(row_id: str, scores: dict[str, float], limit: float, checks: list[Che
     return int.from_bytes(hashlib.blake2b(row_id.encode(), digest_size=4).digest(), "little") % SAMPLE == 0
 
 
+THRESHOLDS = "thresholds"  # the key of a scored filter's report: {score: {side: limit}}
+
+
+def thresholds_of(details: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A stage's manifest details → its scored filter's thresholds ({} for any other stage)."""
+    return details.get(THRESHOLDS) or {}
+
+
 class ScoredFilter(FilterStep):
     """Subclasses give `checks` and `scores(row)`; rows whose scores are None (nothing to score) stay."""
 
@@ -40,11 +49,11 @@ class ScoredFilter(FilterStep):
         raise NotImplementedError
 
     def report(self, state: Any = None) -> dict[str, Any]:
-        """The thresholds, for the report's score distributions."""
+        """The thresholds, for the report's score distributions (read back by `thresholds_of`)."""
         out: dict[str, dict[str, float]] = {}
         for name, side, limit, _ in self.checks:
             out.setdefault(name, {})[side] = limit
-        return {"thresholds": out}
+        return {THRESHOLDS: out}
 
     def verdict(self, scores: dict[str, float]) -> tuple[str, float] | None:
         """(reason, threshold) of the first failed check, or None."""
@@ -75,8 +84,6 @@ class ScoredFilter(FilterStep):
             extra: dict[str, Any] = {"scores": {k: round(v, 4) for k, v in (scores or {}).items()},
                                      "threshold": limit}
             if row.get("images") and _shown(row.get("id") or "", scores or {}, limit, self.checks):
-                from vlmdata.output.report.html import thumbnail_uri
-
                 extra["thumb"] = thumbnail_uri(row["images"][0], size=96)
             yield Reject(source=row.get("source", ""), locator=meta.get("locator", ""), reason=reason,
                          detail=f"{self.name}: {reason} ({', '.join(f'{k}={v:.4g}' for k, v in scores.items())}; "

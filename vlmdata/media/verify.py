@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from vlmdata.media.depth import HIGH_DEPTH_MODES, DepthWindow, to_8bit
+from vlmdata.medical.dicom_image import dicom_to_png
 from vlmdata.medical.view import NiftiView
+from vlmdata.medical.volume_image import nifti_to_png
 from vlmdata.rows import ImageRef, RowError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
@@ -106,17 +108,29 @@ def load_image(
 ) -> LoadedImage:
     """Decode, orient (EXIF), convert to RGB, optionally shrink to `max_side`; raise RowError if bad.
     `depth`: how 16-bit / float greyscale becomes 8 bits (default: min-max window)."""
-    from PIL import Image, ImageOps
-
     data = read_ref(ref)
     if isinstance(ref.view, NiftiView):
-        from vlmdata.medical.volume_image import nifti_to_png
-
         data = nifti_to_png(ref, data)
     elif is_dicom_bytes(data[:132]) or (ref.path is not None and ref.path.suffix.lower() == ".dcm"):
-        from vlmdata.medical.dicom_image import dicom_to_png
-
         data = dicom_to_png(data, window=ref.window, frame=ref.frame, view=ref.view, max_pixels=max_pixels)
+    im, fmt, rotated = _decode(ref, data, max_pixels=max_pixels)
+    changed = rotated or im.mode != "RGB"
+    im, window = _to_rgb(ref, im, depth)
+    if max_side is not None and max(im.size) > max_side:
+        im = _shrink(im, max_side)
+        changed = True
+    if changed or fmt not in ("PNG", "JPEG", "WEBP"):
+        data, im = _encode(im, fmt)
+    digest = hashlib.sha256(f"{im.width}x{im.height}:".encode())
+    digest.update(im.tobytes())
+    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height, window=window)
+
+
+def _decode(ref: ImageRef, data: bytes, *, max_pixels: int) -> tuple[Any, str | None, bool]:
+    """(the decoded image, upright; its format; whether EXIF rotated it). The pixel limit is checked from the
+    header, before decoding."""
+    from PIL import Image, ImageOps
+
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit (max_pixels) from the header, before decoding
     try:
@@ -131,7 +145,8 @@ def load_image(
             raise RowError("image_too_large", f"{ref.describe()}: {w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
         probe.load()
         exif_orientation = probe.getexif().get(0x0112, 1) if hasattr(probe, "getexif") else 1
-        im = ImageOps.exif_transpose(probe) if exif_orientation not in (None, 1) else probe
+        rotated = exif_orientation not in (None, 1)
+        return (ImageOps.exif_transpose(probe) if rotated else probe), fmt, rotated
     except RowError:
         raise
     except Exception as e:  # Pillow raises many types for broken files
@@ -139,7 +154,9 @@ def load_image(
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 
-    changed = exif_orientation not in (None, 1) or im.mode != "RGB"
+
+def _to_rgb(ref: ImageRef, im: Any, depth: DepthWindow | None) -> tuple[Any, dict[str, Any] | None]:
+    """8-bit RGB pixels, and the window that mapped high-depth greyscale to 8 bits (None otherwise)."""
     window = None
     if im.mode in HIGH_DEPTH_MODES:
         try:
@@ -151,20 +168,28 @@ def load_image(
                                             f"({type(e).__name__}: {e})") from None
     if im.mode != "RGB":
         im = im.convert("RGBA").convert("RGB") if "A" in im.mode or im.mode == "P" else im.convert("RGB")
-    if max_side is not None and max(im.size) > max_side:
-        scale = max_side / max(im.size)
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
-        changed = True
-    if changed or fmt not in ("PNG", "JPEG", "WEBP"):
-        buf = io.BytesIO()
-        if fmt == "JPEG":
-            im.save(buf, format="JPEG", quality=95)
-        else:
-            im.save(buf, format="PNG")
-        data = buf.getvalue()
-        if fmt == "JPEG":  # hash what we store: lossy re-encoding changes pixels
-            with Image.open(io.BytesIO(data)) as again:
-                im = again.convert("RGB")
-    digest = hashlib.sha256(f"{im.width}x{im.height}:".encode())
-    digest.update(im.tobytes())
-    return LoadedImage(data=data, sha256=digest.hexdigest(), width=im.width, height=im.height, window=window)
+    return im, window
+
+
+def _shrink(im: Any, max_side: int) -> Any:
+    from PIL import Image
+
+    scale = max_side / max(im.size)
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
+
+
+def _encode(im: Any, fmt: str | None) -> tuple[bytes, Any]:
+    """Re-encode (JPEG stays JPEG, anything else becomes PNG); returns the bytes and the pixels they hold,
+    so the hash is of what is stored (lossy re-encoding changes pixels)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(buf, format="JPEG", quality=95)
+    else:
+        im.save(buf, format="PNG")
+    data = buf.getvalue()
+    if fmt == "JPEG":
+        with Image.open(io.BytesIO(data)) as again:
+            im = again.convert("RGB")
+    return data, im

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmdata.medical.dicom_image import read_header
+
 MIN_CHARS = 4
 
 # PS3.15 Annex E basic profile: the attributes that identify a patient, a visit or a place.
@@ -121,8 +123,6 @@ class Collected:
 
 def collect_files(paths: Iterable[Path]) -> Collected:
     import pydicom
-
-    from vlmdata.medical.dicom_image import read_header
 
     out = Collected()
     for path in paths:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from vlmdata.medical.dicom_decode import decode_frame
 from vlmdata.medical.view import DicomView, WindowValues
 from vlmdata.medical.windows import header_windows
 from vlmdata.rows import RowError
@@ -179,8 +180,6 @@ def render_frame(ds: Any, *, frame: int | None, windows: tuple[WindowValues, ...
     """One frame of `ds` as uint8 (H, W) grey or (H, W, 3) RGB."""
     import numpy as np
     from pydicom.pixels import apply_color_lut, apply_modality_lut
-
-    from vlmdata.medical.dicom_decode import decode_frame
 
     arr = decode_frame(ds, frame)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))

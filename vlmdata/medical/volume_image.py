@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+from vlmdata.medical.dicom_image import _png_array, _windowed, montage
 from vlmdata.medical.view import NiftiView
 from vlmdata.rows import ImageRef, RowError
 
@@ -48,8 +49,6 @@ def display_slice(volume: Any, *, axis: int, index: int) -> Any:
 
 def nifti_to_png(ref: ImageRef, data: bytes) -> bytes:
     import numpy as np
-
-    from vlmdata.medical.dicom_image import _png_array, _windowed, montage
 
     view: NiftiView = ref.view
     img = load_canonical(data)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlmdata.rows import RowError
+
 # name -> (center, width), Hounsfield units
 PRESETS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
@@ -112,7 +114,6 @@ def resolve_window(spec: WindowSpec | None, ds: Any) -> Resolved:
         for w in found:
             if w.name.lower() == spec.header.lower():
                 return Resolved(name=f"header ({w.name})", center=w.center, width=w.width)
-    from vlmdata.rows import RowError
 
     have = ", ".join(f"{i}: {w.name}" for i, w in enumerate(found)) or "none"
     raise RowError("dicom_window", f"header window {spec.header!r} not in this file (it has {have})")

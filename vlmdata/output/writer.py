@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from vlmdata.rows import Reject
 from vlmdata.schema import features
 from vlmdata.steps.base import Row
 
@@ -134,8 +135,6 @@ class ArrowWriter:
         """The rows that convert to the contract's Arrow types, one by one; the others become
         `internal_error` rejects of the `write` stage (`self.rejects`)."""
         import pyarrow as pa
-
-        from vlmdata.rows import Reject
 
         kept, tables = [], []
         for r in rows:

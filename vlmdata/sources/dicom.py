@@ -27,10 +27,11 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from vlmdata.config.path_types import ExistingFile, ExistingPath
-from vlmdata.medical.dicom_image import header_int
+from vlmdata.medical.deid import MIN_CHARS, hashed, identifying_values, is_placeholder
+from vlmdata.medical.dicom_image import header_context, header_int, read_header
 from vlmdata.medical.slicing import SliceSpec, grid_of, select
 from vlmdata.medical.view import DicomView
-from vlmdata.medical.windows import CenterWidth, WindowSpec
+from vlmdata.medical.windows import CenterWidth, WindowSpec, resolve_window
 from vlmdata.rows import ImageRef, Record, Reject, RowError
 from vlmdata.sources.base import SourceSpec, _as_answers, is_missing
 from vlmdata.sources.labels import read_labels
@@ -188,8 +189,6 @@ def _label(w: WindowSpec | None) -> str:
 def read_dicom(spec: DicomSpec) -> Iterator[Record | Reject]:
     import pydicom
 
-    from vlmdata.medical.dicom_image import read_header
-
     root = spec.path if spec.path.is_dir() else spec.path.parent
     labels: dict[str, dict[str, Any]] = {}
     if spec.labels:  # a malformed labels line is a reject of its own; the other lines still label
@@ -240,10 +239,6 @@ def _selection(spec: DicomSpec, n: int) -> list[list[int]]:
 
 def _rows(spec: DicomSpec, stack: list[_Slice], *, labels: dict[str, dict[str, Any]],
           series_stack: bool) -> Iterator[Record | Reject]:
-    from vlmdata.medical.deid import hashed
-    from vlmdata.medical.dicom_image import header_context
-    from vlmdata.medical.windows import resolve_window
-
     stack = _ordered(stack) if series_stack else stack
     n = len(stack)
     spacing = _spacing(stack)
@@ -304,8 +299,6 @@ def _rows(spec: DicomSpec, stack: list[_Slice], *, labels: dict[str, dict[str, A
 def _without_identifiers(context: dict[str, Any], ds: Any) -> dict[str, Any]:
     """Drop header fields that contain one of the file's identifying values (a Manufacturer field
     "TOSHIBA_MEC" when the InstitutionName is "TOSHIBA"; a description quoting a patient's name)."""
-    from vlmdata.medical.deid import MIN_CHARS, identifying_values, is_placeholder
-
     values = {v for vals in identifying_values(ds).values() for v in vals
               if len(v) >= MIN_CHARS and not is_placeholder(v)}
     dropped = [k for k, v in context.items() if isinstance(v, str) and any(x in v for x in values)]

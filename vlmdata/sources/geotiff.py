@@ -36,8 +36,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlmdata.config.path_types import ExistingPath
-from vlmdata.geo.questions import GeoQuestion
+from vlmdata.geo.geometry import (
+    band_stats,
+    finite,
+    ground_extent_m,
+    luminance,
+    percentiles,
+    stretch,
+    tile_windows,
+)
+from vlmdata.geo.questions import GeoQuestion, chip_facts, chip_questions
 from vlmdata.rows import ImageRef, Record, Reject
+from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec
 
 SUFFIXES = (".tif", ".tiff")
@@ -145,8 +155,6 @@ class _Scene:
     def __init__(self, ds: Any, *, spec: GeoTiffSpec, bands: list[int]) -> None:
         import numpy as np
 
-        from vlmdata.geo.geometry import luminance, percentiles, stretch
-
         self.ds, self.spec, self.bands = ds, spec, bands
         scale = max(1.0, max(ds.width, ds.height) / spec.stats_max_side)
         shape = (len(bands), max(1, round(ds.height / scale)), max(1, round(ds.width / scale)))
@@ -187,8 +195,6 @@ def chip_geo(ds: Any, window: Any) -> dict[str, Any]:
 
     Points are mapped from pixel positions through the scene's affine transform, so a rotated or
     sheared grid gives the right centre and edge midpoints; bounds are the envelope of the corners."""
-    from vlmdata.geo.geometry import finite, ground_extent_m
-
     t = ds.transform
     c0, r0, w, h = window.col_off, window.row_off, window.width, window.height
     pixels = [(c0 + w / 2, r0 + h / 2), (c0, r0 + h / 2), (c0 + w, r0 + h / 2), (c0 + w / 2, r0),
@@ -248,13 +254,9 @@ def read_geotiff(spec: GeoTiffSpec) -> Iterator[Record | Reject]:
 
 
 def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | Reject]:
-    import numpy as np
+    """The scene's chips, each a record (or one per question), after the scene-wide checks."""
     import rasterio.errors
     from rasterio.windows import Window
-
-    from vlmdata.geo.geometry import band_stats, luminance, stretch, tile_windows
-    from vlmdata.geo.questions import chip_facts, chip_questions
-    from vlmdata.schema import image_part, message, text_part
 
     bands = spec.bands or ([1, 2, 3] if ds.count >= 3 else [1])
     bad = [b for b in bands if b > ds.count]
@@ -267,8 +269,6 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
                                                 "set require_crs: false to tile it anyway", "load")
         return
     sc = _Scene(ds, spec=spec, bands=bands)
-    names = band_names(ds, bands)
-    crs = crs_code(ds.crs)
     for window in tile_windows(width=ds.width, height=ds.height, size=spec.tile.size, overlap=spec.tile.overlap):
         locator = f"{scene}#x{window.col_off}_y{window.row_off}"
         w = Window(window.col_off, window.row_off, window.width, window.height)
@@ -285,37 +285,52 @@ def _read_scene(ds: Any, *, spec: GeoTiffSpec, scene: str) -> Iterator[Record | 
                          extra={"scene": scene, "window": window.to_json(), "scene_size": [ds.width, ds.height]})
             continue
         stretched = [stretch(values=data[i], valid=valid, lo=lo, hi=hi) for i, (lo, hi) in enumerate(sc.limits)]
-        first = data[0][valid].astype(np.float64)
-        context: dict[str, Any] = {
-            "scene_file": scene, "scene_size": [ds.width, ds.height], "window": window.to_json(), "crs": crs,
-            **chip_geo(ds, window),
-            "bands": bands, "band_names": names,
-            "band_stats": [{"band": b, "name": n, **band_stats(values=data[i], valid=valid)}
-                           for i, (b, n) in enumerate(zip(bands, names, strict=True))],
-            "stretch": [[_r(lo), _r(hi)] for lo, hi in sc.limits],
-            "nodata_fraction": nodata,
-            "brightness": _opt(luminance(stretched=stretched, valid=valid)),
-            "scene_brightness": _opt(sc.brightness),
-            "relief_ratio": round(float(first.std()) / sc.std, 4) if sc.std and first.size else None,
-        }
-        context["facts"] = chip_facts(context=context, kinds=list(spec.questions))
-        image = ImageRef(data=_png(stretched))
-        meta = {"scene": scene, "window": window.to_json()}
-        qa = chip_questions(context=context, kinds=list(spec.questions))
-        if spec.conversation or not qa:
-            messages = None
-            if qa:
-                messages = []
-                for k, (_, q, a) in enumerate(qa):
-                    parts = [image_part(), text_part(q)] if k == 0 else [text_part(q)]
-                    messages += [message("user", parts), message("assistant", [text_part(a)])]
-            yield Record(source=spec.name, locator=locator, task=spec.task, images=[image], messages=messages,
-                         fields={}, context=context, meta=meta)
-        else:
-            for kind, q, a in qa:
-                yield Record(source=spec.name, locator=f"{locator}/{kind}", task=spec.task, images=[image],
-                             fields={"question": q, "answers": [a]}, context=context,
-                             meta={**meta, "question": kind})
+        context = _chip_context(ds, sc, window=window, data=data, valid=valid, stretched=stretched, bands=bands,
+                                scene=scene, nodata=nodata, spec=spec)
+        yield from _chip_records(spec, image=ImageRef(data=_png(stretched)), context=context, locator=locator,
+                                 meta={"scene": scene, "window": window.to_json()})
+
+
+def _chip_context(ds: Any, sc: _Scene, *, window: Any, data: Any, valid: Any, stretched: list[Any],
+                  bands: list[int], scene: str, nodata: float, spec: GeoTiffSpec) -> dict[str, Any]:
+    """What a chip's questions and report are made from: place, bands, statistics, brightness, facts."""
+    import numpy as np
+
+    names = band_names(ds, bands)
+    first = data[0][valid].astype(np.float64)
+    context: dict[str, Any] = {
+        "scene_file": scene, "scene_size": [ds.width, ds.height], "window": window.to_json(), "crs": crs_code(ds.crs),
+        **chip_geo(ds, window),
+        "bands": bands, "band_names": names,
+        "band_stats": [{"band": b, "name": n, **band_stats(values=data[i], valid=valid)}
+                       for i, (b, n) in enumerate(zip(bands, names, strict=True))],
+        "stretch": [[_r(lo), _r(hi)] for lo, hi in sc.limits],
+        "nodata_fraction": nodata,
+        "brightness": _opt(luminance(stretched=stretched, valid=valid)),
+        "scene_brightness": _opt(sc.brightness),
+        "relief_ratio": round(float(first.std()) / sc.std, 4) if sc.std and first.size else None,
+    }
+    context["facts"] = chip_facts(context=context, kinds=list(spec.questions))
+    return context
+
+
+def _chip_records(spec: GeoTiffSpec, *, image: ImageRef, context: dict[str, Any], locator: str,
+                  meta: dict[str, Any]) -> Iterator[Record]:
+    """One conversation record over all the chip's questions, or one VQA record per question."""
+    qa = chip_questions(context=context, kinds=list(spec.questions))
+    if spec.conversation or not qa:
+        messages = None
+        if qa:
+            messages = []
+            for k, (_, q, a) in enumerate(qa):
+                parts = [image_part(), text_part(q)] if k == 0 else [text_part(q)]
+                messages += [message("user", parts), message("assistant", [text_part(a)])]
+        yield Record(source=spec.name, locator=locator, task=spec.task, images=[image], messages=messages,
+                     fields={}, context=context, meta=meta)
+        return
+    for kind, q, a in qa:
+        yield Record(source=spec.name, locator=f"{locator}/{kind}", task=spec.task, images=[image],
+                     fields={"question": q, "answers": [a]}, context=context, meta={**meta, "question": kind})
 
 
 def _opt(x: float | None) -> float | None:

@@ -20,8 +20,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from vlmdata.config.path_types import ExistingPath
+from vlmdata.medical.dicom_image import MODALITY_NAMES
 from vlmdata.medical.slicing import SliceSpec, grid_of, select
 from vlmdata.medical.view import NiftiView
+from vlmdata.medical.volume_image import PLANES
 from vlmdata.medical.windows import PRESETS, CenterWidth, PresetName
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
@@ -64,6 +66,8 @@ def _resolve(w: NiftiWindow, header: Any) -> tuple[str, tuple[float, float] | No
 
 
 def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
+    """One record per picked slice (or montage) and window variant of each volume; headers only, the
+    pixels are read in the load step."""
     try:
         import nibabel as nib
     except ImportError:
@@ -71,20 +75,8 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
                      "reading NIfTI needs nibabel: pip install nibabel (or the vlmdata[medical] extra)", "load")
         return
 
-    from vlmdata.medical.volume_image import PLANES
-
     root = spec.path if spec.path.is_dir() else spec.path.parent
     files = sorted(p for p in spec.path.rglob("*") if p.is_file() and _is_nifti(p)) if spec.path.is_dir() else [spec.path]
-    axis = PLANES[spec.plane]
-    variants: list[tuple[str, list[NiftiWindow]]]
-    if spec.channels is not None:
-        variants = [("", list(spec.channels))]
-    elif spec.windows is not None:
-        variants = [(f"@{w if isinstance(w, str) else (w.name or f'C{w.center:g}W{w.width:g}')}", [w])
-                    for w in spec.windows]
-    else:
-        variants = [("", [spec.window])]
-    grid = grid_of(spec.slices)
     for file in files:
         rel = file.relative_to(root).as_posix()
         try:
@@ -94,42 +86,61 @@ def read_nifti(spec: NiftiSpec) -> Iterator[Record | Reject]:
         except Exception as e:
             yield Reject(spec.name, rel, "image_corrupt", f"cannot read NIfTI header: {type(e).__name__}: {e}", "load")
             continue
-        n = int(img.shape[axis])
-        zooms = [float(z) for z in img.header.get_zooms()[:3]]
-        picks = select(n, spec.slices)
-        for suffix, windows in variants:
-            resolved = [_resolve(w, img.header) for w in windows]
-            for indices in picks:
-                context: dict[str, Any] = {
-                    "file_name": rel, "plane": spec.plane, "slice_count": n,
-                    "slice_spacing_mm": round(zooms[axis], 4),
-                    "pixel_spacing_mm": [round(z, 4) for i, z in enumerate(zooms) if i != axis][::-1],
-                    "volume_shape": [int(s) for s in img.shape[:3]], "frames": 1, "color": len(resolved) == 3,
-                    "rows": 0, "columns": 0,
-                }
-                if spec.modality:
-                    from vlmdata.medical.dicom_image import MODALITY_NAMES
+        yield from _volume_records(spec, img=img, file=file, rel=rel)
 
-                    context["modality"] = spec.modality
-                    context["modality_name"] = MODALITY_NAMES.get(spec.modality, spec.modality)
-                shape2d = [int(s) for i, s in enumerate(img.shape[:3]) if i != axis]
-                context["rows"], context["columns"] = shape2d[1], shape2d[0]
-                if grid is not None:
-                    context["montage"] = {"rows": grid[0], "cols": grid[1], "slices": indices}
-                    locator = f"{rel}#{spec.plane}-montage{suffix}"
-                else:
-                    i = indices[0]
-                    context["slice_index"] = i
-                    voxel = [0.0, 0.0, 0.0]
-                    voxel[axis] = float(i)
-                    context["slice_position_mm"] = round(float((img.affine @ [*voxel, 1.0])[axis]), 4)
-                    locator = f"{rel}#{spec.plane}={i}{suffix}" if len(picks) > 1 or suffix else rel
-                context["window"] = ({"name": resolved[0][0], **_cw(resolved[0][1])} if len(resolved) == 1
-                                     else {"channels": [{"name": r[0], **_cw(r[1])} for r in resolved]})
-                view = NiftiView(axis=axis, index=None if grid else indices[0], windows=tuple(r[1] for r in resolved),
-                                 tiles=tuple(indices) if grid else (), grid=grid)
-                yield Record(source=spec.name, locator=locator, task=spec.task,
-                             images=[ImageRef(path=file, view=view)], context=context)
+
+def _variants(spec: NiftiSpec) -> list[tuple[str, list[NiftiWindow]]]:
+    """(locator suffix, windows) per image made of each slice: one per `windows` entry, else one."""
+    if spec.channels is not None:
+        return [("", list(spec.channels))]
+    if spec.windows is not None:
+        return [(f"@{w if isinstance(w, str) else (w.name or f'C{w.center:g}W{w.width:g}')}", [w]) for w in spec.windows]
+    return [("", [spec.window])]
+
+
+def _volume_records(spec: NiftiSpec, *, img: Any, file: Path, rel: str) -> Iterator[Record]:
+    axis = PLANES[spec.plane]
+    grid = grid_of(spec.slices)
+    n = int(img.shape[axis])
+    picks = select(n, spec.slices)
+    for suffix, windows in _variants(spec):
+        resolved = [_resolve(w, img.header) for w in windows]
+        for indices in picks:
+            context = _slice_context(spec, img=img, rel=rel, axis=axis, n=n, color=len(resolved) == 3)
+            if grid is not None:
+                context["montage"] = {"rows": grid[0], "cols": grid[1], "slices": indices}
+                locator = f"{rel}#{spec.plane}-montage{suffix}"
+            else:
+                i = indices[0]
+                context["slice_index"] = i
+                voxel = [0.0, 0.0, 0.0]
+                voxel[axis] = float(i)
+                context["slice_position_mm"] = round(float((img.affine @ [*voxel, 1.0])[axis]), 4)
+                locator = f"{rel}#{spec.plane}={i}{suffix}" if len(picks) > 1 or suffix else rel
+            context["window"] = ({"name": resolved[0][0], **_cw(resolved[0][1])} if len(resolved) == 1
+                                 else {"channels": [{"name": r[0], **_cw(r[1])} for r in resolved]})
+            view = NiftiView(axis=axis, index=None if grid else indices[0], windows=tuple(r[1] for r in resolved),
+                             tiles=tuple(indices) if grid else (), grid=grid)
+            yield Record(source=spec.name, locator=locator, task=spec.task,
+                         images=[ImageRef(path=file, view=view)], context=context)
+
+
+def _slice_context(spec: NiftiSpec, *, img: Any, rel: str, axis: int, n: int, color: bool) -> dict[str, Any]:
+    """The volume's geometry as a slice's context (spacing, shape, modality), before its index and window."""
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    context: dict[str, Any] = {
+        "file_name": rel, "plane": spec.plane, "slice_count": n,
+        "slice_spacing_mm": round(zooms[axis], 4),
+        "pixel_spacing_mm": [round(z, 4) for i, z in enumerate(zooms) if i != axis][::-1],
+        "volume_shape": [int(s) for s in img.shape[:3]], "frames": 1, "color": color,
+        "rows": 0, "columns": 0,
+    }
+    if spec.modality:
+        context["modality"] = spec.modality
+        context["modality_name"] = MODALITY_NAMES.get(spec.modality, spec.modality)
+    shape2d = [int(s) for i, s in enumerate(img.shape[:3]) if i != axis]
+    context["rows"], context["columns"] = shape2d[1], shape2d[0]
+    return context
 
 
 def _cw(values: tuple[float, float] | None) -> dict[str, float]:

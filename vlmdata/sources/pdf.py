@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
 from vlmdata.config.path_types import ExistingPath
-from vlmdata.pdf.questions import DocQuestion
+from vlmdata.pdf.layout import page_lines
+from vlmdata.pdf.questions import QUESTIONS, DocQuestion, grounded, headings_answer, norm, pick_lines
+from vlmdata.pdf.tables import find_tables, lookups
+from vlmdata.pdf.tables import to_json as table_json
 from vlmdata.rows import ImageRef, Record, Reject
+from vlmdata.schema import image_part, message, text_part
 from vlmdata.sources.base import SourceSpec
 
 
@@ -62,8 +67,6 @@ def _png(im: Any) -> bytes:
 
 
 def _qa_messages(qa: list[tuple[str, str]], n_images: int) -> list[dict[str, Any]]:
-    from vlmdata.schema import image_part, message, text_part
-
     msgs = []
     for k, (q, a) in enumerate(qa):
         parts = [*(image_part() for _ in range(n_images)), text_part(q)] if k == 0 else [text_part(q)]
@@ -106,11 +109,7 @@ def read_pdf(spec: PdfSpec) -> Iterator[Record | Reject]:
 
 
 def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.pdf.layout import page_lines
-    from vlmdata.pdf.questions import QUESTIONS, grounded, headings_answer, pick_lines
-    from vlmdata.pdf.tables import find_tables, lookups
-    from vlmdata.pdf.tables import to_json as table_json
-
+    """Every page: its own record, one per table cell and one per picked line; then the page-of questions."""
     n_pages = len(pdf)
     if n_pages == 0:
         yield Reject(spec.name, doc, "pdf_error", f"{doc} has no pages", "load")
@@ -133,79 +132,111 @@ def _read_doc(pdf: Any, *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]
             yield Reject(spec.name, locator, "no_text", f"page {p + 1} of {doc} has no text layer (a scan?); "
                                                         "set require_text: false to keep such pages", "load")
             continue
-        text = "\n".join(ln.text for ln in lines)
-        headings = [ln.text for ln in lines if ln.heading]
-        title = lines[0].text if p == 0 and lines and lines[0].heading else None
-        context: dict[str, Any] = {
-            "doc": doc, "page": p + 1, "n_pages": n_pages, "dpi": spec.dpi, "ocr_text": text,
-            "lines": [ln.to_json() for ln in lines], "words": [w for ln in lines for w in ln.words],
-            "line_boxes": [f"{ln.text} {ln.box}" for ln in lines], "headings": headings,
-        }
-        if title:
-            context["title"] = title
-        pages.append({"page": p + 1, "image": image, "text": text, "headings": headings})
-        meta = {"scene": doc, "page": p + 1}
-        qa: list[tuple[str, str, list[str]]] = []
-        if "title" in spec.questions and title:
-            qa.append((QUESTIONS["title"], title, [title]))
-        page_headings = [h for h in headings if h != title]
-        if "headings" in spec.questions and page_headings:
-            qa.append((QUESTIONS["headings"], headings_answer(page_headings), page_headings))
+        context = _page_context(lines, spec=spec, doc=doc, page=p + 1, n_pages=n_pages)
+        pages.append({"page": p + 1, "image": image, "text": context["ocr_text"], "headings": context["headings"]})
         tables = find_tables(context["words"]) if "table" in spec.questions else []
         if tables:
             context["tables"] = [table_json(t) for t in tables]
-        for t in tables:
-            for q, cell, quotes in lookups(t, n=spec.cells_per_table):
-                qa.append((q, cell.text, [cell.text, *quotes]))
-        if "text" in spec.questions and text:
-            qa.append((QUESTIONS["text"], text, [text]))
-        good = []
-        for q, a, quotes in qa:
-            missing = grounded(quotes=quotes, page_text=text)
-            if missing is None:
-                good.append((q, a))
-            else:
-                yield Reject(spec.name, locator, "ungrounded", f"answer quotes {missing!r}, not on the page", "load")
-        png = _png(image)
-        yield Record(source=spec.name, locator=locator, task=spec.task, images=[ImageRef(data=png)],
-                     messages=_qa_messages(good, 1) if good else None, context=context, meta=meta)
-        for t_i, t in enumerate(tables):
-            for k, (_, cell, _) in enumerate(lookups(t, n=spec.cells_per_table)):
-                if grounded(quotes=[cell.text], page_text=text) is not None:
-                    yield Reject(spec.name, f"{locator}&table={t_i}&cell={k}", "ungrounded",
-                                 f"cell {cell.text!r} not on the page", "load")
-                    continue
-                shown = _boxed(image, cell.box, dpi=spec.dpi)
-                yield Record(source=spec.name, locator=f"{locator}&table={t_i}&cell={k}", task=spec.task,
-                             images=[ImageRef(data=_png(shown))],
-                             messages=_qa_messages([(QUESTIONS["table_cell"], cell.text)], 1),
-                             context={**context, "cell": {"text": cell.text, "box": cell.box}},
-                             meta={**meta, "cell": [t_i, k]})
-        if "line" not in spec.questions:
-            continue
-        for i in pick_lines([ln.text for ln in lines], n=spec.lines_per_page):
-            ln = lines[i]
-            if grounded(quotes=[ln.text], page_text=text) is not None:
-                yield Reject(spec.name, f"{locator}&line={i}", "ungrounded", f"line {ln.text!r} not on the page", "load")
-                continue
-            w, h = image.size
-            pad = max(2, round(spec.dpi / 36))
-            x0, y0, x1, y1 = (round(ln.box[0] * w) - pad, round(ln.box[1] * h) - pad,
-                              round(ln.box[2] * w) + pad, round(ln.box[3] * h) + pad)
-            if spec.highlight == "crop":
-                shown, question = image.crop((max(0, x0), max(0, y0), min(w, x1), min(h, y1))), QUESTIONS["line_crop"]
-            else:
-                shown, question = _boxed(image, ln.box, dpi=spec.dpi), QUESTIONS["line_box"]
-            yield Record(source=spec.name, locator=f"{locator}&line={i}", task=spec.task,
-                         images=[ImageRef(data=_png(shown))], messages=_qa_messages([(question, ln.text)], 1),
-                         context={**context, "line": ln.to_json()}, meta={**meta, "line": i})
+        page_ = _Page(locator=locator, image=image, lines=lines, context=context, meta={"scene": doc, "page": p + 1})
+        yield from _page_record(page_, tables, spec=spec)
+        yield from _cell_records(page_, tables, spec=spec)
+        if "line" in spec.questions:
+            yield from _line_records(page_, spec=spec)
     if "page_of" in spec.questions and 2 <= len(pages) <= spec.max_images:
         yield from _page_of(pages, spec=spec, doc=doc)
 
 
-def _page_of(pages: list[dict[str, Any]], *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
-    from vlmdata.pdf.questions import QUESTIONS, norm
+@dataclass(frozen=True)
+class _Page:
+    """One rendered page and what every record made from it shares."""
 
+    locator: str
+    image: Any  # PIL RGB
+    lines: list[Any]
+    context: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return self.context["ocr_text"]
+
+
+def _page_context(lines: list[Any], *, spec: PdfSpec, doc: str, page: int, n_pages: int) -> dict[str, Any]:
+    """The page's text layer as row context: text, lines with boxes, words, headings, the title on page 1."""
+    headings = [ln.text for ln in lines if ln.heading]
+    context: dict[str, Any] = {
+        "doc": doc, "page": page, "n_pages": n_pages, "dpi": spec.dpi, "ocr_text": "\n".join(ln.text for ln in lines),
+        "lines": [ln.to_json() for ln in lines], "words": [w for ln in lines for w in ln.words],
+        "line_boxes": [f"{ln.text} {ln.box}" for ln in lines], "headings": headings,
+    }
+    if page == 1 and lines and lines[0].heading:
+        context["title"] = lines[0].text
+    return context
+
+
+def _page_record(page: _Page, tables: list[Any], *, spec: PdfSpec) -> Iterator[Record | Reject]:
+    """The whole page with its grounded questions (title, headings, table lookups, the full text)."""
+    title, headings, text = page.context.get("title"), page.context["headings"], page.text
+    qa: list[tuple[str, str, list[str]]] = []
+    if "title" in spec.questions and title:
+        qa.append((QUESTIONS["title"], title, [title]))
+    page_headings = [h for h in headings if h != title]
+    if "headings" in spec.questions and page_headings:
+        qa.append((QUESTIONS["headings"], headings_answer(page_headings), page_headings))
+    for t in tables:
+        for q, cell, quotes in lookups(t, n=spec.cells_per_table):
+            qa.append((q, cell.text, [cell.text, *quotes]))
+    if "text" in spec.questions and text:
+        qa.append((QUESTIONS["text"], text, [text]))
+    good = []
+    for q, a, quotes in qa:
+        missing = grounded(quotes=quotes, page_text=text)
+        if missing is None:
+            good.append((q, a))
+        else:
+            yield Reject(spec.name, page.locator, "ungrounded", f"answer quotes {missing!r}, not on the page", "load")
+    yield Record(source=spec.name, locator=page.locator, task=spec.task, images=[ImageRef(data=_png(page.image))],
+                 messages=_qa_messages(good, 1) if good else None, context=page.context, meta=page.meta)
+
+
+def _cell_records(page: _Page, tables: list[Any], *, spec: PdfSpec) -> Iterator[Record | Reject]:
+    """One record per looked-up table cell: the page with the cell boxed, asking for its text."""
+    for t_i, t in enumerate(tables):
+        for k, (_, cell, _) in enumerate(lookups(t, n=spec.cells_per_table)):
+            locator = f"{page.locator}&table={t_i}&cell={k}"
+            if grounded(quotes=[cell.text], page_text=page.text) is not None:
+                yield Reject(spec.name, locator, "ungrounded", f"cell {cell.text!r} not on the page", "load")
+                continue
+            shown = _boxed(page.image, cell.box, dpi=spec.dpi)
+            yield Record(source=spec.name, locator=locator, task=spec.task, images=[ImageRef(data=_png(shown))],
+                         messages=_qa_messages([(QUESTIONS["table_cell"], cell.text)], 1),
+                         context={**page.context, "cell": {"text": cell.text, "box": cell.box}},
+                         meta={**page.meta, "cell": [t_i, k]})
+
+
+def _line_records(page: _Page, *, spec: PdfSpec) -> Iterator[Record | Reject]:
+    """One record per picked line: the line cropped out or boxed on the page, asking for its text."""
+    image, lines = page.image, page.lines
+    for i in pick_lines([ln.text for ln in lines], n=spec.lines_per_page):
+        ln = lines[i]
+        locator = f"{page.locator}&line={i}"
+        if grounded(quotes=[ln.text], page_text=page.text) is not None:
+            yield Reject(spec.name, locator, "ungrounded", f"line {ln.text!r} not on the page", "load")
+            continue
+        w, h = image.size
+        pad = max(2, round(spec.dpi / 36))
+        x0, y0, x1, y1 = (round(ln.box[0] * w) - pad, round(ln.box[1] * h) - pad,
+                          round(ln.box[2] * w) + pad, round(ln.box[3] * h) + pad)
+        if spec.highlight == "crop":
+            shown, question = image.crop((max(0, x0), max(0, y0), min(w, x1), min(h, y1))), QUESTIONS["line_crop"]
+        else:
+            shown, question = _boxed(image, ln.box, dpi=spec.dpi), QUESTIONS["line_box"]
+        yield Record(source=spec.name, locator=locator, task=spec.task, images=[ImageRef(data=_png(shown))],
+                     messages=_qa_messages([(question, ln.text)], 1), context={**page.context, "line": ln.to_json()},
+                     meta={**page.meta, "line": i})
+
+
+def _page_of(pages: list[dict[str, Any]], *, spec: PdfSpec, doc: str) -> Iterator[Record | Reject]:
     qa = []
     for pg in pages:
         for h in pg["headings"]:

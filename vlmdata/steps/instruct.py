@@ -16,14 +16,49 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
-from vlmdata.recipe import InstructSpec
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from vlmdata.config.paths import TemplateRef
 from vlmdata.rows import Reject, RowError
 from vlmdata.schema import image_count, image_part, message, row_id, text_part
 from vlmdata.steps.base import MapStep, Row
-from vlmdata.templates_lib import Template, load_template
+from vlmdata.templates_lib import Template, check_template, load_template
 from vlmdata.vqa_target import majority_answer, target_answer
+
+MC_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+
+class InstructSpec(BaseModel):
+    """How rows of one task become chat turns without an LLM.
+
+    VQA rows (a question) get `suffix` appended (LLaVA-1.5: "Answer the question using a single word or
+    phrase."); multiple-choice rows (question + choices) get lettered options and `mc_suffix`; caption
+    rows draw an instruction from `prompts` (a built-in pool by default) with the recipe seed; a
+    `template` renders the turns from the row's fields instead.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    suffix: str | None = None
+    mc_suffix: str = MC_SUFFIX
+    prompts: list[str] | None = Field(default=None, min_length=1)
+    template: TemplateRef | None = None
+    system: str | None = None
+    target: Literal["consensus", "majority"] = "consensus"  # which reference is learned: vlmdata/vqa_target.py
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        base = Path((info.context or {}).get("base_dir", "."))
+        problem = check_template(value, base_dir=base)
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 CAPTION_PROMPTS = (
     "Describe the image concisely.",

@@ -14,7 +14,7 @@ eval set keeps its natural distribution. The manifest records n_i, p_i and the f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,8 +26,9 @@ from vlmdata.steps.base import GlobalStep, Row
 PASS = -1  # a row outside the train split: yielded as it is
 
 
-# The mix stage's report (the manifest's `stages[stage == "mix"].details`). Its keys are named only here:
-# `MixStep._report` writes them and `mix_table` reads them for the HTML report and `vlmdata inspect`.
+# The mix stage's report (the manifest's `stages[stage == "mix"].details`) is a `MixTable`: its fields are the
+# keys. `MixStep._report` writes one (`to_json`) and `mix_table` reads it back for the HTML report and
+# `vlmdata inspect` (`from_json`), so no key is spelled twice.
 def groups_key(by: str) -> str:
     """The key of the per-group table: "tasks" for `by: task`, "sources" for `by: source`."""
     return f"{by}s"
@@ -48,28 +49,41 @@ class MixRow:
 
 @dataclass(frozen=True, kw_only=True)
 class MixTable:
+    """The whole mix report. `empty` (with its `note`): groups named in caps/weights without train rows."""
+
     by: str
     temperature: float
+    seed: int
     total: int
     requested_total: int
     train_rows_in: int
     untouched_eval_rows: int
     groups: list[MixRow]
+    empty: list[str] = field(default_factory=list)
     note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NESTED}
+        out[groups_key(self.by)] = {g.group: {k: v for k, v in asdict(g).items() if k != "group"} for g in self.groups}
+        if self.empty:
+            out.update(empty=self.empty, note=self.note)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MixTable:
+        groups = [MixRow(group=g, **v) for g, v in (d.get(groups_key(d["by"])) or {}).items()]
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name not in _NESTED}, groups=groups,
+                   empty=list(d.get("empty") or []), note=d.get("note"))
+
+
+_NESTED = ("groups", "empty", "note")  # written by to_json under their own rules, not as plain fields
 
 
 def mix_table(manifest: dict[str, Any]) -> MixTable | None:
     """The mix stage's table from a manifest (None when no mix stage ran)."""
     d = next((st.get("details") for st in manifest.get("stages", []) if st.get("stage") == MixStep.name
               and st.get("details")), None)
-    if not d:
-        return None
-    groups = [MixRow(group=g, n=int(v["n"]), n_capped=int(v["n_capped"]), p=float(v["p"]), rows=int(v["rows"]),
-                     dropped=int(v["dropped"]), repeated=int(v["repeated"]))
-              for g, v in (d.get(groups_key(d["by"])) or {}).items()]
-    return MixTable(by=d["by"], temperature=float(d["temperature"]), total=int(d["total"]),
-                    requested_total=int(d["requested_total"]), train_rows_in=int(d["train_rows_in"]),
-                    untouched_eval_rows=int(d["untouched_eval_rows"]), groups=groups, note=d.get("note"))
+    return MixTable.from_json(d) if d else None
 
 
 class MixSpec(BaseModel):
@@ -135,19 +149,15 @@ class MixStep(GlobalStep):
 
     def _report(self, counts: dict[str, int], probs: dict[str, float], targets: dict[str, int], total: int,
                 untouched: int) -> dict[str, Any]:
-        named = set(self.spec.caps) | set(self.spec.weights)
-        per = {g: {"n": n, "n_capped": min(n, self.spec.caps.get(g, n)), "p": round(probs.get(g, 0.0), 6),
-                   "rows": targets.get(g, 0), "dropped": max(0, n - targets.get(g, 0)),
-                   "repeated": max(0, targets.get(g, 0) - n)} for g, n in counts.items()}
-        report: dict[str, Any] = {"by": self.spec.by, "temperature": self.spec.temperature, "seed": self.seed,
-                                  "total": sum(targets.values()), "requested_total": total,
-                                  "train_rows_in": sum(counts.values()), "untouched_eval_rows": untouched,
-                                  groups_key(self.spec.by): per}
-        empty = sorted(named - set(counts))
-        if empty:
-            report["empty"] = empty
-            report["note"] = f"named in mix.caps/mix.weights but without train rows: {', '.join(empty)}"
-        return report
+        caps = self.spec.caps
+        groups = [MixRow(group=g, n=n, n_capped=min(n, caps.get(g, n)), p=round(probs.get(g, 0.0), 6),
+                         rows=targets.get(g, 0), dropped=max(0, n - targets.get(g, 0)),
+                         repeated=max(0, targets.get(g, 0) - n)) for g, n in counts.items()]
+        empty = sorted((set(caps) | set(self.spec.weights)) - set(counts))
+        note = f"named in mix.caps/mix.weights but without train rows: {', '.join(empty)}" if empty else None
+        return MixTable(by=self.spec.by, temperature=self.spec.temperature, seed=self.seed,
+                        total=sum(targets.values()), requested_total=total, train_rows_in=sum(counts.values()),
+                        untouched_eval_rows=untouched, groups=groups, empty=empty, note=note).to_json()
 
     def report(self, state: dict[str, Any]) -> dict[str, Any]:
         return state["report"]

@@ -198,11 +198,18 @@ class SplitStep(GlobalStep):
     def report(self, state: dict[str, Any]) -> dict[str, Any]:
         return state["report"]
 
+
     def apply(self, batch: list[Row], state: dict[str, Any]) -> Iterator[Row | Reject]:
         codes = state["split"]
         for row in batch:
             row["split"] = SPLITS[codes[row["_idx"]]]
             yield row
+
+
+def describe_split(details: dict[str, Any]) -> str:
+    """One line from the split stage's report (`SplitStep._report`: the keys are spelled there)."""
+    return (f"{details['groups']} groups by {details['group_by']}, fractions {details['fractions']}, "
+            f"groups shared between splits: {details['shared_groups_between_splits']}")
 
 
 def official_split_leaks(group: np.ndarray, official: list[str]) -> dict[str, Any]:

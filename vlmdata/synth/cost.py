@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vlmdata.synth.spec import Prices
+from pydantic import BaseModel, ConfigDict, Field
 
 # USD per million (input, output) tokens, online. The Batch API costs `BATCH_DISCOUNT` of that.
 PRICES: dict[str, tuple[float, float]] = {
@@ -33,6 +32,15 @@ CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4
 UNKNOWN_IMAGE_TOKENS = 765
 DEFAULT_COMPLETION_TOKENS = 400  # planning guess when the job sets no max_tokens
+
+
+class Prices(BaseModel):
+    """USD per million tokens; overrides the built-in table (`PRICES` above) for this job."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    batch_discount: float = Field(default=BATCH_DISCOUNT, ge=0, le=1)
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,6 @@ class Ledger:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
-    reserved_usd: float = 0.0
     budget_hit: bool = False
     failures: dict[str, int] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from vlmdata.pdf.questions import grounded
 from vlmdata.rows import RowError
 
 NUMBERS = {w: i for i, w in enumerate((
@@ -67,7 +68,6 @@ def check_quotes(pairs: list[tuple[str, str]], context: dict[str, Any]) -> None:
     page = context.get("ocr_text")
     if not isinstance(page, str):
         return
-    from vlmdata.pdf.questions import grounded
 
     for _, answer in pairs:
         quotes = [a or b for a, b in _QUOTED.findall(answer)]

@@ -25,6 +25,7 @@ from typing import Any
 
 from vlmdata.redact import safe_url
 from vlmdata.rows import RowError
+from vlmdata.synth.parse import QA_SCHEMA
 from vlmdata.synth.spec import SynthesizeSpec
 from vlmdata.templates_lib import Template
 
@@ -116,8 +117,6 @@ def generation_params(spec: SynthesizeSpec, sample: int) -> dict[str, Any]:
     if spec.seed is not None:
         params["seed"] = spec.seed + sample
     if spec.parse == "json" and spec.structured_outputs:
-        from vlmdata.synth.parse import QA_SCHEMA
-
         params["response_format"] = {"type": "json_schema", "json_schema": {"name": "qa_pairs", "strict": True,
                                                                             "schema": QA_SCHEMA}}
     return params

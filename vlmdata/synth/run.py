@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlmdata.synth.batch import run_batch
 from vlmdata.synth.cache import Response, ResponseCache
 from vlmdata.synth.client import Failure, SynthClient
 from vlmdata.synth.cost import DEFAULT_COMPLETION_TOKENS, Ledger, estimate_prompt_tokens
@@ -71,8 +72,6 @@ async def run_job(*, job: JobState, cache: ResponseCache, requests: list[Request
                 await client.preflight()
                 job.preflighted = True
             if spec.mode == "batch":
-                from vlmdata.synth.batch import run_batch
-
                 failed = await run_batch(client=client, cache=cache, requests=list(to_send.values()), job=spec.name, spool=spool)
                 for r in to_send.values():
                     got = failed.get(r.key) or cache.get(r.key)

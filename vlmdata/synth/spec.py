@@ -12,18 +12,18 @@ exists for `max_cost_usd`) live in `synth_cross_checks`, run with the recipe's o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vlmdata.config.errors import Problem, did_you_mean
 from vlmdata.config.path_types import OutputPath
 from vlmdata.config.paths import TemplateRef
+from vlmdata.redact import safe_url
+from vlmdata.synth.cost import Prices, price_for
 from vlmdata.templates_lib import check_template
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vlmdata.recipe import Recipe
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -39,19 +39,8 @@ class EndpointSpec(BaseModel):
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            from vlmdata.redact import safe_url
-
             raise ValueError(f"base_url must start with http:// or https://, got '{safe_url(value)}'")
         return value.rstrip("/") if value else value
-
-
-class Prices(BaseModel):
-    """USD per million tokens; overrides the built-in table (vlmdata/synth/cost.py) for this job."""
-
-    model_config = ConfigDict(extra="forbid")
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    batch_discount: float = Field(default=0.5, ge=0, le=1)
 
 
 class SynthesizeSpec(BaseModel):
@@ -105,19 +94,15 @@ class SynthesizeSpec(BaseModel):
         return f"synthesize[{index}] ('{self.name}')"
 
     def base_url(self) -> str:
-        import os
-
         return (self.endpoint.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
 
-def synth_cross_checks(recipe: Recipe) -> list[Problem]:
+def synth_cross_checks(*, jobs: list[SynthesizeSpec], source_names: list[str]) -> list[Problem]:
     """`from` names existing sources, job names are unique, a budget has a price to count against."""
-    from vlmdata.synth.cost import price_for
-
     problems: list[Problem] = []
-    names = [s.name for s in recipe.sources]
+    names = source_names
     seen: set[str] = set()
-    for i, job in enumerate(recipe.synthesize):
+    for i, job in enumerate(jobs):
         if job.name in seen:
             problems.append(Problem(f"synthesize[{i}].name", f"duplicate job name '{job.name}'"))
         seen.add(job.name)

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlmdata.output.export.lmms_eval import export_lmms_eval
 from vlmdata.output.export.rows import image_ext, iter_export_rows
+from vlmdata.output.export.webdataset import export_webdataset
 from vlmdata.sources.llava_system import fold_system
 
 log = logging.getLogger("vlmdata.output.export.formats")
@@ -86,6 +88,38 @@ def _save_images(row: dict[str, Any], *, images_dir: Path, rel_to: Path | None) 
     return paths
 
 
+class _SplitFiles:
+    """One file per split, opened at its first row: JSON lines (`as_lines`), else one JSON array."""
+
+    def __init__(self, dest: Path, *, as_lines: bool) -> None:
+        self.dest, self.as_lines = dest, as_lines
+        self.files: dict[str, Path] = {}
+        self._handles: dict[str, Any] = {}
+        self._first: dict[str, bool] = {}
+
+    def write(self, split: str, record: dict[str, Any]) -> None:
+        if split not in self._handles:
+            self.files[split] = self.dest / f"{split}.{'jsonl' if self.as_lines else 'json'}"
+            self._handles[split] = self.files[split].open("w", encoding="utf-8")
+            if not self.as_lines:
+                self._handles[split].write("[\n")
+            self._first[split] = True
+        f = self._handles[split]
+        if self.as_lines:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            f.write(("" if self._first[split] else ",\n") + json.dumps(record, ensure_ascii=False))
+            self._first[split] = False
+
+    def close(self) -> dict[str, Path]:
+        """Close every file (ending the JSON arrays); returns split → file."""
+        for f in self._handles.values():
+            if not self.as_lines:
+                f.write("\n]\n")
+            f.close()
+        return self.files
+
+
 def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = None, name: str | None = None,
            absolute_paths: bool = False, shard_size: int = 1000, final_dest: Path | None = None) -> ExportResult:
     """Write every split of the dataset at `out_dir` in `fmt` under `dest`.
@@ -97,30 +131,18 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
     name = name or _dataset_name(out_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if fmt == "webdataset":
-        from vlmdata.output.export.webdataset import export_webdataset
-
         return ExportResult(files=export_webdataset(out_dir, dest=dest, shard_size=shard_size))
     if fmt == "lmms_eval":
-        from vlmdata.output.export.lmms_eval import export_lmms_eval
-
         return ExportResult(files=export_lmms_eval(out_dir, dest=dest, name=name, final_dest=final_dest))
     images_dir = images_dir or dest / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult(files={})
-    handles: dict[str, Any] = {}
-    first: dict[str, bool] = {}
+    out = _SplitFiles(dest, as_lines=fmt in ("jsonl", "swift"))
     rejects = None
-    as_lines = fmt in ("jsonl", "swift")
     try:
         for split, row in iter_export_rows(out_dir):
-            if split not in handles:
-                result.files[split] = dest / f"{split}.{'jsonl' if as_lines else 'json'}"
-                handles[split] = result.files[split].open("w", encoding="utf-8")
-                if not as_lines:
-                    handles[split].write("[\n")
-                first[split] = True
             try:
-                record = _record(fmt, row, images=None)  # checks the text before any image is written
+                _record(fmt, row, images=None)  # checks the text before any image is written
             except ExportSkip as e:
                 if rejects is None:
                     result.rejects_path = dest / "export_rejects.jsonl"
@@ -131,18 +153,9 @@ def export(out_dir: Path, *, fmt: str, dest: Path, images_dir: Path | None = Non
                 result.rejected[e.reason] += 1
                 continue
             images = _save_images(row, images_dir=images_dir, rel_to=None if absolute_paths else dest)
-            record = _record(fmt, row, images=images)
-            f = handles[split]
-            if as_lines:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            else:
-                f.write(("" if first[split] else ",\n") + json.dumps(record, ensure_ascii=False))
-                first[split] = False
+            out.write(split, _record(fmt, row, images=images))
     finally:
-        for f in handles.values():
-            if not as_lines:
-                f.write("\n]\n")
-            f.close()
+        result.files.update(out.close())
         if rejects is not None:
             rejects.close()
     if fmt == "sharegpt":

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from vlmdata.output.arrow_io import splits
 from vlmdata.output.export.rows import iter_export_rows
 
 UTILS = '''"""Written by vlmdata (export --format lmms_eval): the task's doc functions; the metric is vlmdata's."""
@@ -75,8 +76,6 @@ def _doc(row: dict[str, Any]) -> dict[str, Any] | str:
 def export_lmms_eval(out_dir: Path, *, dest: Path, name: str, final_dest: Path | None = None) -> dict[str, Path]:
     """Write the task for the `test` split (else `validation`); returns {split: task yaml}."""
     import datasets
-
-    from vlmdata.output.arrow_io import splits
 
     if (dest / "dataset").exists():
         raise ValueError(f"{dest / 'dataset'} exists; export the task into an empty folder (-o DEST)")

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vlmdata.output.arrow_io import iter_rows, splits
+
 
 def image_ext(data: bytes) -> str:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -22,8 +24,6 @@ def image_ext(data: bytes) -> str:
 
 
 def iter_export_rows(out_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    from vlmdata.output.arrow_io import iter_rows, splits
-
     for split in splits(out_dir):
         for row in iter_rows(out_dir, split):  # raw image bytes, no PIL decode, no memory map
             yield split, row

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vlmdata.output.arrow_io import iter_batches, splits
+
 SPLIT_COLOURS = {"train": (76, 120, 168), "validation": (245, 133, 24), "test": (84, 162, 75)}
 REJECT_COLOUR = (228, 87, 86)
 OVERVIEW_SIDE = 360
@@ -61,8 +63,6 @@ def _png(im: Any) -> bytes:
 def scene_overviews(out_dir: Path) -> list[dict[str, Any]]:
     """[{scene, source, png, chips: {split: n}, rejected}] for up to MAX_SCENES scenes of the build."""
     from PIL import Image, ImageDraw
-
-    from vlmdata.output.arrow_io import iter_batches, splits
 
     scenes: dict[tuple[str, str], dict[str, Any]] = {}
     for split in splits(out_dir):
@@ -114,8 +114,6 @@ def scene_overviews(out_dir: Path) -> list[dict[str, Any]]:
 def page_layouts(out_dir: Path) -> list[dict[str, Any]]:
     """[{doc, page, png}] for up to MAX_PAGES pages: the page with its line boxes (headings orange)."""
     from PIL import Image, ImageDraw
-
-    from vlmdata.output.arrow_io import iter_batches, splits
 
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, int]] = set()

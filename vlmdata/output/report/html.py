@@ -12,14 +12,19 @@ page context.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from vlmdata.media.thumbnails import thumbnail_uri
+from vlmdata.output.arrow_io import iter_batches, iter_rows, splits
+from vlmdata.output.report.domains import context_lines, domains_html
+from vlmdata.output.report.manifest import read_manifest
+from vlmdata.output.report.scores import score_section
+from vlmdata.steps.mix import mix_table
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:24px;color:#1d2330}
@@ -35,18 +40,6 @@ img.thumb{max-width:220px;max-height:220px;border-radius:4px;margin:4px;vertical
 code{background:#f3f4f6;padding:1px 4px;border-radius:3px}
 img.overview{max-width:360px;border-radius:4px} .ctx{font-size:12px;color:#4b5563;margin:4px 0}
 """
-
-
-def thumbnail_uri(data: bytes, *, size: int = 220) -> str:
-    """A small JPEG data URI of an image (so the report stays small and needs no files beside it)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size))
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _e(value: Any) -> str:
@@ -91,8 +84,6 @@ def _rejects(out_dir: Path, manifest: dict[str, Any], *, per_reason: int = 3) ->
 
 
 def _mix(manifest: dict[str, Any]) -> str:
-    from vlmdata.steps.mix import mix_table
-
     table = mix_table(manifest)
     rows = []
     if table is not None:
@@ -124,7 +115,6 @@ def _chat(row: dict[str, Any]) -> str:
                 body.append(_e(part.get("text") or ""))
         turns.append(f"<div class='turn {_e(m['role'])}'><span class='role'>{_e(m['role'])}</span>{''.join(body)}</div>")
     answers = f"<div class='muted'>answers: {_e(row['answers'][:10])}</div>" if row["answers"] else ""
-    from vlmdata.output.report.domains import context_lines
 
     lines = context_lines(json.loads(row["meta"] or "{}")) if row.get("meta") else []
     ctx = f"<div class='ctx'>{'<br>'.join(_e(x) for x in lines)}</div>" if lines else ""
@@ -152,8 +142,6 @@ def _pair(row: dict[str, Any]) -> str:
 def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
     """`per_task` random rows of each task: reservoir sampling over the task column, then one more pass
     that keeps only the chosen rows (memory stays flat however large the split)."""
-    from vlmdata.output.arrow_io import iter_batches, iter_rows, splits
-
     names = splits(out_dir)
     split = "train" if "train" in names else names[0]
     rng = random.Random(seed)
@@ -181,8 +169,6 @@ def _samples(out_dir: Path, *, per_task: int, seed: int) -> str:
 
 def _kept_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
     """Thumbnails of the kept rows that duplicates point at (one streaming pass over the ids)."""
-    from vlmdata.output.arrow_io import iter_batches, splits
-
     found: dict[str, str] = {}
     if not ids:
         return found
@@ -195,9 +181,6 @@ def _kept_images(out_dir: Path, ids: set[str]) -> dict[str, str]:
 
 
 def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
-    from vlmdata.output.report.manifest import read_manifest
-    from vlmdata.output.report.scores import score_section
-
     manifest = read_manifest(out_dir)
     rejects_html, duplicates = _rejects(out_dir, manifest)
     samples_html = _samples(out_dir, per_task=per_task, seed=seed)
@@ -208,13 +191,12 @@ def render_report(out_dir: Path, *, per_task: int = 3, seed: int = 0) -> str:
         + f"<div><b>{_e(d['reason'])}</b><br>dropped <code>{_e(d.get('id'))}</code> (left)<br>kept "
         f"<code>{_e(d['duplicate_of'])}</code> (right)</div></div>" for d in duplicates
     ) or "<p class='muted'>No duplicate pairs recorded.</p>"
-    from vlmdata.output.report.domains import domains_html
 
     domains = domains_html(out_dir)
-    splits = ", ".join(f"{k}: {v}" for k, v in manifest.get("splits", {}).items())
+    split_rows = ", ".join(f"{k}: {v}" for k, v in manifest.get("splits", {}).items())
     body = f"""
 <h1>{_e(manifest['name'])}</h1>
-<div class='muted'>{manifest.get('rows', 0)} rows ({_e(splits)}) · recipe <code>{_e(manifest.get('recipe_sha256'))}</code>
+<div class='muted'>{manifest.get('rows', 0)} rows ({_e(split_rows)}) · recipe <code>{_e(manifest.get('recipe_sha256'))}</code>
  · built {_e(manifest.get('created'))} in {_e(manifest.get('wall_seconds'))} s</div>
 <h2 id='funnel'>Stage funnel</h2>{_funnel(manifest)}
 <h2 id='rejects'>Rejects</h2>{rejects_html}

@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from vlmdata.recipe import LoadedRecipe
 from vlmdata.steps.base import StageStats
 
 PACKAGES = ("vlmdata", "datasets", "pyarrow", "pillow", "pydicom", "jinja2", "pydantic", "numpy")
@@ -27,7 +26,10 @@ def package_versions() -> dict[str, str]:
 
 def build_manifest(
     *,
-    loaded: LoadedRecipe,
+    name: str,
+    recipe_path: Path,
+    recipe_sha256: str,
+    recipe: dict[str, Any],
     stages: list[StageStats],
     splits: dict[str, int],
     counts: dict[str, Counter[str]],
@@ -35,15 +37,16 @@ def build_manifest(
     created: str,
     limit: int | None,
 ) -> dict[str, Any]:
+    """`recipe` is the resolved recipe with its secrets already redacted (it is written as it is)."""
     rejects: Counter[str] = Counter()
     for st in stages:
         rejects.update(st.rejected)
     return {
-        "name": loaded.recipe.name,
+        "name": name,
         "created": created,
-        "recipe_path": str(loaded.path),
-        "recipe_sha256": loaded.sha256,
-        "recipe": loaded.redacted(),
+        "recipe_path": str(recipe_path),
+        "recipe_sha256": recipe_sha256,
+        "recipe": recipe,
         "limit": limit,
         "versions": package_versions(),
         "stages": [st.to_json() for st in stages],

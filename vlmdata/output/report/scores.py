@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from vlmdata.filters.scored import thresholds_of
+from vlmdata.media.thumbnails import thumbnail_uri
+from vlmdata.output.arrow_io import iter_batches, splits
+
 SHOWN = 4  # thumbnails on each side of a threshold
 
 
@@ -45,15 +49,12 @@ def _thresholds(manifest: dict[str, Any]) -> dict[tuple[str, str], list[tuple[st
     """(stage, score) → [(side, limit)] from the scored filters' manifest details."""
     out: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for st in manifest.get("stages", []):
-        for name, sides in ((st.get("details") or {}).get("thresholds") or {}).items():
+        for name, sides in thresholds_of(st.get("details") or {}).items():
             out[(st["stage"], name)] = [(side, float(v)) for side, v in sides.items()]
     return out
 
 
 def score_section(out_dir: Path, manifest: dict[str, Any]) -> str:
-    from vlmdata.output.arrow_io import iter_batches, splits
-    from vlmdata.output.report.html import thumbnail_uri
-
     wanted = _thresholds(manifest)
     if not wanted:
         return "<p class='muted'>No scored filter ran.</p>"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vlmdata.dedup.eval_paths import IMAGE_SUFFIXES, is_dataset
 from vlmdata.dedup.phash import hash_images
 from vlmdata.dedup.shingles import word_ngrams
 from vlmdata.dedup.textnorm import normalize, role_text
+from vlmdata.steps.dedup.eval_paths import IMAGE_SUFFIXES, is_dataset
 
 
 @dataclass

@@ -11,9 +11,9 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from vlmdata.dedup.against import EvalSet
 from vlmdata.dedup.hamming import near_pairs
 from vlmdata.dedup.unionfind import components
+from vlmdata.steps.dedup.against import EvalSet
 
 REASONS = ("", "contaminated", "duplicate_exact", "duplicate_near_text", "duplicate_image", "duplicate_vqa")
 CODE = {r: i for i, r in enumerate(REASONS)}
