@@ -66,6 +66,10 @@ class FakeOpenAI:
         self.attempts: Counter[str] = Counter()  # per request-body hash
         self.answered: Counter[str] = Counter()
         self.abandoned = 0
+        # hold_after=N: once N chat answers were given, later chat requests wait unanswered and `holding` is
+        # set, so a test can kill the client while a request is surely in flight (no timing window under load)
+        self.hold_after: int | None = None
+        self.holding = threading.Event()
         self.image_parts = 0
         self.bodies: list[dict[str, Any]] = []
         self.files: dict[str, bytes] = {}
@@ -247,6 +251,13 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             with server.lock:
                 server.counts["chat"] += 1
             reply = server.decide(body)
+            if server.hold_after is not None and sum(server.answered.values()) >= server.hold_after:
+                server.holding.set()
+                while server.hold_after is not None:
+                    if not self._wait(0.05):
+                        with server.lock:
+                            server.abandoned += 1
+                        return
             if not self._wait(reply.delay if reply.delay is not None else server.delay) or (
                     reply.hang and not self._wait(30)):
                 with server.lock:

@@ -195,14 +195,17 @@ def test_kill_9_then_resume_pays_no_request_twice(ws: Workspace, server: FakeOpe
         recipe["preference"][call]["concurrency"] = 1  # a commit seen: the next request is inside the delay
     path = ws.recipe(recipe)
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url}
+    server.hold_after = 8
     proc = subprocess.Popen([sys.executable, "-m", "vlmdata.cli", "build", str(path), "-q", "--out",
                              str(ws.root / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = str(ws.root / ".vlmdata-cache" / "synth.sqlite")
-    deadline = time.monotonic() + 60
-    while _cached(db) < 8 and time.monotonic() < deadline and proc.poll() is None:
+    assert server.holding.wait(120), proc.stderr.read().decode() if proc.poll() is not None else "no request held"
+    deadline = time.monotonic() + 30  # the answers before the held request reach the cache
+    while _cached(db) < 8 and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    server.hold_after = None
     killed_with = _cached(db)
     assert 8 <= killed_with < 25 and not (ws.root / "out").exists()
 

@@ -33,17 +33,20 @@ def test_kill_9_then_resume_pays_no_request_twice(ws: Workspace, server: FakeOpe
     server.delay = 0.15
     recipe = ws.recipe(llava_recipe(ws, n=16, batch_size=4, jobs=[job("conversation", "llava/conversation",
                                                                       concurrency=1)]))
-    # concurrency 1: when a commit is seen the next request is inside the server's delay, so the kill
-    # cuts it off before an answer is written (an answer written but not yet read would be lost too)
+    # the server holds the 6th request unanswered, so the kill cuts it off in flight however loaded the
+    # machine is (an answer written but not yet read would be lost, and paid twice)
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url}
+    server.hold_after = 5
     proc = subprocess.Popen([sys.executable, "-m", "vlmdata.cli", "build", str(recipe), "-q", "--out",
                              str(ws.root / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = str(ws.root / ".vlmdata-cache" / "synth.sqlite")
-    deadline = time.monotonic() + 60
-    while _cached(db) < 5 and time.monotonic() < deadline and proc.poll() is None:
+    assert server.holding.wait(120), proc.stderr.read().decode() if proc.poll() is not None else "no request held"
+    deadline = time.monotonic() + 30  # the answers before the held request reach the cache
+    while _cached(db) < 5 and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    server.hold_after = None
     killed_with = _cached(db)
     assert 5 <= killed_with < 16 and not (ws.root / "out").exists()
 
