@@ -102,7 +102,7 @@ class LoadedRecipe:
     def redactor(self) -> Redactor:
         """Every secret this recipe can bring: credential-like env vars it expands, each job's
         `api_key_env` (whatever its name) and keys written into an endpoint's base_url."""
-        jobs = [*self.recipe.synthesize, *preference_calls(self.recipe)]
+        jobs = [*self.recipe.synthesize, *preference_calls(spec=self.recipe.preference, seed=self.recipe.seed)]
         return Redactor(env_names=set(self.secret_env) | {j.endpoint.api_key_env for j in jobs},
                         urls=[j.base_url() for j in jobs])
 
@@ -139,7 +139,7 @@ def cross_checks(recipe: Recipe) -> list[Problem]:
                 ))
     problems += synth_cross_checks(jobs=recipe.synthesize, source_names=[s.name for s in recipe.sources])
     problems += embed_cross_checks(recipe)
-    problems += preference_cross_checks(recipe)
+    problems += preference_cross_checks(spec=recipe.preference, seed=recipe.seed)
     return problems
 
 

@@ -7,30 +7,24 @@ request jobs for the redactor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vlmdata.config.errors import Problem
+from vlmdata.steps.preference import PreferenceSpec
 from vlmdata.synth.cost import price_for
 from vlmdata.synth.judge_spec import PreferenceCall, preference_jobs
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vlmdata.recipe import Recipe
 
-
-def preference_calls(recipe: Recipe) -> list[PreferenceCall]:
+def preference_calls(*, spec: PreferenceSpec | None, seed: int) -> list[PreferenceCall]:
     """The request jobs of `from: judge` (none for the other modes)."""
-    spec = recipe.preference
     if spec is None or spec.candidates is None or spec.judge is None:
         return []
-    return list(preference_jobs(candidates=spec.candidates, judge=spec.judge, seed=recipe.seed).values())
+    return list(preference_jobs(candidates=spec.candidates, judge=spec.judge, seed=seed).values())
 
 
-def preference_cross_checks(recipe: Recipe) -> list[Problem]:
-    spec = recipe.preference
+def preference_cross_checks(*, spec: PreferenceSpec | None, seed: int) -> list[Problem]:
     if spec is None or spec.from_ != "judge":
         return []
     problems: list[Problem] = []
-    for call in preference_calls(recipe):
+    for call in preference_calls(spec=spec, seed=seed):
         if call.max_cost_usd is not None and price_for(call.model, call.prices) is None:
             problems.append(Problem(f"{call.name}.max_cost_usd",
                                     f"no price known for model '{call.model}': add `prices: {{input_per_mtok: ..., "
