@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 WINDOW_BINS = 16  # bins filled per first-fit-decreasing window: local enough to keep the task mix per step
+_NESTED_RANK = {"pixel_values": 5, "pixel_attention_mask": 4}  # per-row image stacks (B, N, ...) of Idefics3 & co.
 _ROW_KEYS = ("input_ids", "labels", "token_type_ids", "mm_token_type_ids")  # (B, L) per-token tensors
 
 
@@ -151,7 +152,7 @@ def flatten_batch(*, batch: Mapping[str, Any], nested_images: bool = False,
     for key, value in batch.items():
         if key in out or key == "attention_mask" or key in _ROW_KEYS:
             continue
-        if nested_images and key in ("pixel_values", "pixel_attention_mask"):
+        if nested_images and getattr(value, "dim", lambda: 0)() == _NESTED_RANK.get(key):
             # per-row image stacks (Idefics3: B x N x C x H x W, padded with all-zero images that the model
             # drops) become one row of B*N images, still in row order
             value = value.reshape(1, -1, *value.shape[2:])
