@@ -225,7 +225,8 @@ FAMILIES: dict[str, Family] = {
             cross_attention=("model.language_model.layers.*.cross_attn", "model.language_model.layers.*.cross_attn_attn_gate",
                              "model.language_model.layers.*.cross_attn_mlp_gate"),
             nested_images=True,
-            # packing refused: the cross-attention mask per row is not built for packed rows yet
+            # packing refused: tokens before a row's first image cross-attend to every image of the batch (Mllama's rule
+            # for tokens with no image yet), so a packed row's prompt would read other rows' images
         ),
         Family(
             model_type="paligemma",

@@ -306,6 +306,31 @@ def test_gemma3_image_blocks_need_the_packed_block_masks():
     assert before > 3e-5 and after < 1e-5
 
 
+def test_qwen3_5_is_refused_because_its_linear_attention_leaks_across_rows():
+    """Qwen3.5's Gated DeltaNet layers run over the whole packed sequence: the second row's loss changes when
+    packed behind another row, so the family stays refused (this test fails if that ever stops being true)."""
+    import torch
+
+    from vlmtrain.tiny import FAMILIES as TINY
+
+    model, processor = TINY["qwen3_5"].build(seed=0)
+    model.float().eval()
+    model.set_attn_implementation("sdpa")
+    assert attach_packed_mrope(model)
+    inner, packer = _collators(processor, family_of("qwen3_5"))
+    rows = _decoded([vqa_row(colour="yellow"), vqa_row(colour="blue", answer="blue, and square")])
+    batch = packer([rows])
+    batch.pop("tasks")
+    with torch.no_grad():
+        out = model(**batch)
+        sums, counts = packed_row_losses(logits=out.logits, labels=batch["labels"], position_ids=batch["position_ids"])
+        alone = [float(model(**inner([r])).loss) for r in rows]
+    packed = (sums / counts).tolist()
+    assert packed[0] == pytest.approx(alone[0], abs=1e-5)  # the first row has nothing before it
+    assert abs(packed[1] - alone[1]) > 1e-4  # the second row reads the first one's state
+    assert packing_problem(family=FAMILIES["qwen3_5"]) is not None
+
+
 # ---- refusal and runs -------------------------------------------------------------------------
 def test_unsupported_families_are_refused_by_name():
     refused = sorted(name for name, f in FAMILIES.items() if not f.packing_supported)
