@@ -42,6 +42,7 @@ from vlmdata.validation import ConfigError, Problem, did_you_mean, problems_from
 from vlmtrain.config_distributed import DistributedSection, strategy_problems
 from vlmtrain.config_dpo import DpoSection, dpo_problems
 from vlmtrain.config_finite import nonfinite_problems
+from vlmtrain.config_kernels import kernel_problems
 from vlmtrain.config_multitask import ContinualSection, MultitaskSection
 from vlmtrain.config_tuning import (
     ALL_LINEAR,
@@ -282,6 +283,7 @@ class TrainSection(_Section):
     report_to: list[Literal["tensorboard"]] = Field(default_factory=list)  # log.jsonl + PNGs are always written
     group_by_length: bool = False  # batches of similar token length (less padding), order seeded
     packing: bool = False  # rows packed into sequences of data.max_length, no attention across rows (vlmtrain.packing)
+    kernels: Literal["none", "liger"] = "none"  # liger: fused GPU kernels (vlmtrain.config_kernels), GPU only
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSection:
@@ -464,6 +466,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found.append(("train.group_by_length", f"not used by {'continual' if config.continual else 'multitask'} "
                       "runs: their task sampler orders the data; remove it"))
     found += _packing_problems(config)
+    found += kernel_problems(config)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:
