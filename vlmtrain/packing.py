@@ -15,9 +15,12 @@ How it stays exact (`tests/vlmtrain/test_packing.py` proves it, per family):
    -100, so the last token of one row never learns to predict the next row's first token.
 3. Images stay in row order (the model scatters image features into image tokens in order), and every
    vision tower here encodes each image on its own, so each row's images reach that row only.
-4. 3-D mRoPE families (Qwen2-VL) get `get_rope_index` per row, concatenated (`attach_packed_mrope`).
-Families whose attention needs more than this (PaliGemma's bidirectional image + prefix attention) have
-`packing_supported=False` in `vlmtrain.families` and are refused by name at `train.packing`.
+4. 3-D mRoPE families (Qwen2/2.5/3-VL, GLM-4.1V) get `get_rope_index` per row, concatenated
+   (`attach_packed_mrope`); Gemma 3's bidirectional image blocks get per-row masks
+   (`vlmtrain.packing_masks.attach_packed_block_masks`).
+Families where packing is not proved (Qwen3.5's linear attention, Mllama's cross-attention of tokens before a
+row's first image, PaliGemma's bidirectional prefix) have `packing_supported=False` in `vlmtrain.families` and
+are refused by name at `train.packing`.
 
 Per-task losses reduce per original row (`packed_task_losses`), never per packed sequence.
 """
