@@ -449,3 +449,26 @@ def test_a_packed_multitask_run_trains_reports_and_resumes_exactly(tiny_llava, t
     b = _losses(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_packed_gemma3_run_takes_the_block_masks_and_per_row_attention(tmp_path, colour_dataset):
+    """`vlmtrain run` wiring for a family with its own packed masks: the recipe hooks Gemma 3's inner model,
+    switches SDPA to `packed_sdpa`, and trains on packs."""
+    from vlmtrain.config import load_train_config
+    from vlmtrain.recipe import FinetuneRecipe
+
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(f"name: g\nseed: 0\nmodel: {{path: {tiny_dir('gemma3')}}}\n"
+                   f"data: {{path: {colour_dataset}, max_length: 128}}\nlora: {{r: 4, alpha: 8, dropout: 0.0}}\n"
+                   f"train: {{steps: 2, batch_size: 1, packing: true, device: cpu}}\noutput: {{dir: {tmp_path / 'g'}}}\n")
+    said: list[str] = []
+    recipe = FinetuneRecipe(config=load_train_config(cfg), echo=said.append)
+    recipe.setup()
+    inner = [m for m in recipe.model.modules() if type(m).__name__ == "Gemma3Model"]
+    assert inner and inner[0]._forward_pre_hooks  # attach_packed_block_masks
+    assert recipe.model.config._attn_implementation == "packed_sdpa"
+    assert any(line.startswith("packing: ") and "efficiency" in line for line in said)
+    recipe.train()
+    losses = _losses(tmp_path / "g")
+    assert [r["step"] for r in losses] == [1, 2] and all(np.isfinite(r["loss"]) for r in losses)
