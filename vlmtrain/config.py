@@ -410,8 +410,6 @@ def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
             found.append((f"{where}.group_by_length", "train.packing already removes padding; set one of them, not both"))
     if config.train.packing or any(s.train.packing for s in config.stages or []):
         found += _packing_family_problem(config.model)
-    if config.train.packing and config.continual is not None:
-        found.append(("train.packing", "packing is not supported for continual runs yet; set train.packing: false"))
     if config.train.packing and config.multitask is not None and config.multitask.sampling.homogeneous_batches:
         found.append(("multitask.sampling.homogeneous_batches",
                       "packs mix the tasks of the sampled stream; set homogeneous_batches: false or train.packing: false"))
