@@ -33,8 +33,20 @@ NAMES = {"padded": "transformers.Trainer, random padded", "grouped": "vlmtrain, 
          "packed": "vlmtrain, packed (train.packing)"}
 
 
+class _SlotCounter:
+    """The variant's collator, counting the token slots (real + padding) it hands the model."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.slots = inner, 0
+
+    def __call__(self, features: Any) -> Any:
+        batch = self.inner(features)
+        self.slots += int(batch["input_ids"].numel())
+        return batch
+
+
 def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: int, threads: int, out: Any) -> None:
-    """One run in a fresh process; puts (real tokens, seconds, mean loss, peak RSS MiB, params, steps, note)."""
+    """One run in a fresh process; puts (real tokens, seconds, mean loss, peak RSS MiB, params, steps, note, slots)."""
     import torch
     import vlm_fixtures
     from transformers import Trainer, TrainingArguments
@@ -62,6 +74,7 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
         from vlmtrain.models.packed_attention import use_packed_attention
 
         use_packed_attention(model)  # what `vlmtrain run` does with train.packing on SDPA
+    data_collator = _SlotCounter(data_collator)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=per_step, num_train_epochs=1,
                                  learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
@@ -78,7 +91,7 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
         seconds = time.perf_counter() - start
         done = result.global_step
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.put((sum(lengths), seconds, float(result.training_loss), rss, params, done, note))
+    out.put((sum(lengths), seconds, float(result.training_loss), rss, params, done, note, data_collator.slots))
 
 
 def main() -> None:
@@ -108,14 +121,18 @@ def main() -> None:
             proc.join()
             if variant not in results or result[1] < results[variant][1]:
                 results[variant] = result
-    tokens, _, _, _, params, _, note = results["packed"]
+    tokens, _, _, _, params, _, note, _ = results["packed"]
     print(f"model: {params / 1e6:.1f}M parameters, {n} rows, {tokens} real tokens, batch {args.batch}, "
           f"{args.threads} threads, best of {args.repeats} round(s); packed: {note}")
-    print(f"{'run':<38} {'steps':>5} {'seconds':>8} {'tokens/s':>9} {'mean loss':>10} {'peak RSS MiB':>13}")
+    print(f"{'run':<38} {'steps':>5} {'seconds':>8} {'tokens/s':>9} {'mean loss':>10} {'peak RSS MiB':>13} "
+          f"{'slots':>7}")
     for variant in ("padded", "grouped", "packed"):
-        tok, sec, loss, rss, _, steps, _ = results[variant]
-        print(f"{NAMES[variant]:<38} {steps:>5} {sec:>8.1f} {tok / sec:>9.1f} {loss:>10.4f} {rss:>13.0f}")
+        tok, sec, loss, rss, _, steps, _, slots = results[variant]
+        print(f"{NAMES[variant]:<38} {steps:>5} {sec:>8.1f} {tok / sec:>9.1f} {loss:>10.4f} {rss:>13.0f} {slots:>7}")
     packed, grouped, padded = (results[v] for v in ("packed", "grouped", "padded"))
+    # what removing padding alone can give (token slots the model computes, real + padding): the rest of a
+    # ratio is cheaper attention (per row instead of over padded rows)
+    print(f"padding bound: {padded[7] / packed[7]:.2f}x vs padded, {grouped[7] / packed[7]:.2f}x vs length-grouped")
     loss_diff = abs(packed[2] - padded[2]) / padded[2] * 100
     print(f"packing: {padded[1] / packed[1]:.2f}x vs padded, {grouped[1] / packed[1]:.2f}x vs length-grouped, "
           f"loss diff {loss_diff:.1f}%")

@@ -1,9 +1,9 @@
-"""Packed vs padded training steps on a GPU: a random-weight Qwen2-VL with a ~3B language model, bf16 LoRA.
+"""Packed vs padded training steps on a GPU: a random-weight Qwen2.5-VL with a ~3B language model, bf16 LoRA.
 
     bash benchmarks/gpu_packing.sh                          # on a GPU machine (a few minutes)
     python benchmarks/gpu_packing.py --device cpu --tiny    # dry run of the same code paths on CPU
 
-The model is `vlmtrain.models.tiny.registry`'s Qwen2-VL (its real processor, chat template and 3-D mRoPE) with the
+The model is `vlmtrain.models.tiny.registry`'s Qwen2.5-VL (its real processor, chat template and 3-D mRoPE) with the
 language model scaled to Qwen2.5-VL-3B's shape (hidden 2048, 36 layers, 16 heads, 2 KV heads,
 intermediate 11008); `--layers` shortens it to fit the time. Rows: one image and answers log-uniform
 from 1 to `--max-words` words. Both modes train the same rows with LoRA r=16 on every linear layer of the
@@ -34,13 +34,13 @@ SIZES = {"3b": {"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_hea
 def _model(*, size: dict[str, int], layers: int | None, attention: str, device: str) -> tuple[Any, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     from vlmtrain.data.packing import attach_packed_mrope
     from vlmtrain.models.load import lora_target_regex
     from vlmtrain.models.tiny.registry import FAMILIES
 
-    small, processor = FAMILIES["qwen2_vl"].build(seed=0)
+    small, processor = FAMILIES["qwen2_5_vl"].build(seed=0)
     config = small.config
     text = config.text_config
     for key, value in size.items():
@@ -52,7 +52,7 @@ def _model(*, size: dict[str, int], layers: int | None, attention: str, device: 
     text.max_position_embeddings = 8192
     config._attn_implementation = attention
     torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(config).to(device=device, dtype=torch.bfloat16)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(device=device, dtype=torch.bfloat16)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules=lora_target_regex(model=model, targets="all-linear")))
     attach_packed_mrope(model)
@@ -92,7 +92,7 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     data = vlm_fixtures.dataset(n=args.rows, max_answer_words=args.max_words, seed=0)
     rows = [data[i] for i in range(len(data))]
-    inner = ChatCollator(processor=processor, max_length=8192, family=family_of("qwen2_vl"))
+    inner = ChatCollator(processor=processor, max_length=8192, family=family_of("qwen2_5_vl"))
     lengths = diagnose(dataset=data, collator=inner).lengths
     steps = math.ceil(len(rows) / args.batch)
     capacity = max(max(lengths), math.ceil(sum(lengths) / steps))

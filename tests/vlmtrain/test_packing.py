@@ -29,12 +29,15 @@ from vlmtrain.data.packing import (
     row_segments,
 )
 from vlmtrain.models.families import FAMILIES, family_of
+from vlmtrain.models.packing_masks import attach_packed_block_masks
 
 SUPPORTED = sorted(name for name, f in FAMILIES.items() if f.packing_supported)
 
 
-def test_the_supported_families_include_1d_and_mrope_positions():
-    assert {"llava", "idefics3", "qwen2_vl"} <= set(SUPPORTED)
+def test_the_supported_families_include_1d_mrope_and_bidirectional_image_attention():
+    assert {"llava", "idefics3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "llava_next", "llava_onevision",
+            "smolvlm", "mistral3", "internvl", "aya_vision"} <= set(SUPPORTED)
+    assert {"qwen3_5", "mllama", "paligemma"}.isdisjoint(SUPPORTED)  # not proved: refused by name
 
 
 # ---- the bin packer ---------------------------------------------------------------------------
@@ -88,7 +91,10 @@ def test_packs_from_the_task_sampler_keep_its_temperature_mix(tmp_path):
     assert report.step_mix_spread < 0.2  # windows keep each step near the mix (no task-homogeneous packs)
 
 
-def test_packed_sdpa_equals_sdpa_under_the_block_diagonal_mask():
+@pytest.mark.parametrize("pattern", ["causal", "sliding_window", "image_block", "across_rows"])
+def test_packed_sdpa_equals_sdpa_under_the_models_mask(pattern):
+    """Per-row SDPA on the mask's diagonal blocks == SDPA over the whole mask, for causal rows, a sliding window
+    shorter than a row, a bidirectional image block; a mask with weight across rows goes to the stock SDPA."""
     import torch
 
     from vlmtrain.models.packed_attention import packed_sdpa
@@ -98,10 +104,19 @@ def test_packed_sdpa_equals_sdpa_under_the_block_diagonal_mask():
     q, k, v = (torch.randn(1, 4, sum(lengths), 8) for _ in range(3))
     positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
     seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    mask = (seg[:, None] == seg[None, :]) & torch.ones(len(seg), len(seg), dtype=torch.bool).tril()
+    idx = torch.arange(len(seg))
+    allowed = idx[None, :] <= idx[:, None]
+    if pattern == "sliding_window":
+        allowed &= idx[None, :] > idx[:, None] - 3
+    if pattern == "image_block":  # tokens 8..11 of row 2 attend to each other both ways
+        block = (idx >= 8) & (idx < 12)
+        allowed |= block[:, None] & block[None, :]
+    mask = allowed & (seg[:, None] == seg[None, :])
+    if pattern == "across_rows":
+        mask[7, 2] = True
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
     module = torch.nn.Module()
-    got, _ = packed_sdpa(module, q, k, v, None, position_ids=positions)
+    got, _ = packed_sdpa(module, q, k, v, mask[None, None], position_ids=positions)
     assert torch.allclose(got, want, atol=1e-6)
 
 
@@ -113,9 +128,12 @@ def _decoded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _rows() -> list[dict[str, Any]]:
+    long_answer = ("Both are shapes on a grey background; the first is a blue square in the centre, the second a "
+                   "green circle, also in the centre. Neither has a border, a shadow or any text, and both fill "
+                   "about half of the picture, so they differ in colour and in shape only.")  # past a 64 window
     two = make_row(images=[png(colour="blue"), png(colour="green", shape="circle")], task="compare", messages=[
         message("user", [image_part(), text_part("Compare"), image_part(), text_part("these.")]),
-        message("assistant", [text_part("Both are shapes; the first is a blue square, the second a green circle.")]),
+        message("assistant", [text_part(long_answer)]),
     ])
     multi_turn = make_row(images=[png(colour="red")], messages=[
         message("user", [image_part(), text_part("What colour?")]),
@@ -139,11 +157,18 @@ def family_model(request: pytest.FixtureRequest) -> tuple[Any, Any, Any]:
     torch.manual_seed(0)
     model, processor = TINY[name].build(seed=0)
     model.float().train()  # dropout is 0 in the tiny configs; train mode is what packing runs under
+    family = family_of(model.config.model_type)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a projector initialised to zeros (Gemma 3) would hide the image from the text
+        for param_name, param in model.named_parameters():
+            if family.find_component(param_name) == "projector" and param.dim() > 1 and not param.any():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
     model.set_attn_implementation("sdpa")
     assert attach_packed_mrope(model) == hasattr(model.model, "get_rope_index")  # what the recipe does
+    assert attach_packed_block_masks(model) == (name == "gemma3")
     if attention == "packed_sdpa":
         assert use_packed_attention(model) and model.config._attn_implementation == "packed_sdpa"
-    return model, processor, family_of(model.config.model_type)
+    return model, processor, family
 
 
 def _collators(processor: Any, family: Any) -> tuple[Any, Any]:
@@ -163,6 +188,9 @@ def test_packed_losses_and_gradients_equal_one_row_at_a_time(family_model):
 
     batch = packer([rows[:2], rows[2:]])  # two packs: one packed sequence for the step
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    window = getattr(model.config.get_text_config(), "sliding_window", None)
+    if window is not None and window < inner.max_length:  # a row past the window: sliding layers are exercised
+        assert int(torch.bincount(row_segments(position_ids=batch["position_ids"])[0]).max()) > window
     tasks = batch.pop("tasks")
     model.zero_grad()
     out = model(**{k: v for k, v in batch.items() if k != "labels"})
@@ -244,6 +272,63 @@ def test_mrope_positions_matter_when_packed():
                                          position_ids=batch["position_ids"])
         alone = [float(model(**inner([r])).loss) for r in rows]
     assert (sums / counts).tolist() != pytest.approx(alone, abs=1e-3)
+
+
+def test_gemma3_image_blocks_need_the_packed_block_masks():
+    """Without `attach_packed_block_masks`, transformers' packed mask reads the image blocks of Gemma 3's sliding
+    layers at per-row positions, i.e. from another row: the losses drift (the hook is load-bearing)."""
+    import torch
+
+    from vlmtrain.models.tiny.registry import FAMILIES as TINY
+
+    model, processor = TINY["gemma3"].build(seed=0)
+    model.float().eval()
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        weight = model.model.multi_modal_projector.mm_input_projection_weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    inner, packer = _collators(processor, family_of("gemma3"))
+    rows = _decoded(_rows()[:2])
+    batch = packer([rows])
+    batch.pop("tasks")
+    with torch.no_grad():
+        alone = torch.tensor([float(model(**inner([r])).loss) for r in rows])
+
+        def gap() -> float:
+            out = model(**batch)
+            sums, counts = packed_row_losses(logits=out.logits, labels=batch["labels"],
+                                             position_ids=batch["position_ids"])
+            return float((sums / counts - alone).abs().max())
+
+        before = gap()
+        assert attach_packed_block_masks(model)
+        after = gap()
+    assert before > 3e-5 and after < 1e-5
+
+
+def test_qwen3_5_is_refused_because_its_linear_attention_leaks_across_rows():
+    """Qwen3.5's Gated DeltaNet layers run over the whole packed sequence: the second row's loss changes when
+    packed behind another row, so the family stays refused (this test fails if that ever stops being true)."""
+    import torch
+
+    from vlmtrain.models.tiny.registry import FAMILIES as TINY
+
+    model, processor = TINY["qwen3_5"].build(seed=0)
+    model.float().eval()
+    model.set_attn_implementation("sdpa")
+    assert attach_packed_mrope(model)
+    inner, packer = _collators(processor, family_of("qwen3_5"))
+    rows = _decoded([vqa_row(colour="yellow"), vqa_row(colour="blue", answer="blue, and square")])
+    batch = packer([rows])
+    batch.pop("tasks")
+    with torch.no_grad():
+        out = model(**batch)
+        sums, counts = packed_row_losses(logits=out.logits, labels=batch["labels"], position_ids=batch["position_ids"])
+        alone = [float(model(**inner([r])).loss) for r in rows]
+    packed = (sums / counts).tolist()
+    assert packed[0] == pytest.approx(alone[0], abs=1e-5)  # the first row has nothing before it
+    assert abs(packed[1] - alone[1]) > 1e-4  # the second row reads the first one's state
+    assert packing_problem(family=FAMILIES["qwen3_5"]) is not None
 
 
 # ---- refusal and runs -------------------------------------------------------------------------
@@ -364,3 +449,26 @@ def test_a_packed_multitask_run_trains_reports_and_resumes_exactly(tiny_llava, t
     b = _losses(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_packed_gemma3_run_takes_the_block_masks_and_per_row_attention(tmp_path, colour_dataset):
+    """`vlmtrain run` wiring for a family with its own packed masks: the recipe hooks Gemma 3's inner model,
+    switches SDPA to `packed_sdpa`, and trains on packs."""
+    from vlmtrain.config.train import load_train_config
+    from vlmtrain.recipes.finetune import FinetuneRecipe
+
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(f"name: g\nseed: 0\nmodel: {{path: {tiny_dir('gemma3')}}}\n"
+                   f"data: {{path: {colour_dataset}, max_length: 128}}\nlora: {{r: 4, alpha: 8, dropout: 0.0}}\n"
+                   f"train: {{steps: 2, batch_size: 1, packing: true, device: cpu}}\noutput: {{dir: {tmp_path / 'g'}}}\n")
+    said: list[str] = []
+    recipe = FinetuneRecipe(config=load_train_config(cfg), echo=said.append)
+    recipe.setup()
+    inner = [m for m in recipe.model.modules() if type(m).__name__ == "Gemma3Model"]
+    assert inner and inner[0]._forward_pre_hooks  # attach_packed_block_masks
+    assert recipe.model.config._attn_implementation == "packed_sdpa"
+    assert any(line.startswith("packing: ") and "efficiency" in line for line in said)
+    recipe.train()
+    losses = _losses(tmp_path / "g")
+    assert [r["step"] for r in losses] == [1, 2] and all(np.isfinite(r["loss"]) for r in losses)

@@ -42,6 +42,7 @@ from vlmdata.config.io import load_config_dict
 from vlmtrain.config.distributed import DistributedSection, strategy_problems
 from vlmtrain.config.dpo import DpoSection, dpo_problems
 from vlmtrain.config.finite import nonfinite_problems
+from vlmtrain.config.kernels import kernel_problems
 from vlmtrain.config.multitask import ContinualSection, MultitaskSection
 from vlmtrain.config.tuning import (
     ALL_LINEAR,
@@ -282,6 +283,7 @@ class TrainSection(_Section):
     report_to: list[Literal["tensorboard"]] = Field(default_factory=list)  # log.jsonl + PNGs are always written
     group_by_length: bool = False  # batches of similar token length (less padding), order seeded
     packing: bool = False  # rows packed into sequences of data.max_length, no attention across rows (vlmtrain.data.packing)
+    kernels: Literal["none", "liger"] = "none"  # liger: fused GPU kernels (vlmtrain.config.kernels), GPU only
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainSection:
@@ -408,8 +410,6 @@ def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
             found.append((f"{where}.group_by_length", "train.packing already removes padding; set one of them, not both"))
     if config.train.packing or any(s.train.packing for s in config.stages or []):
         found += _packing_family_problem(config.model)
-    if config.train.packing and config.continual is not None:
-        found.append(("train.packing", "packing is not supported for continual runs yet; set train.packing: false"))
     if config.train.packing and config.multitask is not None and config.multitask.sampling.homogeneous_batches:
         found.append(("multitask.sampling.homogeneous_batches",
                       "packs mix the tasks of the sampled stream; set homogeneous_batches: false or train.packing: false"))
@@ -464,6 +464,7 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         found.append(("train.group_by_length", f"not used by {'continual' if config.continual else 'multitask'} "
                       "runs: their task sampler orders the data; remove it"))
     found += _packing_problems(config)
+    found += kernel_problems(config)
     if config.quant is not None and config.method != "qlora":
         found.append(("quant", f"quant is used only with method: qlora (method is {config.method})"))
     if found:

@@ -15,9 +15,12 @@ How it stays exact (`tests/vlmtrain/test_packing.py` proves it, per family):
    -100, so the last token of one row never learns to predict the next row's first token.
 3. Images stay in row order (the model scatters image features into image tokens in order), and every
    vision tower here encodes each image on its own, so each row's images reach that row only.
-4. 3-D mRoPE families (Qwen2-VL) get `get_rope_index` per row, concatenated (`attach_packed_mrope`).
-Families whose attention needs more than this (PaliGemma's bidirectional image + prefix attention) have
-`packing_supported=False` in `vlmtrain.models.families` and are refused by name at `train.packing`.
+4. 3-D mRoPE families (Qwen2/2.5/3-VL, GLM-4.1V) get `get_rope_index` per row, concatenated
+   (`attach_packed_mrope`); Gemma 3's bidirectional image blocks get per-row masks
+   (`vlmtrain.models.packing_masks.attach_packed_block_masks`).
+Families where packing is not proved (Qwen3.5's linear attention, Mllama's cross-attention of tokens before a
+row's first image, PaliGemma's bidirectional prefix) have `packing_supported=False` in `vlmtrain.models.families` and
+are refused by name at `train.packing`.
 
 Per-task losses reduce per original row (`packed_task_losses`), never per packed sequence.
 """
@@ -38,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 WINDOW_BINS = 16  # bins filled per first-fit-decreasing window: local enough to keep the task mix per step
+_NESTED_RANK = {"pixel_values": 5, "pixel_attention_mask": 4}  # per-row image stacks (B, N, ...) of Idefics3 & co.
 _ROW_KEYS = ("input_ids", "labels", "token_type_ids", "mm_token_type_ids")  # (B, L) per-token tensors
 
 
@@ -151,7 +155,7 @@ def flatten_batch(*, batch: Mapping[str, Any], nested_images: bool = False,
     for key, value in batch.items():
         if key in out or key == "attention_mask" or key in _ROW_KEYS:
             continue
-        if nested_images and key in ("pixel_values", "pixel_attention_mask"):
+        if nested_images and getattr(value, "dim", lambda: 0)() == _NESTED_RANK.get(key):
             # per-row image stacks (Idefics3: B x N x C x H x W, padded with all-zero images that the model
             # drops) become one row of B*N images, still in row order
             value = value.reshape(1, -1, *value.shape[2:])

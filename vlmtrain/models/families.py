@@ -134,6 +134,7 @@ FAMILIES: dict[str, Family] = {
             projector=("model.visual.merger",),
             llm=("model.language_model", "lm_head"),
             processor="qwen",
+            packing_supported=True,  # mRoPE per row (attach_packed_mrope)
         ),
         Family(
             model_type="qwen3_vl",
@@ -141,6 +142,7 @@ FAMILIES: dict[str, Family] = {
             projector=("model.visual.merger", "model.visual.deepstack_merger_list"),
             llm=("model.language_model", "lm_head"),
             processor="qwen",
+            packing_supported=True,  # mRoPE per row; DeepStack features land on the row's own image tokens
         ),
         Family(
             model_type="qwen3_5",
@@ -149,6 +151,7 @@ FAMILIES: dict[str, Family] = {
             llm=("model.language_model", "lm_head"),
             processor="qwen",
             thinking=True,
+            # packing refused: its linear-attention (Gated DeltaNet) layers would carry state across rows
         ),
         Family(
             model_type="gemma3",
@@ -156,6 +159,7 @@ FAMILIES: dict[str, Family] = {
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
             nested_images=True,
+            packing_supported=True,  # bidirectional image blocks per row (vlmtrain.models.packing_masks)
         ),
         Family(
             model_type="llava_next",
@@ -164,6 +168,7 @@ FAMILIES: dict[str, Family] = {
             llm=("model.language_model", "lm_head"),
             processor="llava_next",
             fixed_template="llava_next-mistral",
+            packing_supported=True,
         ),
         Family(
             model_type="llava_onevision",
@@ -172,6 +177,7 @@ FAMILIES: dict[str, Family] = {
             llm=("model.language_model", "lm_head"),
             processor="llava_next",
             fixed_template="llava_onevision",
+            packing_supported=True,
         ),
         Family(
             model_type="smolvlm",
@@ -180,24 +186,28 @@ FAMILIES: dict[str, Family] = {
             llm=("model.text_model", "lm_head"),
             nested_images=True,
             processor="idefics",
+            packing_supported=True,
         ),
         Family(
             model_type="mistral3",
             vision=("model.vision_tower",),
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,
         ),
         Family(
             model_type="internvl",
             vision=("model.vision_tower",),
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,
         ),
         Family(
             model_type="aya_vision",
             vision=("model.vision_tower",),
             projector=("model.multi_modal_projector",),
             llm=("model.language_model", "lm_head"),
+            packing_supported=True,
         ),
         Family(
             model_type="glm4v",
@@ -205,6 +215,7 @@ FAMILIES: dict[str, Family] = {
             projector=("model.visual.merger", "model.visual.downsample"),
             llm=("model.language_model", "lm_head"),
             processor="qwen",
+            packing_supported=True,  # mRoPE per row (attach_packed_mrope)
         ),
         Family(
             model_type="mllama",
@@ -214,6 +225,8 @@ FAMILIES: dict[str, Family] = {
             cross_attention=("model.language_model.layers.*.cross_attn", "model.language_model.layers.*.cross_attn_attn_gate",
                              "model.language_model.layers.*.cross_attn_mlp_gate"),
             nested_images=True,
+            # packing refused: tokens before a row's first image cross-attend to every image of the batch (Mllama's rule
+            # for tokens with no image yet), so a packed row's prompt would read other rows' images
         ),
         Family(
             model_type="paligemma",

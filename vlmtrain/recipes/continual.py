@@ -168,6 +168,14 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
     stages = _drop_rejected(table=table, stages=stages, collator=collator, run_dir=run_dir, main=main, echo=echo)
     built = build_model(config=config)
     model = built.model
+    if config.train.packing:  # the same per-family packed positions, masks and per-row attention as a plain run
+        from vlmtrain.data.packing import attach_packed_mrope
+        from vlmtrain.models.packed_attention import use_packed_attention
+        from vlmtrain.models.packing_masks import attach_packed_block_masks
+
+        attach_packed_mrope(model)
+        attach_packed_block_masks(model)
+        use_packed_attention(model)
     if continual.init_from is not None:
         load_adapter(model=model, run_dir=continual.init_from)
         echo(f"continual: starting from the adapter of {continual.init_from}")
@@ -189,9 +197,11 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
                 (folder / "log.jsonl").write_text("", encoding="utf-8")
             stage_config = config.model_copy(update={"output": OutputSection(dir=folder), "seed": config.seed + k})
             echo(f"continual: stage {k} '{stage.name}': {len(stage.rows)} rows + {len(rows) - len(stage.rows)} replayed")
+            stage_data, stage_collator = _stage_data(config=stage_config, rows=table.select(rows), collator=collator,
+                                                     folder=folder, main=main, echo=echo)
             trainer = build_multitask_trainer(
-                config=stage_config, model=model, processor=processor, dataset=table.select(rows),
-                collator=collator, log_path=folder / "log.jsonl", param_groups=built.groups, strategy=strategy,
+                config=stage_config, model=model, processor=processor, dataset=stage_data,
+                collator=stage_collator, log_path=folder / "log.jsonl", param_groups=built.groups, strategy=strategy,
                 tasks=all_tasks,
                 extra_callbacks=[*eval_callbacks(config=config, processor=processor, log_path=folder / "log.jsonl"),
                                  *tracker_callbacks(config=config, folder=folder)],
@@ -218,6 +228,25 @@ def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -
         echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
     wait_for_everyone()  # no rank returns before rank 0 has saved
     return run_dir
+
+
+def _stage_data(*, config: TrainConfig, rows: Any, collator: Any, folder: Path, main: bool,
+                echo: Callable[[str], None]) -> tuple[Any, Any]:
+    """A stage's training rows and collator: as they are, or packed with `train.packing` (the stage's rows,
+    replayed ones included, in packs of `data.max_length`; its packing.json in the stage folder)."""
+    if not config.train.packing:
+        return rows, collator
+    import json
+
+    from vlmtrain.data.diagnostics import diagnose
+    from vlmtrain.data.packing import PackedCollator, build_packs
+
+    lengths = [min(n, config.data.max_length) for n in diagnose(dataset=rows, collator=collator).lengths]
+    packs, report = build_packs(config=config, rows=rows, lengths=lengths)
+    echo(f"continual: {report.text()}")
+    if main:
+        (folder / "packing.json").write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
+    return packs, PackedCollator(inner=collator)
 
 
 def _drop_rejected(*, table: Any, stages: list[Stage], collator: Any, run_dir: Path, main: bool,

@@ -129,6 +129,9 @@ class FinetuneRecipe:
             from vlmtrain.data.packing import attach_packed_mrope
 
             attach_packed_mrope(self.model)
+            from vlmtrain.models.packing_masks import attach_packed_block_masks
+
+            attach_packed_block_masks(self.model)  # Gemma 3: bidirectional image blocks per row
             from vlmtrain.models.packed_attention import use_packed_attention
 
             use_packed_attention(self.model)  # SDPA per row instead of over the masked T x T blocks

@@ -107,6 +107,7 @@ def training_arguments(*, config: TrainConfig, layer_classes: Sequence[str] = ()
         label_names=["labels"],
         disable_tqdm=False,
         push_to_hub=False,
+        use_liger_kernel=train.kernels == "liger",  # the Trainer patches the (PEFT base) model by its type
     )
 
 
