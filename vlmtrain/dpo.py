@@ -124,23 +124,31 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k not in ("labels", "tasks")}
 
 
-def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool, images: Any | None = None,
+               once: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer log-probs of a pair batch under the policy, or under the reference (`reference`):
-    the same model with its adapter disabled, without gradients (no second copy of the model)."""
+    the same model with its adapter disabled, without gradients (no second copy of the model).
+
+    Each pair's images are encoded once for both of its sequences (`vlmtrain.dpo_images`), or `images`,
+    an encoding made beforehand, is used (one per step for policy and reference when the vision side is
+    frozen). `once=False`, or a family the shortcut is not proved for, runs the plain forward of 2B
+    sequences (each image encoded per sequence)."""
     import contextlib
 
     import torch
 
+    from vlmtrain.dpo_images import encode_pair_images, forward_inputs
+
+    ctx: Any = contextlib.nullcontext()
+    grad: Any = contextlib.nullcontext()
     if reference:
         peft_model = getattr(model, "module", model)  # under DDP the Trainer hands us the wrapper
         if not hasattr(peft_model, "disable_adapter"):
             raise ValueError("DPO needs a LoRA/QLoRA model: the reference is the model with its adapter disabled")
-        ctx: Any = peft_model.disable_adapter()
-        with torch.no_grad(), ctx:
-            logits = model(**model_inputs(batch), use_cache=False).logits
-    else:
-        with contextlib.nullcontext():
-            logits = model(**model_inputs(batch), use_cache=False).logits
+        ctx, grad = peft_model.disable_adapter(), torch.no_grad()
+    with grad, ctx:
+        encoded = images if images is not None or not once else encode_pair_images(model=model, batch=batch)
+        logits = model(**forward_inputs(batch=batch, encoded=encoded), use_cache=False).logits
     return sequence_logps(logits=logits, labels=batch["labels"])
 
 

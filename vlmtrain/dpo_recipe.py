@@ -81,6 +81,10 @@ def setup_dpo(recipe: Any) -> None:
                                    "with the adapter disabled): give the llm `train: lora`")], what="training config")
     recipe.model = built.model
     recipe.echo(built.table())
+    from vlmtrain.dpo_images import why_not_once
+
+    slow_images = why_not_once(recipe.model)  # a family not proved for once-per-pair images: said by name
+    recipe.echo(slow_images or "dpo: each pair's images are encoded once for its chosen and rejected sides")
     # `eval:` (a VQA split, generated answers) shows what alignment cost; `dpo.eval_split` what it bought
     callbacks: list[Any] = [JsonlLogger(path=recipe.log_path), *recipe._eval_callbacks(), *recipe._tracker_callbacks()]
     if held_out is not None:

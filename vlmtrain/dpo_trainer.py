@@ -17,18 +17,35 @@ from transformers import TrainerCallback
 
 from vlmtrain.config_dpo import DpoSection
 from vlmtrain.dpo import dpo_loss, pair_logps
+from vlmtrain.dpo_images import encode_pair_images, images_frozen
 from vlmtrain.trainer import VlmTrainer
 
 
+def shared_images(*, model: Any, batch: dict[str, Any]) -> Any | None:
+    """One encoding of the batch's images for both the policy and the reference forward, when the vision
+    tower and projector are frozen and adapter-free (both see the same features); else None (each
+    forward encodes once per pair itself). Whether they are is asked once per model."""
+    frozen = getattr(model, "_vlmtrain_images_frozen", None)
+    if frozen is None:
+        frozen = images_frozen(model)
+        model._vlmtrain_images_frozen = frozen
+    if not frozen:
+        return None
+    with torch.no_grad():
+        return encode_pair_images(model=model, batch=batch)
+
+
 class DpoTrainer(VlmTrainer):
-    """`compute_loss` = DPO on a pair batch (chosen then rejected, one forward each for policy and reference)."""
+    """`compute_loss` = DPO on a pair batch (chosen then rejected, one forward each for policy and reference;
+    each pair's images encoded once: `vlmtrain.dpo_images`)."""
 
     dpo: DpoSection = DpoSection()
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        reference, _ = pair_logps(model=model, batch=inputs, reference=True)
-        policy, tokens = pair_logps(model=model, batch=inputs, reference=False)
+        images = shared_images(model=model, batch=inputs)
+        reference, _ = pair_logps(model=model, batch=inputs, reference=True, images=images)
+        policy, tokens = pair_logps(model=model, batch=inputs, reference=False, images=images)
         loss, metrics = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=self.dpo.beta,
                                  loss_type=self.dpo.loss_type, label_smoothing=self.dpo.label_smoothing)
         if not hasattr(self, "_dpo_metrics"):
@@ -63,8 +80,9 @@ def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: 
     with torch.no_grad():
         for rows in row_batches(dataset, batch_size=batch_size):
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in collator(rows).items()}
-            ref, _ = pair_logps(model=model, batch=batch, reference=True)
-            pol, _ = pair_logps(model=model, batch=batch, reference=False)
+            images = shared_images(model=model, batch=batch)
+            ref, _ = pair_logps(model=model, batch=batch, reference=True, images=images)
+            pol, _ = pair_logps(model=model, batch=batch, reference=False, images=images)
             chosen, rejected = split_pair(pol - ref)
             hits += float((chosen > rejected).float().sum())
             pol_chosen, pol_rejected = split_pair(pol)
