@@ -149,7 +149,15 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
     assert (first["rewards/accuracies"], first["rewards/margins"], first["pairs"]) == (0.0, 0.0, 1)  # policy = reference
     assert first["logps/accuracies"] in (0.0, 1.0)
     vqa = [r for r in lines if "eval" in r]  # `eval:` on a VQA split: what alignment cost
-    assert [r["step"] for r in vqa] == [2, 4] and "overall" in vqa[-1]["eval"]
+    assert [r["step"] for r in vqa] == [0, 2, 4] and "overall" in vqa[-1]["eval"]  # step 0: before alignment
+    said = [line for line in result.output.splitlines() if line.startswith("step ") and "preference accuracy" in line]
+    assert [line.split(":")[0] for line in said] == ["step 0", "step 2", "step 4"]  # both, side by side
+    assert "step | rewards/accuracies | logps/accuracies | rewards/margins | VQA accuracy" in result.output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(stage / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins", "train/rewards/accuracies",
+            "eval/preference/rewards/accuracies", "eval/vqa_accuracy"} <= tags, tags
     assert list((stage / "tensorboard").iterdir())
     assert json.loads((stage / "chain.json").read_text()) == ["../01-projector", "../02-sft"]
     assert (run_dir / "adapter_model.safetensors").is_file()
