@@ -87,13 +87,16 @@ def split_pair(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor, beta: float,
-             loss_type: LossType, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+             loss_type: LossType, label_smoothing: float = 0.0,
+             sft_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The mean DPO loss over pairs, and TRL's reward metrics (`rewards/chosen`, ... `rewards/accuracies`).
 
     `policy`, `reference`: (2B,) summed log-probs (chosen first); `tokens`: (2B,) supervised token counts.
     - sigmoid: -(1-ε)·logσ(βΔ) - ε·logσ(-βΔ) (DPO; with ε > 0 the conservative cDPO), Δ = the log-ratio margin;
     - hinge:   relu(1 - βΔ) (SLiC);
-    - ipo:     (Δ/len - 1/(2β))², the log-ratios averaged per token as TRL does.
+    - ipo:     (Δ/len - 1/(2β))², the log-ratios averaged per token as TRL does;
+    plus `sft_weight` × the chosen answers' NLL averaged over all their tokens in the batch (RPO; TRL's
+    `loss_type=[..., "sft"]` with `loss_weights=[1, sft_weight]`).
     """
     import torch
     import torch.nn.functional as F
@@ -109,6 +112,11 @@ def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Ten
         losses = (chosen_ratio / chosen_len - rejected_ratio / rejected_len - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"dpo.loss_type: unknown '{loss_type}' (sigmoid, ipo or hinge)")
+    loss = losses.mean()
+    if sft_weight:
+        chosen_logps, _ = split_pair(policy)
+        chosen_tokens, _ = split_pair(tokens)
+        loss = loss + sft_weight * (-chosen_logps.sum() / chosen_tokens.sum().clamp(min=1))
     chosen_rewards, rejected_rewards = beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
     metrics = {
         "rewards/chosen": chosen_rewards.mean().item(),
@@ -116,7 +124,7 @@ def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Ten
         "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
         "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
     }
-    return losses.mean(), metrics
+    return loss, metrics
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:

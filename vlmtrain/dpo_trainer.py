@@ -47,7 +47,8 @@ class DpoTrainer(VlmTrainer):
         reference, _ = pair_logps(model=model, batch=inputs, reference=True, images=images)
         policy, tokens = pair_logps(model=model, batch=inputs, reference=False, images=images)
         loss, metrics = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=self.dpo.beta,
-                                 loss_type=self.dpo.loss_type, label_smoothing=self.dpo.label_smoothing)
+                                 loss_type=self.dpo.loss_type, label_smoothing=self.dpo.label_smoothing,
+                                 sft_weight=self.dpo.sft_weight)
         if not hasattr(self, "_dpo_metrics"):
             self._dpo_metrics: dict[str, list[float]] = defaultdict(list)
         for k, v in metrics.items():

@@ -67,6 +67,14 @@ def test_dpo_loss_and_rewards_equal_trl_and_the_reference_is_the_base_model(tmp_
         assert abs(float(ours) - float(theirs)) < 1e-4, loss_type
         for name, value in metrics.items():
             assert abs(value - trainer._metrics["eval"][name][-1]) < 1e-4, (loss_type, name)
+    # RPO: DPO + a weighted NLL of the chosen answers (TRL: loss types sigmoid + sft with loss weights)
+    trainer.loss_types, trainer.loss_weights, trainer.beta = ["sigmoid", "sft"], [1.0, 0.7], 0.1
+    with torch.no_grad():
+        theirs = trainer._compute_loss(trainer.model, inputs, False)
+    ours, _ = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=0.1, loss_type="sigmoid",
+                       sft_weight=0.7)
+    plain, _ = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=0.1, loss_type="sigmoid")
+    assert abs(float(ours) - float(theirs)) < 1e-4 and abs(float(ours) - float(plain)) > 1e-2
 
 
 def test_label_smoothing_is_conservative_dpo():
