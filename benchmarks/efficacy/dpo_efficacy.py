@@ -41,11 +41,15 @@ SIZES = {
     "quick": {"pretrain": 400, "sft": 120, "pairs": 100, "limit": 20, "seeds": [0], "pair_limit": 100},
 }
 # the DPO settings of the reported runs (chosen on seed 0 by --grid; every setting tried is in README.md)
-DPO = {"beta": 0.1, "lr": 1.0e-3, "steps": 200, "sft_weight": 0.0}
-GRID = [  # (beta, lr, steps, sft_weight), in the order tried
-    (0.1, 1.0e-3, 200, 0.0), (0.5, 1.0e-3, 200, 0.0), (0.1, 1.0e-4, 200, 0.0), (0.1, 1.0e-3, 200, 1.0),
-    (0.5, 3.0e-4, 200, 1.0),
+DPO = {"beta": 0.1, "lr": 1.0e-3, "steps": 200, "sft_weight": 0.0, "vision": False}
+GRID = [  # (beta, lr, steps, sft_weight, vision), in the order tried; vision: LoRA on the vision tower and
+    # projector too (the errors left after SFT are the tiny vision tower's: position, shape, count)
+    (0.1, 1.0e-3, 200, 0.0, False), (0.5, 1.0e-3, 200, 0.0, False), (0.1, 1.0e-4, 200, 0.0, False),
+    (0.1, 1.0e-3, 200, 1.0, False), (0.5, 3.0e-4, 200, 1.0, False), (0.1, 1.0e-3, 200, 1.0, True),
+    (0.1, 3.0e-3, 400, 1.0, False),
 ]
+# LoRA on every component (targets all-linear: the vision tower's and projector's linear layers too)
+VISION = "components={vision: {train: lora}, projector: {train: lora}, llm: {train: lora}}"
 
 
 def build_pairs(*, work: Path, rows_per_task: int) -> Path:
@@ -84,13 +88,14 @@ def sft_model(*, work: Path, base: Path, data: Path, seed: int, steps: int) -> P
 
 
 def dpo_run(*, sft: Path, pairs: Path, out: Path, seed: int, beta: float, lr: float, steps: int,
-            sft_weight: float) -> Any:
+            sft_weight: float, vision: bool) -> Any:
     """DPO on the SFT model; returns the trained recipe (model with its adapter, processor, log path)."""
     from vlmtrain.recipe import FinetuneRecipe
 
     config = experiments._config(name="efficacy-dpo", overrides=[
         f"model.path={sft}", f"data.path={pairs}", f"output.dir={out}", f"seed={seed}", f"train.steps={steps}",
-        f"train.lr={lr}", f"dpo.beta={beta}", f"dpo.sft_weight={sft_weight}"])
+        f"train.lr={lr}", f"dpo.beta={beta}", f"dpo.sft_weight={sft_weight}",
+        *([VISION] if vision else [])])
     recipe = FinetuneRecipe(config=config, echo=lambda _: None)
     recipe.setup()
     recipe.train()
@@ -133,9 +138,10 @@ def vqa_scores(*, model: Any, processor: Any, rows: Any) -> dict[str, float]:
 
 
 def one_seed(*, work: Path, base: Path, data: dict[str, Path], pairs: Path, seed: int, size: dict, vqa_rows: Any,
-             held_out: Any, beta: float, lr: float, steps: int, sft_weight: float, echo: Any) -> dict[str, Any]:
+             held_out: Any, beta: float, lr: float, steps: int, sft_weight: float, vision: bool = False,
+             echo: Any) -> dict[str, Any]:
     """SFT (cached) → DPO → scores, kept in work/results/dpo-... so a rerun redoes only what is missing."""
-    key = f"dpo-s{seed}-sft{size['sft']}-p{size['pairs']}-b{beta:g}-lr{lr:g}-n{steps}-sw{sft_weight:g}-v{size['limit']}"
+    key = f"dpo-s{seed}-sft{size['sft']}-p{size['pairs']}-b{beta:g}-lr{lr:g}-n{steps}-sw{sft_weight:g}{'-vision' if vision else ''}-v{size['limit']}"
     path = work / "results" / f"{key}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -147,18 +153,19 @@ def one_seed(*, work: Path, base: Path, data: dict[str, Path], pairs: Path, seed
     plain = AutoModelForImageTextToText.from_pretrained(str(sft))
     before_vqa = vqa_scores(model=plain, processor=AutoProcessor.from_pretrained(str(sft)), rows=vqa_rows)
     recipe = dpo_run(sft=sft, pairs=pairs, out=work / "dpo" / key, seed=seed, beta=beta, lr=lr, steps=steps,
-                    sft_weight=sft_weight)
+                    sft_weight=sft_weight, vision=vision)
     dpo_done = time.time()
     after_vqa = vqa_scores(model=recipe.model, processor=recipe.processor, rows=vqa_rows)
     prefs = pair_scores(model=recipe.model, processor=recipe.processor, pairs=held_out)
     log = [json.loads(x) for x in recipe.log_path.read_text().splitlines() if x.strip()]
     train = [r for r in log if "loss" in r]
-    result = {"seed": seed, "beta": beta, "lr": lr, "steps": steps, "sft_weight": sft_weight, "vqa_before": before_vqa, "vqa_after": after_vqa,
+    result = {"seed": seed, "beta": beta, "lr": lr, "steps": steps, "sft_weight": sft_weight, "vision": vision, "vqa_before": before_vqa, "vqa_after": after_vqa,
               "pairs": prefs, "train_last": train[-1] if train else {}, "held_out_pairs": len(held_out),
               "sft_seconds": sft_done - started, "dpo_seconds": dpo_done - sft_done}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1), encoding="utf-8")
-    echo(f"  seed {seed} beta {beta:g} lr {lr:g} steps {steps} sft_weight {sft_weight:g}: pref before "
+    echo(f"  seed {seed} beta {beta:g} lr {lr:g} steps {steps} sft_weight {sft_weight:g}"
+         f"{' vision+projector LoRA' if vision else ''}: pref before "
          f"{prefs['overall']['before: logps/accuracies']:.3f} after {prefs['overall']['after: logps/accuracies']:.3f} "
          f"(reward acc {prefs['overall']['after: rewards/accuracies']:.3f}); VQA mean "
          f"{statistics.mean(before_vqa.values()):.3f} -> {statistics.mean(after_vqa.values()):.3f}")
@@ -176,7 +183,7 @@ def report(*, results: list[dict[str, Any]], size: dict, command: str, minutes: 
     tasks = [t for t in ("overall", *experiments.VQA) if t in results[0]["pairs"]]
     metrics = ["before: logps/accuracies", "after: logps/accuracies", "after: rewards/accuracies"]
     r0 = results[0]
-    lines = [f"Generated by `{command}` in {minutes:.1f} min on a 2-core CPU; seeds {[r['seed'] for r in results]}; "
+    lines = [f"Generated by `{command}`: {minutes:.1f} min of SFT + DPO training on a shared 2-core CPU; seeds {[r['seed'] for r in results]}; "
              f"SFT {size['sft']} steps (experiment (a)'s LoRA, merged); DPO beta {r0['beta']:g}, lr {r0['lr']:g}, "
              f"{r0['steps']} steps, sft_weight {r0['sft_weight']:g}, batch 16, sigmoid loss, fresh LoRA r 8 on all linear layers of the LLM; "
              f"{r0['held_out_pairs']} held-out pairs; {size['limit']} VQA validation rows per task.\n",
@@ -200,6 +207,32 @@ def report(*, results: list[dict[str, Any]], size: dict, command: str, minutes: 
     return "\n".join(lines)
 
 
+def tried_table(*, work: Path, size: dict) -> str:
+    """Every DPO setting run so far at these sizes (results files), one row each: the honest tuning record."""
+    rows = []
+    for path in sorted((work / "results").glob(f"dpo-s*-sft{size['sft']}-p{size['pairs']}-*-v{size['limit']}.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        o = r["pairs"]["overall"]
+        rows.append(f"| {r['seed']} | {r['beta']:g} | {r['lr']:g} | {r['steps']} | {r.get('sft_weight', 0.0):g} | "
+                    f"{'vision+projector+LLM' if r.get('vision') else 'LLM'} | {o['before: logps/accuracies']:.3f} | "
+                    f"{o['after: logps/accuracies']:.3f} | {o['after: rewards/accuracies']:.3f} | "
+                    f"{statistics.mean(r['vqa_before'].values()):.3f} → {statistics.mean(r['vqa_after'].values()):.3f} |")
+    head = ["| seed | beta | lr | steps | sft_weight | LoRA on | pref. before | pref. after | reward acc. | VQA mean |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    return "\n".join(head + rows)
+
+
+SECTION = "## DPO (the third stage)"
+
+
+def write_section(*, results_md: Path, text: str) -> None:
+    """Put the DPO section at the end of RESULTS.md, replacing an earlier one (run.py keeps it when it
+    rewrites the rest)."""
+    current = results_md.read_text(encoding="utf-8") if results_md.is_file() else ""
+    head = current.split("\n" + SECTION, 1)[0].rstrip("\n")
+    results_md.write_text(f"{head}\n\n{SECTION}\n\n{text}\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -213,7 +246,6 @@ def main() -> None:
     if args.seeds:
         size["seeds"] = args.seeds
     work = (args.out or ROOT / "runs" / ("efficacy-quick" if args.quick else "efficacy")).resolve()
-    started = time.time()
     data = build_datasets(work=work, overrides={}, names=("shapes", "shapes-pretrain"))
     base = pretrain_base(work=work, data=data["shapes-pretrain"], steps=size["pretrain"], echo=lambda _: None)
     pairs = build_pairs(work=work, rows_per_task=size["pairs"])
@@ -225,12 +257,19 @@ def main() -> None:
     common = {"work": work, "base": base, "data": data, "pairs": pairs, "size": size, "vqa_rows": vqa_rows,
               "held_out": held_out, "echo": print}
     if args.grid:
-        for beta, lr, steps, sft_weight in GRID[args.grid_from:args.grid_to]:
-            one_seed(seed=size["seeds"][0], beta=beta, lr=lr, steps=steps, sft_weight=sft_weight, **common)
+        for beta, lr, steps, sft_weight, vision in GRID[args.grid_from:args.grid_to]:
+            one_seed(seed=size["seeds"][0], beta=beta, lr=lr, steps=steps, sft_weight=sft_weight, vision=vision,
+                     **common)
         return
     results = [one_seed(seed=seed, **DPO, **common) for seed in size["seeds"]]
     command = "python benchmarks/efficacy/dpo_efficacy.py" + (" --quick" if args.quick else "")
-    print(report(results=results, size=size, command=command, minutes=(time.time() - started) / 60))
+    minutes = sum(r["sft_seconds"] + r["dpo_seconds"] for r in results) / 60
+    text = (report(results=results, size=size, command=command, minutes=minutes)
+            + "\n\nEvery setting tried (the same SFT models; `--grid` runs them on one seed):\n\n"
+            + tried_table(work=work, size=size))
+    print(text)
+    if not args.quick:
+        write_section(results_md=Path(__file__).resolve().parent / "RESULTS.md", text=text)
 
 
 if __name__ == "__main__":
