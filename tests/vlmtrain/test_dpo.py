@@ -118,6 +118,9 @@ def test_method_dpo_and_stage_configs(write_config, colour_dataset, tiny_llava):
         load_train_config(write_config(bad))
     text = str(err.value)
     assert "dpo.beta" in text and "dpo.loss_type" in text
+    assert load_train_config(write_config(head + "method: dpo\ndpo: {sft_weight: 0.5}\n")).dpo.sft_weight == 0.5
+    with pytest.raises(ConfigError, match="dpo.sft_weight"):
+        load_train_config(write_config(head + "method: dpo\ndpo: {sft_weight: -1}\n"))
     with pytest.raises(ConfigError) as err:
         load_train_config(write_config(head + "stages:\n  - name: a\n    method: dpo\n"
                                        "    components: {projector: {train: full}}\n"))
