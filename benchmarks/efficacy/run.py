@@ -63,6 +63,9 @@ def _write(*, args: argparse.Namespace, size: dict, sections: list[tuple[str, st
             f"{size['stage']} per stage; {size['limit']} validation rows per task. Protocol: README.md.\n"]
     body += [f"## {title}\n\n{text}\n" for title, text in sections]
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
+    dpo = old.split("\n## DPO (the third stage)", 1)  # dpo_efficacy.py's own section stays
+    body += [f"## DPO (the third stage){dpo[1]}"] if len(dpo) == 2 else []
     args.results.write_text("\n".join(body), encoding="utf-8")
 
 

@@ -67,6 +67,14 @@ def test_dpo_loss_and_rewards_equal_trl_and_the_reference_is_the_base_model(tmp_
         assert abs(float(ours) - float(theirs)) < 1e-4, loss_type
         for name, value in metrics.items():
             assert abs(value - trainer._metrics["eval"][name][-1]) < 1e-4, (loss_type, name)
+    # RPO: DPO + a weighted NLL of the chosen answers (TRL: loss types sigmoid + sft with loss weights)
+    trainer.loss_types, trainer.loss_weights, trainer.beta = ["sigmoid", "sft"], [1.0, 0.7], 0.1
+    with torch.no_grad():
+        theirs = trainer._compute_loss(trainer.model, inputs, False)
+    ours, _ = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=0.1, loss_type="sigmoid",
+                       sft_weight=0.7)
+    plain, _ = dpo_loss(policy=policy, reference=reference, tokens=tokens, beta=0.1, loss_type="sigmoid")
+    assert abs(float(ours) - float(theirs)) < 1e-4 and abs(float(ours) - float(plain)) > 1e-2
 
 
 def test_label_smoothing_is_conservative_dpo():
@@ -110,6 +118,9 @@ def test_method_dpo_and_stage_configs(write_config, colour_dataset, tiny_llava):
         load_train_config(write_config(bad))
     text = str(err.value)
     assert "dpo.beta" in text and "dpo.loss_type" in text
+    assert load_train_config(write_config(head + "method: dpo\ndpo: {sft_weight: 0.5}\n")).dpo.sft_weight == 0.5
+    with pytest.raises(ConfigError, match="dpo.sft_weight"):
+        load_train_config(write_config(head + "method: dpo\ndpo: {sft_weight: -1}\n"))
     with pytest.raises(ConfigError) as err:
         load_train_config(write_config(head + "stages:\n  - name: a\n    method: dpo\n"
                                        "    components: {projector: {train: full}}\n"))
@@ -149,7 +160,15 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
     assert (first["rewards/accuracies"], first["rewards/margins"], first["pairs"]) == (0.0, 0.0, 1)  # policy = reference
     assert first["logps/accuracies"] in (0.0, 1.0)
     vqa = [r for r in lines if "eval" in r]  # `eval:` on a VQA split: what alignment cost
-    assert [r["step"] for r in vqa] == [2, 4] and "overall" in vqa[-1]["eval"]
+    assert [r["step"] for r in vqa] == [0, 2, 4] and "overall" in vqa[-1]["eval"]  # step 0: before alignment
+    said = [line for line in result.output.splitlines() if line.startswith("step ") and "preference accuracy" in line]
+    assert [line.split(":")[0] for line in said] == ["step 0", "step 2", "step 4"]  # both, side by side
+    assert "step | rewards/accuracies | logps/accuracies | rewards/margins | VQA accuracy" in result.output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(stage / "tensorboard")).Reload().Tags()["scalars"])
+    assert {"train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins", "train/rewards/accuracies",
+            "eval/preference/rewards/accuracies", "eval/vqa_accuracy"} <= tags, tags
     assert list((stage / "tensorboard").iterdir())
     assert json.loads((stage / "chain.json").read_text()) == ["../01-projector", "../02-sft"]
     assert (run_dir / "adapter_model.safetensors").is_file()

@@ -21,7 +21,8 @@ def test_efficacy_configs_validate(path, tiny_llava, tmp_path):
     data = save_dataset(path=tmp_path / "data", splits={"train": rows, "validation": rows})
     config = load_train_config(path, overrides=[f"model.path={tiny_llava}", f"data.path={data}",
                                                 f"output.dir={tmp_path / 'run'}"])
-    assert config.multitask is not None or config.continual is not None or config.method == "full"
+    assert (config.multitask is not None or config.continual is not None or config.method == "full"
+            or config.dpo is not None)  # efficacy-dpo.yaml: the DPO runs (benchmarks/efficacy/dpo_efficacy.py)
 
 
 @pytest.mark.parametrize("path", SHAPES, ids=lambda p: p.name)

@@ -1,7 +1,7 @@
 """The `dpo:` section: preference training (DPO) on vlmdata preference rows (see vlmtrain/training/dpo.py).
 
     method: dpo                 # shorthand for `method: lora` + `dpo: {}`; `method: qlora` + `dpo:` for QLoRA
-    dpo: {beta: 0.1, loss_type: sigmoid, label_smoothing: 0.0}
+    dpo: {beta: 0.1, loss_type: sigmoid, label_smoothing: 0.0, sft_weight: 0.0}
 
 In `stages:`, a stage with `method: dpo` (or its own `dpo:`) trains DPO from the earlier stages' weights.
 The reference policy is the model with this run's adapter disabled, so no second copy is loaded; that
@@ -25,6 +25,9 @@ class DpoSection(BaseModel):
     beta: float = Field(default=0.1, gt=0.0)
     loss_type: LossType = "sigmoid"
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    # + sft_weight x the mean NLL of the chosen answers' tokens (RPO; TRL: loss_type [.., "sft"] + loss_weights):
+    # keeps the chosen answers likely, where plain DPO may lower both sides and forget how to answer
+    sft_weight: float = Field(default=0.0, ge=0.0)
     eval_split: str | None = None  # a held-out split of data.path: preference accuracy before, during, after
     eval_every: int | None = Field(default=None, ge=1)  # steps between those evaluations (None: before + after)
     eval_batch_size: int = Field(default=8, ge=1)

@@ -81,12 +81,19 @@ def setup_dpo(recipe: Any) -> None:
                                    "with the adapter disabled): give the llm `train: lora`")], what="training config")
     recipe.model = built.model
     recipe.echo(built.table())
+    from vlmtrain.training.dpo_images import why_not_once
+
+    slow_images = why_not_once(recipe.model)  # a family not proved for once-per-pair images: said by name
+    recipe.echo(slow_images or "dpo: each pair's images are encoded once for its chosen and rejected sides")
     # `eval:` (a VQA split, generated answers) shows what alignment cost; `dpo.eval_split` what it bought
-    callbacks: list[Any] = [JsonlLogger(path=recipe.log_path), *recipe._eval_callbacks(), *recipe._tracker_callbacks()]
+    vqa_evals, trackers = recipe._eval_callbacks(), recipe._tracker_callbacks()
+    callbacks: list[Any] = [JsonlLogger(path=recipe.log_path), *vqa_evals, *trackers]
     if held_out is not None:
+        writer = next((getattr(t, "tb_writer", None) for t in trackers), None)
         callbacks.append(PreferenceEval(dataset=held_out, collator=recipe.collator, log_path=recipe.log_path,
                                         every=cfg.dpo.eval_every, batch_size=cfg.dpo.eval_batch_size, beta=cfg.dpo.beta,
-                                        before=built.guard is None))  # no eval forward of a 4-bit model first
+                                        before=built.guard is None,  # no eval forward of a 4-bit model first
+                                        vqa=vqa_evals[0] if vqa_evals else None, echo=recipe.echo, tb_writer=writer))
     if built.guard:
         callbacks.append(GuardRelease(handle=built.guard))
     trainer = DpoTrainer(lengths=None, model=recipe.model, args=training_arguments(config=cfg),

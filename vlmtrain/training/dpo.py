@@ -87,13 +87,16 @@ def split_pair(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor, beta: float,
-             loss_type: LossType, label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+             loss_type: LossType, label_smoothing: float = 0.0,
+             sft_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """The mean DPO loss over pairs, and TRL's reward metrics (`rewards/chosen`, ... `rewards/accuracies`).
 
     `policy`, `reference`: (2B,) summed log-probs (chosen first); `tokens`: (2B,) supervised token counts.
     - sigmoid: -(1-ε)·logσ(βΔ) - ε·logσ(-βΔ) (DPO; with ε > 0 the conservative cDPO), Δ = the log-ratio margin;
     - hinge:   relu(1 - βΔ) (SLiC);
-    - ipo:     (Δ/len - 1/(2β))², the log-ratios averaged per token as TRL does.
+    - ipo:     (Δ/len - 1/(2β))², the log-ratios averaged per token as TRL does;
+    plus `sft_weight` × the chosen answers' NLL averaged over all their tokens in the batch (RPO; TRL's
+    `loss_type=[..., "sft"]` with `loss_weights=[1, sft_weight]`).
     """
     import torch
     import torch.nn.functional as F
@@ -109,6 +112,11 @@ def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Ten
         losses = (chosen_ratio / chosen_len - rejected_ratio / rejected_len - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"dpo.loss_type: unknown '{loss_type}' (sigmoid, ipo or hinge)")
+    loss = losses.mean()
+    if sft_weight:
+        chosen_logps, _ = split_pair(policy)
+        chosen_tokens, _ = split_pair(tokens)
+        loss = loss + sft_weight * (-chosen_logps.sum() / chosen_tokens.sum().clamp(min=1))
     chosen_rewards, rejected_rewards = beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
     metrics = {
         "rewards/chosen": chosen_rewards.mean().item(),
@@ -116,7 +124,7 @@ def dpo_loss(*, policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Ten
         "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
         "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
     }
-    return losses.mean(), metrics
+    return loss, metrics
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -124,23 +132,31 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k not in ("labels", "tasks")}
 
 
-def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool, images: Any | None = None,
+               once: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer log-probs of a pair batch under the policy, or under the reference (`reference`):
-    the same model with its adapter disabled, without gradients (no second copy of the model)."""
+    the same model with its adapter disabled, without gradients (no second copy of the model).
+
+    Each pair's images are encoded once for both of its sequences (`vlmtrain.training.dpo_images`), or `images`,
+    an encoding made beforehand, is used (one per step for policy and reference when the vision side is
+    frozen). `once=False`, or a family the shortcut is not proved for, runs the plain forward of 2B
+    sequences (each image encoded per sequence)."""
     import contextlib
 
     import torch
 
+    from vlmtrain.training.dpo_images import encode_pair_images, forward_inputs
+
+    ctx: Any = contextlib.nullcontext()
+    grad: Any = contextlib.nullcontext()
     if reference:
         peft_model = getattr(model, "module", model)  # under DDP the Trainer hands us the wrapper
         if not hasattr(peft_model, "disable_adapter"):
             raise ValueError("DPO needs a LoRA/QLoRA model: the reference is the model with its adapter disabled")
-        ctx: Any = peft_model.disable_adapter()
-        with torch.no_grad(), ctx:
-            logits = model(**model_inputs(batch), use_cache=False).logits
-    else:
-        with contextlib.nullcontext():
-            logits = model(**model_inputs(batch), use_cache=False).logits
+        ctx, grad = peft_model.disable_adapter(), torch.no_grad()
+    with grad, ctx:
+        encoded = images if images is not None or not once else encode_pair_images(model=model, batch=batch)
+        logits = model(**forward_inputs(batch=batch, encoded=encoded), use_cache=False).logits
     return sequence_logps(logits=logits, labels=batch["labels"])
 
 
