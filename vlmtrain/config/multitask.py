@@ -38,6 +38,8 @@ from pydantic import (
     model_validator,
 )
 
+from vlmtrain.config.paths import dataset_folder
+
 StrategyName = Literal["naive", "replay", "ewc", "lwf"]
 
 
@@ -93,9 +95,7 @@ class ContinualStage(_Section):
     @field_validator("data")
     @classmethod
     def _folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        from vlmtrain.config.train import _dataset_folder
-
-        return None if value is None else _dataset_folder(value, info)
+        return None if value is None else dataset_folder(value, info)
 
     @model_validator(mode="after")
     def _tasks_or_data(self) -> ContinualStage:

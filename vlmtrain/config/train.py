@@ -43,6 +43,7 @@ from vlmtrain.config.distributed import DistributedSection, strategy_problems
 from vlmtrain.config.dpo import DpoSection, dpo_problems
 from vlmtrain.config.finite import nonfinite_problems
 from vlmtrain.config.multitask import ContinualSection, MultitaskSection
+from vlmtrain.config.paths import EvalDataInfo, dataset_folder, known_split, resolve_path
 from vlmtrain.config.tuning import (
     ALL_LINEAR,
     Component,
@@ -53,29 +54,13 @@ from vlmtrain.config.tuning import (
     plan_problems,
     resolve_components,
 )
+from vlmtrain.data.chat import shipped_templates
+from vlmtrain.data.packing import packing_problem
+from vlmtrain.models.families import FAMILIES
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Absolute path; relative ones are read against the config file's folder (`context['base_dir']`)."""
-    text = str(value)
-    if "\x00" in text:
-        raise ValueError("a path cannot hold a NUL byte")
-    long = next((part for part in value.parts if len(part.encode()) > 255), None)
-    if long is not None or len(text.encode()) > 4095:
-        raise ValueError(f"path too long for the file system ({'a name over 255 bytes' if long else 'over 4095 bytes'}"
-                         f": {text[:40]}...)")
-    try:
-        value = value.expanduser()
-    except RuntimeError:  # `~nouser/...`: no such user's home
-        raise ValueError(f"cannot expand '{value}': no such user's home folder; write the path out") from None
-    if value.is_absolute():
-        return value
-    base = (info.context or {}).get("base_dir")
-    return (Path(base) / value).resolve() if base is not None else value.resolve()
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -107,11 +92,9 @@ class ModelSection(_Section):
     @field_validator("chat_template")
     @classmethod
     def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from vlmtrain.data.chat import shipped_templates
-
         if value is None or value in shipped_templates():
             return value
-        path = _resolve(Path(value), info)
+        path = resolve_path(Path(value), info)
         if path.is_file():
             return str(path)
         raise ValueError(f"'{value}' is neither a template file nor a shipped template"
@@ -133,7 +116,7 @@ class ModelSection(_Section):
         if not isinstance(value, str | Path) or not str(value).strip():
             raise ValueError(f"needs a model folder or a hub id such as org/name, got {value!r}")
         raw = str(value)
-        local = _resolve(Path(raw), info)
+        local = resolve_path(Path(raw), info)
         if local.is_dir():
             if not (local / "config.json").is_file():
                 raise ValueError(f"not a model folder (no config.json): {local}")
@@ -142,29 +125,6 @@ class ModelSection(_Section):
             return raw  # a hub model id, not a local path
         raise ValueError(f"model folder not found: {local} (create a tiny one with `vlmtrain tiny {local}`, "
                          f"or name a hub model such as org/name)")
-
-def _dataset_folder(value: Path | None, info: ValidationInfo) -> Path | None:
-    """A `save_to_disk` folder: a DatasetDict (dataset_dict.json) or a single Dataset (state.json)."""
-    if value is None:  # `data: {path: null}`: the section's own check says what is missing
-        return None
-    value = _resolve(value, info)
-    if not value.is_dir():
-        raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
-    if not (value / "dataset_dict.json").is_file() and not (value / "state.json").is_file():
-        raise ValueError(f"not a dataset saved with save_to_disk (no dataset_dict.json or state.json): {value}")
-    return value
-
-
-def _known_split(value: str, info: ValidationInfo) -> str:
-    """The split must exist in a DatasetDict; a single saved Dataset is its own split (`split` unused)."""
-    folder = info.data.get("path")
-    if folder is None or not (folder / "dataset_dict.json").is_file():  # path has its own problem, or a Dataset
-        return value
-    splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
-    if value not in splits:
-        raise ValueError(f"no split '{value}' in {folder}{did_you_mean(value, splits)} (splits: {', '.join(splits)})")
-    return value
-
 
 class SourceSpec(_Section):
     """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half.
@@ -184,8 +144,8 @@ class SourceSpec(_Section):
     @classmethod
     def check_path(cls, value: Path, info: ValidationInfo) -> Path:
         if info.data.get("kind") is None:
-            return _dataset_folder(value, info)
-        value = _resolve(value, info)
+            return dataset_folder(value, info)
+        value = resolve_path(value, info)
         if not value.exists():
             raise ValueError(f"path not found: {value}")
         return value
@@ -193,7 +153,7 @@ class SourceSpec(_Section):
     @field_validator("split")
     @classmethod
     def check_split(cls, value: str, info: ValidationInfo) -> str:
-        return value if info.data.get("kind") is not None else _known_split(value, info)
+        return value if info.data.get("kind") is not None else known_split(value, info)
 
     _base_dir: Path | None = PrivateAttr(default=None)  # the config's folder: options' relative paths
 
@@ -226,8 +186,8 @@ class DataSection(_Section):
     sources: list[SourceSpec] | None = None
     max_length: PositiveInt = 1024
 
-    check_path = field_validator("path")(_dataset_folder)
-    check_split = field_validator("split")(_known_split)
+    check_path = field_validator("path")(dataset_folder)
+    check_split = field_validator("split")(known_split)
 
     @model_validator(mode="after")
     def _path_or_sources(self) -> DataSection:
@@ -300,7 +260,7 @@ class OutputSection(_Section):
     @field_validator("dir")
     @classmethod
     def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _resolve(value, info)
+        return None if value is None else resolve_path(value, info)
 
 
 class EvalSection(_Section):
@@ -313,19 +273,12 @@ class EvalSection(_Section):
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 8
 
-    check_data = field_validator("data")(_dataset_folder)
+    check_data = field_validator("data")(dataset_folder)
 
     @field_validator("split")
     @classmethod
     def _eval_split(cls, value: str, info: ValidationInfo) -> str:
-        return _known_split(value, _DataInfo(info))
-
-
-class _DataInfo:
-    """A ValidationInfo stand-in whose `data['path']` is the eval section's `data` folder."""
-
-    def __init__(self, info: ValidationInfo) -> None:
-        self.data = {"path": info.data.get("data")}
+        return known_split(value, EvalDataInfo(info))
 
 
 class StageSection(_Section):
@@ -419,10 +372,7 @@ def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
 def _packing_family_problem(model: ModelSection) -> list[tuple[str, str]]:
     """The family refusal of `vlmtrain.data.packing`, read from a local model folder's config.json (no transformers
     import; a hub id is checked again when the run loads its config)."""
-    import json
 
-    from vlmtrain.data.packing import packing_problem
-    from vlmtrain.models.families import FAMILIES
 
     path = Path(str(model.path)) / "config.json"
     if not path.is_file():
