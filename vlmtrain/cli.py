@@ -80,7 +80,7 @@ def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
 
     try:
         cfg = load_train_config(config, overrides=list(overrides))
-        from vlmtrain.recipes.finetune import run as run_recipe
+        from vlmtrain.recipes.run import run as run_recipe  # torch and transformers: only once a run starts
 
         run_recipe(config=cfg, echo=click.echo, resume=resume)
     except ConfigError as err:

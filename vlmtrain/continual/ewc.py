@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from vlmtrain.config.multitask import ContinualSection
 from vlmtrain.continual.strategy import Strategy
 from vlmtrain.training.losses import ewc_penalty
 
@@ -78,6 +79,11 @@ class EWCStrategy(Strategy):
         self.lam, self.gamma, self.num_samples = lam, gamma, num_samples
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchors: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> EWCStrategy:
+        e = continual.ewc
+        return cls(lam=e.lambda_, gamma=e.gamma, num_samples=e.num_samples)
 
     def after_task(self, *, task_index: int, model: Any, dataloader: Iterable[Mapping[str, Any]]) -> None:
         new = estimate_fisher(model=model, dataloader=dataloader, num_samples=self.num_samples)

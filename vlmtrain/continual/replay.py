@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vlmdata.sampling import seeded_hash
+from vlmtrain.config.multitask import ContinualSection
 from vlmtrain.continual.strategy import Strategy
 
 
@@ -86,6 +87,11 @@ class ReplayStrategy(Strategy):
     def __init__(self, *, buffer: ReplayBuffer) -> None:
         self.buffer = buffer
         self.added = 0  # tasks already offered to the buffer
+
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> ReplayStrategy:
+        r = continual.replay
+        return cls(buffer=ReplayBuffer(mode=r.mode, size=r.size, ratio=r.ratio, seed=seed))
 
     def before_task(self, *, task_index: int, model: Any, task_rows: Sequence[Sequence[int]]) -> None:
         for k in range(self.added, task_index):

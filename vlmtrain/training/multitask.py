@@ -42,9 +42,11 @@ class MultitaskTrainer(VlmTrainer):
 
     def __init__(self, *, multitask: MultitaskSection, tasks: Sequence[str], strategy: Strategy | None,
                  model: Any, args: TrainingArguments, train_dataset: Any, data_collator: Any,
-                 processing_class: Any, callbacks: list[TrainerCallback]) -> None:
+                 processing_class: Any, callbacks: list[TrainerCallback],
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
         super().__init__(lengths=None, model=model, args=args, train_dataset=train_dataset,
-                         data_collator=data_collator, processing_class=processing_class, callbacks=callbacks)
+                         data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
+                         param_groups=param_groups)
         self.multitask = multitask
         self.strategy = strategy
         self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by grad_accum
@@ -215,11 +217,9 @@ def build_multitask_trainer(
     groups = dataset_tasks if sampling.group_by == "task" else [
         f"{s}/{t}" for s, t in zip(dataset["source"], dataset_tasks, strict=True)]
     check_task_names(multitask=multitask, groups=groups, tasks=dataset_tasks)
-    trainer = MultitaskTrainer(
+    return MultitaskTrainer(
         multitask=multitask, tasks=list(tasks) if tasks is not None else dataset_tasks, strategy=strategy,
         model=model, args=training_arguments(config=config), train_dataset=dataset,
         data_collator=dataclasses.replace(collator, carry_tasks=True), processing_class=processor,
-        callbacks=[JsonlLogger(path=log_path), *extra_callbacks],
+        callbacks=[JsonlLogger(path=log_path), *extra_callbacks], param_groups=param_groups,
     )
-    trainer.param_groups = param_groups
-    return trainer

@@ -127,6 +127,7 @@ class VlmTrainer(Trainer):
         data_collator: Any,
         processing_class: Any,
         callbacks: list[TrainerCallback],
+        param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             model=model,
@@ -137,7 +138,7 @@ class VlmTrainer(Trainer):
             callbacks=callbacks,
         )
         self.lengths = None if lengths is None else list(lengths)
-        self.param_groups: list[dict[str, Any]] | None = None  # per-component groups (vlmtrain.training.optim)
+        self.param_groups = param_groups  # per-component groups (vlmtrain.training.optim); None: the Trainer's own
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """The configured optimizer over our per-component groups, each with its own lr and weight decay."""
@@ -223,7 +224,7 @@ def build_trainer(
     `param_groups` (see `vlmtrain.training.optim.param_groups`) replace the Trainer's two default groups.
     """
     layers = sorted(set(getattr(model, "_no_split_modules", None) or []))
-    trainer = VlmTrainer(
+    return VlmTrainer(
         lengths=lengths if config.train.group_by_length else None,
         model=model,
         args=training_arguments(config=config, layer_classes=layers),
@@ -231,6 +232,5 @@ def build_trainer(
         data_collator=collator,
         processing_class=processor,
         callbacks=[JsonlLogger(path=log_path), *extra_callbacks],
+        param_groups=param_groups,
     )
-    trainer.param_groups = param_groups
-    return trainer
