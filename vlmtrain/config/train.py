@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,6 +296,16 @@ class StageSection(_Section):
     dpo: DpoSection | None = None  # with method: dpo (default settings when left out)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlanAt:
+    """One run's component plan; `where` is the YAML prefix of its components section, `written` that section."""
+
+    where: str
+    written: ComponentsSection | None
+    plan: dict[str, Component]
+    dpo: bool
+
+
 class TrainConfig(_Section):
     """A whole fine-tuning run. Every random choice (LoRA init, data order) follows `seed`."""
 
@@ -339,6 +350,16 @@ class TrainConfig(_Section):
         components = self.components if stage is None or stage.components is None else stage.components
         lr = self.train.lr if stage is None else stage.train.lr
         return resolve_components(components=components, lora=self.lora, method=self.method, lr=lr)
+
+    def plans(self) -> list[PlanAt]:
+        """The plan of every run this config makes (each stage, or the run itself), with its YAML prefix:
+        the one enumeration that validation and the LoRA target check (`vlmtrain.models.preflight`) read."""
+        if not self.stages:
+            return [PlanAt(where="components", written=self.components, plan=self.plan(), dpo=self.dpo is not None)]
+        return [PlanAt(where=f"stages[{i}].components",
+                       written=s.components if s.components is not None else self.components, plan=self.plan(s),
+                       dpo=s.method == "dpo" or s.dpo is not None)
+                for i, s in enumerate(self.stages)]
 
     @model_validator(mode="after")
     def _default_output(self) -> TrainConfig:
@@ -399,14 +420,9 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         raise ConfigError(nonfinite + found_first, what=what) from None
     if nonfinite:
         raise ConfigError(nonfinite, what=what)
-    found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
-    for i, stage in enumerate(config.stages or []):
-        found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
-    if config.dpo is not None and not config.stages:
-        found += dpo_problems(plan=config.plan(), where="components")
-    for i, stage in enumerate(config.stages or []):
-        if stage.method == "dpo" or stage.dpo is not None:
-            found += dpo_problems(plan=config.plan(stage), where=f"stages[{i}].components")
+    plans = config.plans()
+    found = [p for at in plans for p in plan_problems(plan=at.plan, method=config.method, where=at.where)]
+    found += [p for at in plans if at.dpo for p in dpo_problems(plan=at.plan, where=at.where)]
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
     found += strategy_problems(config.distributed)

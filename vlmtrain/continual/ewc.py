@@ -95,9 +95,3 @@ class EWCStrategy(Strategy):
             return None
         params = {n: p for n, p in model.named_parameters() if n in self.fisher}
         return ewc_penalty(params=params, fisher=self.fisher, anchors=self.anchors, lam=self.lam)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"fisher": dict(self.fisher), "anchors": dict(self.anchors)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.fisher, self.anchors = dict(state["fisher"]), dict(state["anchors"])

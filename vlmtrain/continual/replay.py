@@ -1,7 +1,7 @@
 """Experience replay: keep some rows of earlier tasks and train on them again with each new task.
 
 The buffer stores row indices only (into the training table), never rows, so it costs a few bytes
-per row and is saved with a checkpoint as a list of ints.
+per row.
 
 - "reservoir": a uniform sample of every row seen so far, of at most `size` rows (Vitter's
   Algorithm R), so earlier tasks keep shares proportional to their sizes.
@@ -72,13 +72,6 @@ class ReplayBuffer:
         if self.mode == "reservoir":
             return list(self.reservoir)
         return [r for t, q in self.quotas().items() for r in self.tasks[t][:q]]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"reservoir": list(self.reservoir), "seen": self.seen, "tasks": {t: list(r) for t, r in self.tasks.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.reservoir, self.seen = list(state["reservoir"]), int(state["seen"])
-        self.tasks = {t: list(r) for t, r in state["tasks"].items()}
 
 
 class ReplayStrategy(Strategy):

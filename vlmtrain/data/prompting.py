@@ -99,8 +99,8 @@ def inference_autocast(model: Any) -> contextlib.AbstractContextManager:
     """Autocast to the model's low precision when its weights mix fp32 with bf16/fp16, else a no-op.
 
     Why: QLoRA under bf16 autocast trains a full component (say the projector) in fp32 over a bf16 model;
-    the Trainer's autocast covers training, but generation outside it fed that fp32 layer bf16 inputs
-    and failed (seen on an H100 in the eval callback). A model of one dtype is left as it is.
+    the Trainer's autocast covers training, but generation outside it would feed that fp32 layer bf16
+    inputs, which fails. A model of one dtype is left as it is.
     """
     import torch
 

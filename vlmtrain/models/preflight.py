@@ -1,7 +1,7 @@
 """Checks that need the model's config.json and its processor, but never its weights.
 
-Why: a LoRA target typo and "every row is cut at max_length" used to surface only in `run`, after
-the model had loaded (minutes for a real model). Here the network is built on the meta device from
+Why: a LoRA target typo and "every row is cut at max_length" should not wait for `run` to surface
+after the model has loaded (minutes for a real model). Here the network is built on the meta device from
 its config (`accelerate.init_empty_weights`: module names and shapes, no memory, no weights read),
 and the LoRA targets of every component of every stage are matched against it exactly as
 `vlmtrain.models.tuning` will; rows are tokenised with the processor as the collator does
@@ -33,14 +33,6 @@ def meta_model(config: TrainConfig) -> Any:
         return AutoModelForImageTextToText.from_config(model_config, trust_remote_code=config.model.trust_remote_code)
 
 
-def _plans(config: TrainConfig) -> list[tuple[str, Any, Any]]:
-    """(YAML prefix of the components section, the components section written, the plan) per stage or run."""
-    if config.stages:
-        return [(f"stages[{i}].components", s.components if s.components is not None else config.components,
-                 config.plan(s)) for i, s in enumerate(config.stages)]
-    return [("components", config.components, config.plan())]
-
-
 def target_problems(*, config: TrainConfig, model: Any) -> list[Problem]:
     """Every LoRA target that names no linear layer of its component, at the YAML key that set it."""
     from vlmtrain.models.families import family_of
@@ -49,7 +41,8 @@ def target_problems(*, config: TrainConfig, model: Any) -> list[Problem]:
     family = family_of(str(model.config.model_type))
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for prefix, written, plan in _plans(config):
+    for at in config.plans():
+        prefix, written, plan = at.where, at.written, at.plan
         for name, component in plan.items():
             if component.train != "lora":
                 continue

@@ -105,3 +105,11 @@ def replay(*, model: Any, chain: Sequence[Path]) -> Any:
             with quiet_peft():
                 model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     return model
+
+
+def save_weights(*, model: Any, folder: Path) -> None:
+    """What a run folder holds of the model: the LoRA adapter (peft format), and `trained.safetensors` for
+    fully trained components; `vlmtrain.evaluation.predict.load_run` reads both back."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder))
+    save_trained(model=model, folder=folder)

@@ -40,7 +40,7 @@ from vlmtrain.models.load import load_processor, model_type
 from vlmtrain.models.packed_attention import use_packed_attention
 from vlmtrain.models.preflight import check_targets
 from vlmtrain.models.quant import GuardRelease
-from vlmtrain.models.weights import save_trained, write_chain
+from vlmtrain.models.weights import save_weights, write_chain
 from vlmtrain.training.callbacks import eval_callbacks, tracker_callbacks
 from vlmtrain.training.checkpoint import checkpoint_step, require_checkpoint, trim_log
 from vlmtrain.training.distributed import close_process_group, is_main_process, wait_for_everyone
@@ -212,10 +212,3 @@ class FinetuneRecipe:
         """
         close_process_group()
 
-
-def save_weights(*, model: Any, folder: Path) -> None:
-    """What a run folder holds of the model: the LoRA adapter (peft format), and `trained.safetensors` for
-    fully trained components; `vlmtrain.evaluation.predict.load_run` reads both back."""
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(str(folder))
-    save_trained(model=model, folder=folder)

@@ -1,8 +1,8 @@
 """The Trainer callbacks a config asks for, built in one place for single, staged and continual runs.
 
 Why one place: `eval:` (generation-based evaluation every N steps) and `train.report_to`
-(TensorBoard) used to be wired into the single-run recipe only, so a continual run accepted them and
-silently did nothing. Both recipes now take their callbacks from here.
+(TensorBoard) must mean the same in every kind of run; a recipe that wired its own would drift and
+silently ignore them. Every recipe takes them through `FinetuneRecipe.callbacks`.
 """
 
 from __future__ import annotations
