@@ -57,6 +57,7 @@ from vlmtrain.config.tuning import (
 )
 from vlmtrain.data.chat import shipped_templates
 from vlmtrain.data.packing import packing_problem
+from vlmtrain.data.raw_sources import source_problems
 from vlmtrain.models.families import FAMILIES
 
 
@@ -131,8 +132,9 @@ class SourceSpec(_Section):
     """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half.
 
     With `kind` (any vlmdata source kind: sharegpt, webdataset, llava, llava_onevision, jsonl, ...),
-    `path` is that source's file or folder, read through `vlmdata.readers` at the start of the run
-    (`options`: the source's other keys, e.g. image_root, fields, tags); without it, a built dataset.
+    `path` is that source's file or folder, read through the `vlmdata` command line at the start of the
+    run (`vlmtrain.data.raw_sources`; `options`: the source's other keys, e.g. image_root, fields, tags);
+    without it, a built dataset.
     """
 
     kind: str | None = None
@@ -164,8 +166,6 @@ class SourceSpec(_Section):
             if self.options:
                 raise ValueError("'options' are a vlmdata source's keys; set 'kind' too (e.g. kind: sharegpt)")
             return self
-        from vlmdata.readers import source_problems  # torch-free; reads no data
-
         self._base_dir = Path((info.context or {}).get("base_dir", ".")).resolve()
         problems = source_problems(kind=self.kind, path=self.path, options=self.options, base_dir=self._base_dir)
         if problems:
