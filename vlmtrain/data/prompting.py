@@ -18,6 +18,7 @@ import contextlib
 from typing import Any
 
 from vlmdata.schema import image_count
+from vlmtrain.data.chat import prompt
 from vlmtrain.models.families import Family, family_of
 
 
@@ -82,8 +83,6 @@ def prompt_inputs(
 ) -> Any:
     """Processor outputs (PyTorch tensors, left-padded so every prompt ends where generation starts) for
     `prompts` (each the turns before the answer) and `images` (one list per prompt, in order)."""
-    from vlmtrain.data.chat import prompt
-
     if len(images) != len(prompts):
         raise ValueError(f"{len(prompts)} prompt(s) but {len(images)} image list(s): give one list per prompt")
     kwargs: dict[str, Any] = {"images": batch_images(family=family, per_row=images), "return_tensors": "pt",

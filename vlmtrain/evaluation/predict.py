@@ -14,6 +14,11 @@ import yaml
 
 from vlmtrain.config.train import ModelSection
 from vlmtrain.config.tuning import QuantSection
+from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
+from vlmtrain.models.build import quantization_config
+from vlmtrain.models.load import load_base
+from vlmtrain.models.tuning import quiet_peft
+from vlmtrain.models.weights import load_trained, read_chain, replay
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,6 @@ def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
     """
     from peft import PeftModel
     from transformers import AutoProcessor
-
-    from vlmtrain.models.build import quantization_config
-    from vlmtrain.models.load import load_base
-    from vlmtrain.models.tuning import quiet_peft
-    from vlmtrain.models.weights import load_trained, read_chain, replay
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -80,8 +80,6 @@ def generate(
     answers best when asked the same way.
     """
     import torch
-
-    from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
 
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     if system is not None:

@@ -16,6 +16,10 @@ from typing import Any
 from vlmtrain.config.train import ModelSection, TrainConfig
 from vlmtrain.config.tuning import Component, QuantSection
 from vlmtrain.models.families import Family, family_of
+from vlmtrain.models.load import load_base, model_type
+from vlmtrain.models.tuning import apply_plan
+from vlmtrain.models.weights import replay
+from vlmtrain.training.optim import component_table, param_groups
 
 
 @dataclass(kw_only=True)
@@ -33,18 +37,13 @@ class Built:
     guard: Any = None
 
     def table(self) -> str:
-        from vlmtrain.training.optim import component_table
-
         return component_table(model=self.model, family=self.family, plan=self.plan)
 
 
 def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     """The model of `config` (its top-level components), started from the stage folders in `chain`."""
-    from vlmtrain.models.load import load_base, model_type
+    # torch and transformers load only once a model is built (this module is on `vlmtrain predict`'s import path)
     from vlmtrain.models.quant import guard_eval_forward, upcast_floats
-    from vlmtrain.models.tuning import apply_plan
-    from vlmtrain.models.weights import replay
-    from vlmtrain.training.optim import param_groups
     from vlmtrain.training.trainer import mixed_precision
 
     family = family_of(model_type(model=config.model))
@@ -74,8 +73,7 @@ def quantization_config(*, model: ModelSection, method: str, quant: QuantSection
     Under FSDP the 4-bit weights are stored in the compute dtype, so shards can be flattened."""
     if method != "qlora":
         return None
-    from vlmtrain.models.load import model_type
-    from vlmtrain.models.quant import bnb_config, skip_modules
+    from vlmtrain.models.quant import bnb_config, skip_modules  # torch: only for QLoRA, when called
 
     quant = quant or QuantSection()
     skip = skip_modules(model_path=str(model.path), family=family_of(model_type(model=model)),

@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vlmdata.config.errors import ConfigError, Problem
+from vlmtrain.config.processor import apply
 from vlmtrain.config.train import ModelSection
+from vlmtrain.data.chat import shipped_template, shipped_templates
+from vlmtrain.models.families import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -72,10 +75,6 @@ def load_processor(*, model: ModelSection, path: str | None = None) -> Any:
     from pathlib import Path
 
     from transformers import AutoProcessor
-
-    from vlmtrain.config.processor import apply
-    from vlmtrain.data.chat import shipped_template, shipped_templates
-    from vlmtrain.models.families import family_of
 
     with hub_errors(model=model):
         processor = AutoProcessor.from_pretrained(path or str(model.path), trust_remote_code=model.trust_remote_code)

@@ -19,6 +19,12 @@ from typing import Any
 
 from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.collate import ChatCollator
+from vlmtrain.data.dataset import open_split
+from vlmtrain.data.diagnostics import diagnose
+from vlmtrain.models.families import family_of
+from vlmtrain.models.load import model_type
+from vlmtrain.models.tuning import lora_modules
 
 SAMPLE_ROWS = 256  # rows `vlmtrain validate` tokenises per data source
 
@@ -35,9 +41,6 @@ def meta_model(config: TrainConfig) -> Any:
 
 def target_problems(*, config: TrainConfig, model: Any) -> list[Problem]:
     """Every LoRA target that names no linear layer of its component, at the YAML key that set it."""
-    from vlmtrain.models.families import family_of
-    from vlmtrain.models.tuning import lora_modules
-
     family = family_of(str(model.config.model_type))
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
@@ -78,12 +81,6 @@ def row_problems(*, config: TrainConfig, sample: int = SAMPLE_ROWS, echo: Callab
     same way on every row, before it loads weights, and rejects that row alone.
     """
     from transformers import AutoProcessor
-
-    from vlmtrain.data.collate import ChatCollator
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.data.diagnostics import diagnose
-    from vlmtrain.models.families import family_of
-    from vlmtrain.models.load import model_type
 
     processor = AutoProcessor.from_pretrained(str(config.model.path), trust_remote_code=config.model.trust_remote_code)
     family = family_of(model_type(model=config.model))

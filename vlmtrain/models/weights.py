@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlmtrain.models.tuning import quiet_peft
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -96,8 +98,6 @@ def read_chain(folder: Path) -> list[Path]:
 def replay(*, model: Any, chain: Sequence[Path]) -> Any:
     """`model` with each earlier stage's trained parameters loaded and its adapter merged, in order."""
     from peft import PeftModel
-
-    from vlmtrain.models.tuning import quiet_peft
 
     for folder in chain:
         load_trained(model=model, folder=folder)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.dataset import open_split
 
 
 def tracker_callbacks(*, config: TrainConfig, folder: Path) -> list[Any]:
@@ -28,8 +29,7 @@ def eval_callbacks(*, config: TrainConfig, processor: Any, log_path: Path) -> li
     ev = config.eval
     if ev is None:
         return []
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.training.eval_callback import EvalCallback
+    from vlmtrain.training.eval_callback import EvalCallback  # torch/transformers: only with `eval:`
 
     dataset = open_split(path=ev.data, split=ev.split)
     return [EvalCallback(dataset=dataset, processor=processor, every=ev.every, log_path=log_path,

@@ -19,13 +19,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vlmtrain.training.checkpoint import last_checkpoint
+
 
 class NonFiniteError(RuntimeError):
     """Training produced inf or NaN; the message names what, at which step, and the last good checkpoint."""
 
     def __init__(self, *, what: str, step: int, value: float | str, run_dir: Path) -> None:
-        from vlmtrain.training.checkpoint import last_checkpoint
-
         self.what, self.step, self.value = what, step, value
         self.checkpoint = last_checkpoint(run_dir=run_dir)
         keep = (f"the last good checkpoint is {self.checkpoint} (`vlmtrain run --resume` continues from it)"

@@ -30,6 +30,7 @@ from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.config.multitask import MultitaskSection
 from vlmtrain.config.train import TrainConfig
 from vlmtrain.continual.strategy import Strategy
+from vlmtrain.data.packing import PackedCollator, packed_task_losses
 from vlmtrain.data.sampler import TaskSampler
 from vlmtrain.training.losses import UncertaintyWeighting, per_task_losses, static_weighting
 from vlmtrain.training.trainer import JsonlLogger, VlmTrainer, training_arguments
@@ -50,7 +51,6 @@ class MultitaskTrainer(VlmTrainer):
         self.multitask = multitask
         self.strategy = strategy
         self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by grad_accum
-        from vlmtrain.data.packing import PackedCollator
 
         # packed: the packs were drawn from the TaskSampler's stream (vlmtrain.data.packing.build_packs); the
         # stock sampler orders them and the Trainer's own batch skipping resumes them
@@ -111,7 +111,6 @@ class MultitaskTrainer(VlmTrainer):
         labels = inputs["labels"]
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         if self.packed:  # reduced per original row, not per packed sequence
-            from vlmtrain.data.packing import packed_task_losses
 
             losses = packed_task_losses(logits=outputs.logits, labels=labels, position_ids=inputs["position_ids"],
                                         tasks=tasks, reduction=self.multitask.loss.reduction)

@@ -15,7 +15,10 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from vlmtrain.config.distributed import trainer_arguments
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.sampler_length import LengthGroupedSampler
+from vlmtrain.models.weights import load_trained, save_trained, save_trained_state
 from vlmtrain.training.finite_guard import NonFiniteError, finite, first_nonfinite_weight, json_number
 
 
@@ -73,8 +76,6 @@ def training_arguments(*, config: TrainConfig, layer_classes: Sequence[str] = ()
 
     `layer_classes` (the model's decoder-layer class names) are what FSDP wraps (`distributed: fsdp`).
     """
-    from vlmtrain.config.distributed import trainer_arguments
-
     train = config.train
     precision = _precision(precision=train.precision, cpu=train.device == "cpu")
     sharding = trainer_arguments(section=config.distributed, layer_classes=list(layer_classes))
@@ -158,8 +159,6 @@ class VlmTrainer(Trainer):
         self.require_finite_weights()
         super()._save(output_dir, state_dict)
         if hasattr(self.model, "peft_config"):
-            from vlmtrain.models.weights import save_trained, save_trained_state
-
             folder = Path(output_dir or self.args.output_dir)
             if state_dict is not None:  # gathered by the Trainer (FSDP / ZeRO-3): the full tensors
                 save_trained_state(model=self.model, state=state_dict, folder=folder)
@@ -192,14 +191,11 @@ class VlmTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if hasattr(self.model, "peft_config"):
-            from vlmtrain.models.weights import load_trained
-
             load_trained(model=self.model.get_base_model(), folder=Path(resume_from_checkpoint))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.lengths is None:
             return super()._get_train_sampler(train_dataset)
-        from vlmtrain.data.sampler_length import LengthGroupedSampler
 
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return LengthGroupedSampler(lengths=self.lengths, batch_size=self.args.per_device_train_batch_size, seed=seed)
