@@ -58,8 +58,7 @@ def _load(folder: Path, *, mode: str, device: str) -> Any:
 def _measure(folder: Path, *, mode: str, device: str, batches: list[dict[str, Any]], steps: int, warmup: int) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-
-    from vlmtrain.models.load import lora_target_regex
+    from vlm_fixtures import lora_target_regex
 
     cuda = device.startswith("cuda")
     before = 0.0

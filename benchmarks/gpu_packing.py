@@ -35,9 +35,9 @@ def _model(*, size: dict[str, int], layers: int | None, attention: str, device: 
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2_5_VLForConditionalGeneration
+    from vlm_fixtures import lora_target_regex
 
     from vlmtrain.data.packing import attach_packed_mrope
-    from vlmtrain.models.load import lora_target_regex
     from vlmtrain.models.tiny.registry import FAMILIES
 
     small, processor = FAMILIES["qwen2_5_vl"].build(seed=0)

@@ -64,7 +64,7 @@ def _case(*, name: str, family: str, body: str, folder: Path, data: Path) -> dic
     from vlmtrain.evaluation.evaluate import evaluate
     from vlmtrain.evaluation.predict import load_run
     from vlmtrain.models.tiny.registry import write_tiny
-    from vlmtrain.recipes.finetune import run
+    from vlmtrain.recipes.run import run
 
     model = folder / "models" / family
     if not model.is_dir():

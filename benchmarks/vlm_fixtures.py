@@ -92,7 +92,6 @@ def lora_setup(*, size: dict[str, int], n: int, max_answer_words: int) -> tuple[
 
     from vlmtrain.data.collate import ChatCollator
     from vlmtrain.data.diagnostics import diagnose
-    from vlmtrain.models.load import lora_target_regex
 
     model, processor = build_llava(seed=0, **size)
     params = parameters(model)
@@ -102,3 +101,37 @@ def lora_setup(*, size: dict[str, int], n: int, max_answer_words: int) -> tuple[
     data = dataset(n=n, max_answer_words=max_answer_words, seed=0)
     collator = ChatCollator(processor=processor, max_length=2048)
     return model, processor, params, data, collator, diagnose(dataset=data, collator=collator).lengths
+
+
+def language_model_prefix(model: Any) -> str:
+    """The module path of the language model inside a VLM (e.g. 'model.language_model' for LLaVA)."""
+    decoder = model.get_decoder()
+    for name, module in model.named_modules():
+        if module is decoder and name:
+            return name
+    raise ValueError(f"cannot locate the language model inside {type(model).__name__}")
+
+
+def lora_target_regex(*, model: Any, targets: str | list[str]) -> str:
+    """A regex (peft full-matches it against module names) selecting `targets` inside the LLM only.
+
+    `targets` is 'all-linear' (every nn.Linear of the LLM; the LM head sits outside it) or leaf names.
+    Unknown leaf names raise ValueError. The benchmarks wrap models with peft directly, so their LoRA is
+    the same from one transformers version to the next; runs build theirs with `vlmtrain.models.tuning`.
+    """
+    import re
+
+    import torch
+
+    prefix = language_model_prefix(model)
+    decoder = model.get_submodule(prefix)
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in decoder.named_modules() if isinstance(m, torch.nn.Linear) and n})
+    if targets == "all-linear":
+        leaves = linear
+    else:
+        names = {n.rsplit(".", 1)[-1] for n, _ in decoder.named_modules() if n}
+        unknown = [t for t in targets if t not in names]
+        if unknown:
+            raise ValueError(f"no module(s) {unknown} in the language model (linear layers: {', '.join(linear)})")
+        leaves = list(targets)
+    return rf"{re.escape(prefix)}\.(?:.*\.)?(?:{'|'.join(map(re.escape, leaves))})"

@@ -29,9 +29,9 @@ from vlmdata.synth.client import SynthError
 from vlmdata.synth.planner import describe, plan_synthesis
 
 
-def _load(recipe: str, overrides: tuple[str, ...]):
+def _load(recipe: str, overrides: tuple[str, ...], base_dir: str | None = None):
     try:
-        return load_recipe(recipe, overrides=list(overrides))
+        return load_recipe(recipe, overrides=list(overrides), base_dir=Path(base_dir).resolve() if base_dir else None)
     except ConfigError as e:
         click.echo(str(e), err=True)
         sys.exit(2)
@@ -67,9 +67,11 @@ def _output_problems(loaded, out: str | None, force: bool) -> list[str]:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe key.")
 @click.option("-o", "--out", type=click.Path(), default=None, help="Check this output folder (as build -o).")
 @click.option("--force", is_flag=True, help="As build --force.")
-def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bool) -> None:
+@click.option("--base-dir", type=click.Path(file_okay=False), default=None,
+              help="Resolve the recipe's relative paths against this folder instead of the recipe's own.")
+def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bool, base_dir: str | None) -> None:
     """Check RECIPE and list every problem at once (exit 2 if any). Reads and writes no data."""
-    loaded = _load(recipe, overrides)
+    loaded = _load(recipe, overrides, base_dir)
     r = loaded.recipe
     problems = _output_problems(loaded, out, force)
     if problems:
@@ -95,14 +97,16 @@ def validate(recipe: str, overrides: tuple[str, ...], out: str | None, force: bo
               help="Local engine: processes for per-row steps (default: engine.workers, else min(4, CPUs)).")
 @click.option("--force", is_flag=True,
               help="Replace an earlier vlmdata dataset of another recipe. Nothing else is ever replaced.")
+@click.option("--base-dir", type=click.Path(file_okay=False), default=None,
+              help="Resolve the recipe's relative paths against this folder instead of the recipe's own.")
 def build(recipe: str, out: str | None, limit: int | None, overrides: tuple[str, ...], quiet: bool,
-          cache: str | None, engine: str | None, workers: int | None, force: bool) -> None:
+          cache: str | None, engine: str | None, workers: int | None, force: bool, base_dir: str | None) -> None:
     """Build the dataset described by RECIPE."""
     # here, not at the top: the build brings datasets and pyarrow, which `vlmdata validate` does without
     from vlmdata.build import Terminated
     from vlmdata.build import build as run_build
 
-    loaded = _load(recipe, overrides)
+    loaded = _load(recipe, overrides, base_dir)
     try:
         result = run_build(loaded, out=Path(out) if out else None, limit=limit, progress=not quiet,
                            cache_dir=Path(cache) if cache else None, engine=engine, workers=workers, force=force)

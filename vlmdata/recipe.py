@@ -167,14 +167,17 @@ def _with_env(env: list[Problem], problems: list[Problem]) -> list[Problem]:
     return env + [p for p in problems if p.path not in where]
 
 
-def load_recipe(path: str | Path, *, overrides: list[str] = ()) -> LoadedRecipe:
-    """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths."""
+def load_recipe(path: str | Path, *, overrides: list[str] = (), base_dir: Path | None = None) -> LoadedRecipe:
+    """Read and validate a recipe; raise ConfigError listing every problem, with YAML paths.
+
+    Relative paths resolve against the recipe's folder, or `base_dir` when given (a recipe written
+    elsewhere on behalf of a config in `base_dir`, e.g. vlmtrain's `data.sources[].kind`)."""
     path = Path(path)
     what = f"recipe {path}"
     env: list[Problem] = []  # unset ${VAR}s: reported with every other problem, not instead of them
     raw, secrets = load_config_dict(path, overrides=list(overrides), what=what, model=Recipe, env_problems=env)
     try:
-        recipe = Recipe.model_validate(raw, context={"base_dir": str(path.resolve().parent),
+        recipe = Recipe.model_validate(raw, context={"base_dir": str(base_dir or path.resolve().parent),
                                                      "seed": raw.get("seed", 0)})  # sources that sample read it
     except ValidationError as err:
         found = problems_from_validation_error(err, model=Recipe, data=raw)

@@ -13,7 +13,16 @@ from pathlib import Path
 import click
 
 from vlmdata.config.errors import ConfigError
-from vlmtrain.models.tiny.registry import FAMILIES
+from vlmtrain.config.train import load_train_config
+from vlmtrain.data.dataset import open_split
+from vlmtrain.evaluation.evaluate import EvalResult, evaluate
+from vlmtrain.evaluation.predict import generate, load_run
+from vlmtrain.evaluation.report import report as make_report
+from vlmtrain.evaluation.score_file import score_predictions
+from vlmtrain.models.check import check_model
+from vlmtrain.models.merge import merge_run
+from vlmtrain.models.preflight import preflight
+from vlmtrain.models.tiny.registry import FAMILIES, write_tiny
 from vlmtrain.training.finite_guard import NonFiniteError
 
 EXIT_CONFIG = 2
@@ -37,8 +46,6 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
 def tiny(out: Path, family: str, seed: int) -> None:
     """Write a tiny random-weight model + processor of FAMILY to OUT (offline; for tests and smoke runs)."""
-    from vlmtrain.models.tiny.registry import write_tiny
-
     write_tiny(out=out, family=family, seed=seed)
     click.echo(f"wrote tiny {family} model and processor to {out}")
 
@@ -55,14 +62,9 @@ def validate(config: Path, overrides: tuple[str, ...], config_only: bool) -> Non
     against the model built on the meta device from its config.json; the first rows of each data source
     are tokenised with the model's processor (vlmtrain.models.preflight).
     """
-    from vlmtrain.config.train import load_train_config
-    from vlmtrain.models.check import check_model
-
     try:
         cfg = load_train_config(config, overrides=list(overrides))
         if not config_only:
-            from vlmtrain.models.preflight import preflight
-
             check_model(cfg)
             preflight(config=cfg, echo=click.echo)
     except ConfigError as err:
@@ -76,11 +78,9 @@ def validate(config: Path, overrides: tuple[str, ...], config_only: bool) -> Non
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint-N (train.save_every).")
 def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
     """Fine-tune with LoRA as CONFIG says; writes runs/NAME/ (adapter, processor, config.yaml, log.jsonl)."""
-    from vlmtrain.config.train import load_train_config
-
     try:
         cfg = load_train_config(config, overrides=list(overrides))
-        from vlmtrain.recipes.finetune import run as run_recipe
+        from vlmtrain.recipes.run import run as run_recipe  # torch and transformers: only once a run starts
 
         run_recipe(config=cfg, echo=click.echo, resume=resume)
     except ConfigError as err:
@@ -100,8 +100,6 @@ def run(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
 def predict(run_dir: Path, image: Path, prompt: str, system: str | None, max_new_tokens: int, device: str) -> None:
     """Answer PROMPT about IMAGE with the base model + the LoRA adapter of RUN (greedy)."""
     from PIL import Image
-
-    from vlmtrain.evaluation.predict import generate, load_run
 
     model, processor = load_run(run_dir=run_dir, device=device)
     with Image.open(image) as img:
@@ -130,10 +128,6 @@ def _data_arg(value: str) -> tuple[Path, str]:
 def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batch_size: int, out: Path | None,
           device: str) -> None:
     """Generate answers for a split with RUN (greedy, batched); score VQA accuracy and exact match per task."""
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.evaluation.evaluate import evaluate
-    from vlmtrain.evaluation.predict import load_run
-
     folder, split = _data_arg(data)
     try:
         dataset = open_split(path=folder, split=split)
@@ -149,8 +143,6 @@ def eval_(run_dir: Path, data: str, max_new_tokens: int, limit: int | None, batc
 
 
 def _write_scores(*, result: object, out: Path) -> None:
-    from vlmtrain.evaluation.evaluate import EvalResult
-
     assert isinstance(result, EvalResult)
     result.write(out_dir=out)
     if result.rejected:
@@ -170,9 +162,6 @@ def _write_scores(*, result: object, out: Path) -> None:
               help="Where predictions.jsonl and metrics.json go.")
 def score(data: str, predictions: Path, out: Path) -> None:
     """Score answers made elsewhere against a split's raw human answers, exactly as `eval` scores its own."""
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.evaluation.score_file import score_predictions
-
     folder, split = _data_arg(data)
     try:
         result = score_predictions(dataset=open_split(path=folder, split=split), path=predictions)
@@ -186,8 +175,6 @@ def score(data: str, predictions: Path, out: Path) -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 def merge(run_dir: Path, out: Path) -> None:
     """Merge RUN's LoRA adapter into the base weights; save model + processor to OUT (plain transformers)."""
-    from vlmtrain.models.merge import merge_run
-
     merge_run(run_dir=run_dir, out=out)
     click.echo(f"wrote the merged model and processor to {out}")
 
@@ -196,8 +183,6 @@ def merge(run_dir: Path, out: Path) -> None:
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
     """Print RUN's continual scores (matrix, average accuracy, BWT, forgetting); write matrix/curves/losses PNGs."""
-    from vlmtrain.evaluation.report import report as make_report
-
     text, written = make_report(run_dir=run_dir)
     click.echo(text)
     for path in written:

@@ -107,8 +107,8 @@ def pair_scores(*, model: Any, processor: Any, pairs: Any, batch_size: int = 32)
     'before') and under the policy (after), and rewards/accuracies (policy − reference margin > 0)."""
     import torch
 
-    from vlmtrain.data import row_batches
     from vlmtrain.data.collate import ChatCollator
+    from vlmtrain.data.dataset import row_batches
     from vlmtrain.models.families import family_of
     from vlmtrain.training.dpo import PairCollator, pair_logps, split_pair
     from vlmtrain.training.dpo_trainer import shared_images

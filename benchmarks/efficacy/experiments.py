@@ -152,7 +152,7 @@ def weighting(*, common: list[str], vqa: Path, caption: Path, seeds: Sequence[in
 def continual(*, common: list[str], seeds: Sequence[int], steps: int, strategies: dict[str, list[str]],
               work: Path, echo: Any) -> Results:
     """(d) colour → size → count, one stage after another, per strategy; BWT, forgetting, final accuracy."""
-    from vlmtrain.recipes.finetune import run
+    from vlmtrain.recipes.run import run
 
     results: Results = {}
     for label, extra in strategies.items():

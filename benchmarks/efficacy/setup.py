@@ -40,7 +40,7 @@ def pretrain_base(*, work: Path, data: Path, steps: int, echo: Any) -> Path:
     from vlmtrain.config.train import load_train_config
     from vlmtrain.evaluation.predict import load_run
     from vlmtrain.models.tiny.registry import write_tiny
-    from vlmtrain.recipes.finetune import run
+    from vlmtrain.recipes.run import run
 
     base = work / "base"
     if (base / "config.json").is_file():

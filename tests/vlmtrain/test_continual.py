@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from vlmtrain.continual import Combined, EWCStrategy, LwFStrategy, NaiveStrategy, ReplayBuffer, ReplayStrategy
-from vlmtrain.continual.ewc import estimate_fisher
+from vlmtrain.continual.ewc import EWCStrategy, estimate_fisher
+from vlmtrain.continual.lwf import LwFStrategy
 from vlmtrain.continual.metrics import (
     average_accuracy,
     backward_transfer,
@@ -17,6 +17,9 @@ from vlmtrain.continual.metrics import (
     plot_curves,
     plot_matrix,
 )
+from vlmtrain.continual.naive import NaiveStrategy
+from vlmtrain.continual.replay import ReplayBuffer, ReplayStrategy
+from vlmtrain.continual.strategy import Combined
 
 
 def _tiny_lora(seed: int = 0) -> tuple[Any, Any]:
@@ -180,3 +183,21 @@ def test_plots_write_png(tmp_path: Path) -> None:
         path = plot(matrix=R, tasks=["color", "shape", "count"], path=tmp_path / "plots" / name)
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_every_configurable_strategy_is_built_by_name_from_the_registry() -> None:
+    from typing import get_args
+
+    from vlmtrain.config.multitask import ContinualSection, StrategyName
+    from vlmtrain.continual.registry import STRATEGIES, build_strategy
+
+    assert set(get_args(StrategyName)) == set(STRATEGIES)  # the config accepts exactly what the registry builds
+    sequence = [{"name": "a", "tasks": ["x"]}]
+    naive = build_strategy(continual=ContinualSection.model_validate({"sequence": sequence}), seed=0)
+    assert type(naive) is NaiveStrategy  # the default baseline is a real strategy, not an empty Combined
+    both = build_strategy(continual=ContinualSection.model_validate(
+        {"sequence": sequence, "strategy": ["replay", "ewc"], "replay": {"mode": "stratified", "ratio": 0.5},
+         "ewc": {"lambda": 3.0}}), seed=7)
+    assert isinstance(both, Combined) and [type(s) for s in both.strategies] == [ReplayStrategy, EWCStrategy]
+    replay, ewc = both.strategies
+    assert (replay.buffer.mode, replay.buffer.ratio, replay.buffer.seed) == ("stratified", 0.5, 7) and ewc.lam == 3.0

@@ -184,14 +184,14 @@ def test_qlora_dpo_trains_the_adapter_and_logs_rewards(write_config, tmp_path):
     from tiny_cache import config_text
 
     from vlmtrain.config.train import load_train_config
-    from vlmtrain.recipes.finetune import FinetuneRecipe
+    from vlmtrain.recipes.dpo import DpoRecipe
 
     pairs = save_pairs(path=tmp_path / "pairs", splits={"train": colour_pairs() * 2})
     body = ("method: qlora\nquant: {bits: 4, quant_type: nf4}\nlora: {r: 8, alpha: 16, dropout: 0.0}\n"
             "dpo: {beta: 0.5, loss_type: sigmoid}\n"
             "train: {steps: 3, batch_size: 4, lr: 5.0e-2, scheduler: constant, device: cpu, log_every: 1}\n")
     path = write_config(config_text(model=tiny_dir("llava"), data=pairs, out=tmp_path / "run", body=body))
-    recipe = FinetuneRecipe(config=load_train_config(path), echo=lambda _: None)
+    recipe = DpoRecipe(config=load_train_config(path), echo=lambda _: None)
     recipe.setup()
     assert any(type(m).__name__ == "Linear4bit" for m in recipe.model.modules())
     before = {n: p.detach().clone() for n, p in recipe.model.named_parameters() if "lora_B" in n}
@@ -237,14 +237,14 @@ def test_a_pair_too_long_for_max_length_is_listed_not_cut(write_config, tmp_path
     from tiny_cache import config_text
 
     from vlmtrain.config.train import load_train_config
-    from vlmtrain.recipes.finetune import FinetuneRecipe
+    from vlmtrain.recipes.dpo import DpoRecipe
 
     long = pair_row(colour="red", wrong="blue " * 150)
     pairs = save_pairs(path=tmp_path / "pairs", splits={"train": [*colour_pairs(), long]})
     body = "method: dpo\ntrain: {steps: 1, batch_size: 2, device: cpu}\n"  # config_text: max_length 128
     path = write_config(config_text(model=tiny_dir("llava"), data=pairs, out=tmp_path / "run", body=body))
     said: list[str] = []
-    recipe = FinetuneRecipe(config=load_train_config(path), echo=said.append)
+    recipe = DpoRecipe(config=load_train_config(path), echo=said.append)
     recipe.setup()
     assert len(recipe.dataset) == 4 and long["id"] not in recipe.dataset["id"]
     listed = [json.loads(line) for line in (tmp_path / "run" / "rejected_rows.jsonl").read_text().splitlines()]

@@ -109,7 +109,7 @@ def test_three_training_steps_give_finite_losses(family, colour_dataset, write_c
     import math
 
     from vlmtrain.config.train import load_train_config
-    from vlmtrain.recipes.finetune import run
+    from vlmtrain.recipes.run import run
 
     body = "lora: {r: 4, alpha: 8, dropout: 0.0}\ntrain: {steps: 3, batch_size: 2, lr: 1.0e-3, device: cpu}\n"
     path = write_config(config_text(model=tiny_dir(family), data=colour_dataset, out=tmp_path / "run", body=body))

@@ -101,7 +101,7 @@ def test_every_parameter_falls_into_a_component(family):
 
 def _run(*, family: str, data, write_config, tmp_path, body: str):
     from vlmtrain.config.train import load_train_config
-    from vlmtrain.recipes.finetune import run
+    from vlmtrain.recipes.run import run
 
     path = write_config(config_text(model=tiny_dir(family), data=data, out=tmp_path / "run", body=body)
                         .replace("max_length: 128", "max_length: 1024"))

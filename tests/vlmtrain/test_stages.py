@@ -68,7 +68,7 @@ import os, signal, sys
 from transformers import TrainerCallback
 import vlmtrain.recipes.finetune as recipe
 from vlmtrain.config.train import load_train_config
-from vlmtrain.recipes.staged import run_stages
+from vlmtrain.recipes.run import run
 
 class Kill(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
@@ -81,7 +81,7 @@ def killing_setup(self):
     if self.run_dir.name.endswith("-sft"):
         self.trainer.add_callback(Kill())
 recipe.FinetuneRecipe.setup = killing_setup
-run_stages(config=load_train_config(sys.argv[1]))
+run(config=load_train_config(sys.argv[1]))
 """
 RESUMABLE = STAGES.replace("train: {steps: 3, warmup_ratio", "train: {steps: 4, save_every: 2, warmup_ratio")
 

@@ -1,74 +1,47 @@
-"""A seeded fuzzer over the shipped training configs: every mutant is either valid or a ConfigError of
-named problems, never another exception; file-level breakage (not UTF-8, recursive aliases, malformed
---set) is a named problem from `vlmtrain validate`, never a traceback."""
+"""The one fuzzer of training configs: seeded mutants (tests/fuzz_kit.py: keys deleted, renamed or added,
+odd values, broken YAML text, malformed --set) of every shipped config, pointed at a real tiny model and
+dataset so that mutants reach the deep checks; each is either valid or a ConfigError of named problems,
+never another exception. File-level breakage through `vlmtrain validate` is a named problem, never a traceback."""
 
 from __future__ import annotations
 
-import copy
-import random
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from vlmdata.config.errors import ConfigError
-from vlmtrain.cli import main
-from vlmtrain.config.train import validate_train_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fuzz_kit import _absolute, fuzz  # noqa: E402
+
+from vlmdata.config.errors import ConfigError  # noqa: E402
+from vlmtrain.cli import main  # noqa: E402
+from vlmtrain.config.train import TrainConfig, load_train_config  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
-VALUES: list[Any] = [None, "", "abc", -1, 0, 1, 1e9, 10**30, float("inf"), float("nan"), [], {}, [1, "a"], {"x": 1},
-                     True, "~nouser_zz/x", "a" * 300, "a\x00b", 0.5, [None], {"path": None}, "all-linear", "q_prj"]
+PER_CONFIG = 40
 
 
-def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    out: list[tuple] = []
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
-    for key, item in items:
-        out.append((*prefix, key))
-        out.extend(_paths(item, (*prefix, key)))
-    return out
-
-
-def mutate(doc: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """1-3 edits: a value replaced by an odd one, a key removed, or an unknown key added."""
-    doc = copy.deepcopy(doc)
-    for _ in range(rng.randint(1, 3)):
-        path = rng.choice(_paths(doc))
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        roll = rng.random()
-        if roll < 0.7 or not isinstance(parent, dict):
-            parent[path[-1]] = copy.deepcopy(rng.choice(VALUES))
-        elif roll < 0.85:
-            parent.pop(path[-1])
-        else:
-            parent[f"{path[-1]}x"] = 1
-    return doc
+def _check(path: Path, overrides: list[str]) -> int:
+    load_train_config(path, overrides=overrides)
+    return 0
 
 
 def test_mutants_of_shipped_configs_are_ok_or_named_problems(tiny_llava, colour_dataset, tmp_path):
-    docs = []
+    configs = []
     for path in sorted(RECIPES.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = _absolute(yaml.safe_load(path.read_text(encoding="utf-8")), model=TrainConfig, folder=path.parent)
         doc["model"] = {"path": str(tiny_llava)}
         doc["data"] = {**(doc.get("data") or {}), "path": str(colour_dataset)}
         doc["output"] = {"dir": str(tmp_path / "run")}
-        docs.append(doc)
-    rng = random.Random(12)
-    outcomes = {"ok": 0, "problems": 0}
-    for _ in range(400):
-        doc = mutate(rng.choice(docs), rng)
-        try:
-            validate_train_config(doc, base_dir=tmp_path)
-            outcomes["ok"] += 1
-        except ConfigError as err:
-            assert err.problems and all(p.message for p in err.problems)
-            outcomes["problems"] += 1
-        # any other exception fails the test with the mutant in the traceback
-    assert outcomes["problems"] > 200 and outcomes["ok"] > 0, outcomes
+        configs.append(tmp_path / path.name)
+        configs[-1].write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    stats = fuzz(configs=configs, model=TrainConfig, check=_check, expected=ConfigError, per_config=PER_CONFIG,
+                 seed=0, workdir=tmp_path / "mutants")
+    assert stats.crashes == [], "\n".join(stats.crashes[:20])
+    assert stats.mutants == PER_CONFIG * len(configs)
+    assert stats.refused > stats.mutants // 2 and stats.ok > 0, stats.line()  # the mutations really break things
 
 
 @pytest.mark.parametrize(("content", "args", "message"), [

@@ -1,7 +1,7 @@
 """Non-finite numbers in a training config: found before anything runs, each with its YAML path.
 
 Why: YAML reads `.inf`, `.nan` and `1e999` as floats, and most range checks let them through
-(`inf > 0`), so `train.lr: .inf` used to validate, train and save an all-NaN adapter with exit 0.
+(`inf > 0`), so `train.lr: .inf` would validate, train and save an all-NaN adapter with exit 0.
 No setting of a training run means infinity or NaN, so every float in the document is checked,
 whatever section (and whoever's section) it sits in. Strings such as "inf" given to a float field
 are refused by the models themselves (`allow_inf_nan=False` on the config sections).

@@ -24,7 +24,7 @@ tasks in a batch, and `static` weights read as relative importances (default 1 e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -37,6 +37,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from vlmtrain.config.paths import dataset_folder
 
 StrategyName = Literal["naive", "replay", "ewc", "lwf"]
 
@@ -93,9 +95,7 @@ class ContinualStage(_Section):
     @field_validator("data")
     @classmethod
     def _folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        from vlmtrain.config.train import _dataset_folder
-
-        return None if value is None else _dataset_folder(value, info)
+        return None if value is None else dataset_folder(value, info)
 
     @model_validator(mode="after")
     def _tasks_or_data(self) -> ContinualStage:
@@ -177,6 +177,11 @@ class ContinualSection(_Section):
         return value
 
     @property
+    def strategy_names(self) -> list[str]:
+        """Every strategy named, in order (`vlmtrain.continual.registry` builds them)."""
+        return [self.strategy] if isinstance(self.strategy, str) else list(self.strategy)
+
+    @property
     def strategies(self) -> list[str]:
-        names: Any = [self.strategy] if isinstance(self.strategy, str) else list(self.strategy)
-        return [n for n in names if n != "naive"]
+        """The strategies beyond plain fine-tuning (`naive` left out): what continual.json records."""
+        return [n for n in self.strategy_names if n != "naive"]

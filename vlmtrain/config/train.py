@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ from vlmtrain.config.dpo import DpoSection, dpo_problems
 from vlmtrain.config.finite import nonfinite_problems
 from vlmtrain.config.kernels import kernel_problems
 from vlmtrain.config.multitask import ContinualSection, MultitaskSection
+from vlmtrain.config.paths import EvalDataInfo, dataset_folder, known_split, resolve_path
 from vlmtrain.config.tuning import (
     ALL_LINEAR,
     Component,
@@ -54,29 +56,14 @@ from vlmtrain.config.tuning import (
     plan_problems,
     resolve_components,
 )
+from vlmtrain.data.chat import shipped_templates
+from vlmtrain.data.packing import packing_problem
+from vlmtrain.data.raw_sources import source_problems
+from vlmtrain.models.families import FAMILIES
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means inf or NaN
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Absolute path; relative ones are read against the config file's folder (`context['base_dir']`)."""
-    text = str(value)
-    if "\x00" in text:
-        raise ValueError("a path cannot hold a NUL byte")
-    long = next((part for part in value.parts if len(part.encode()) > 255), None)
-    if long is not None or len(text.encode()) > 4095:
-        raise ValueError(f"path too long for the file system ({'a name over 255 bytes' if long else 'over 4095 bytes'}"
-                         f": {text[:40]}...)")
-    try:
-        value = value.expanduser()
-    except RuntimeError:  # `~nouser/...`: no such user's home
-        raise ValueError(f"cannot expand '{value}': no such user's home folder; write the path out") from None
-    if value.is_absolute():
-        return value
-    base = (info.context or {}).get("base_dir")
-    return (Path(base) / value).resolve() if base is not None else value.resolve()
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -108,11 +95,9 @@ class ModelSection(_Section):
     @field_validator("chat_template")
     @classmethod
     def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from vlmtrain.data.chat import shipped_templates
-
         if value is None or value in shipped_templates():
             return value
-        path = _resolve(Path(value), info)
+        path = resolve_path(Path(value), info)
         if path.is_file():
             return str(path)
         raise ValueError(f"'{value}' is neither a template file nor a shipped template"
@@ -134,7 +119,7 @@ class ModelSection(_Section):
         if not isinstance(value, str | Path) or not str(value).strip():
             raise ValueError(f"needs a model folder or a hub id such as org/name, got {value!r}")
         raw = str(value)
-        local = _resolve(Path(raw), info)
+        local = resolve_path(Path(raw), info)
         if local.is_dir():
             if not (local / "config.json").is_file():
                 raise ValueError(f"not a model folder (no config.json): {local}")
@@ -144,35 +129,13 @@ class ModelSection(_Section):
         raise ValueError(f"model folder not found: {local} (create a tiny one with `vlmtrain tiny {local}`, "
                          f"or name a hub model such as org/name)")
 
-def _dataset_folder(value: Path | None, info: ValidationInfo) -> Path | None:
-    """A `save_to_disk` folder: a DatasetDict (dataset_dict.json) or a single Dataset (state.json)."""
-    if value is None:  # `data: {path: null}`: the section's own check says what is missing
-        return None
-    value = _resolve(value, info)
-    if not value.is_dir():
-        raise ValueError(f"dataset folder not found: {value} (build it with `vlmdata build RECIPE`)")
-    if not (value / "dataset_dict.json").is_file() and not (value / "state.json").is_file():
-        raise ValueError(f"not a dataset saved with save_to_disk (no dataset_dict.json or state.json): {value}")
-    return value
-
-
-def _known_split(value: str, info: ValidationInfo) -> str:
-    """The split must exist in a DatasetDict; a single saved Dataset is its own split (`split` unused)."""
-    folder = info.data.get("path")
-    if folder is None or not (folder / "dataset_dict.json").is_file():  # path has its own problem, or a Dataset
-        return value
-    splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
-    if value not in splits:
-        raise ValueError(f"no split '{value}' in {folder}{did_you_mean(value, splits)} (splits: {', '.join(splits)})")
-    return value
-
-
 class SourceSpec(_Section):
     """One dataset to train on. `weight` scales its row count: 2.0 = every row twice, 0.5 = a seeded half.
 
     With `kind` (any vlmdata source kind: sharegpt, webdataset, llava, llava_onevision, jsonl, ...),
-    `path` is that source's file or folder, read through `vlmdata.readers` at the start of the run
-    (`options`: the source's other keys, e.g. image_root, fields, tags); without it, a built dataset.
+    `path` is that source's file or folder, read through the `vlmdata` command line at the start of the
+    run (`vlmtrain.data.raw_sources`; `options`: the source's other keys, e.g. image_root, fields, tags);
+    without it, a built dataset.
     """
 
     kind: str | None = None
@@ -185,8 +148,8 @@ class SourceSpec(_Section):
     @classmethod
     def check_path(cls, value: Path, info: ValidationInfo) -> Path:
         if info.data.get("kind") is None:
-            return _dataset_folder(value, info)
-        value = _resolve(value, info)
+            return dataset_folder(value, info)
+        value = resolve_path(value, info)
         if not value.exists():
             raise ValueError(f"path not found: {value}")
         return value
@@ -194,7 +157,7 @@ class SourceSpec(_Section):
     @field_validator("split")
     @classmethod
     def check_split(cls, value: str, info: ValidationInfo) -> str:
-        return value if info.data.get("kind") is not None else _known_split(value, info)
+        return value if info.data.get("kind") is not None else known_split(value, info)
 
     _base_dir: Path | None = PrivateAttr(default=None)  # the config's folder: options' relative paths
 
@@ -204,8 +167,6 @@ class SourceSpec(_Section):
             if self.options:
                 raise ValueError("'options' are a vlmdata source's keys; set 'kind' too (e.g. kind: sharegpt)")
             return self
-        from vlmdata.readers import source_problems  # torch-free; reads no data
-
         self._base_dir = Path((info.context or {}).get("base_dir", ".")).resolve()
         problems = source_problems(kind=self.kind, path=self.path, options=self.options, base_dir=self._base_dir)
         if problems:
@@ -227,8 +188,8 @@ class DataSection(_Section):
     sources: list[SourceSpec] | None = None
     max_length: PositiveInt = 1024
 
-    check_path = field_validator("path")(_dataset_folder)
-    check_split = field_validator("split")(_known_split)
+    check_path = field_validator("path")(dataset_folder)
+    check_split = field_validator("split")(known_split)
 
     @model_validator(mode="after")
     def _path_or_sources(self) -> DataSection:
@@ -302,7 +263,7 @@ class OutputSection(_Section):
     @field_validator("dir")
     @classmethod
     def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _resolve(value, info)
+        return None if value is None else resolve_path(value, info)
 
 
 class EvalSection(_Section):
@@ -315,19 +276,12 @@ class EvalSection(_Section):
     max_new_tokens: PositiveInt = 32
     batch_size: PositiveInt = 8
 
-    check_data = field_validator("data")(_dataset_folder)
+    check_data = field_validator("data")(dataset_folder)
 
     @field_validator("split")
     @classmethod
     def _eval_split(cls, value: str, info: ValidationInfo) -> str:
-        return _known_split(value, _DataInfo(info))
-
-
-class _DataInfo:
-    """A ValidationInfo stand-in whose `data['path']` is the eval section's `data` folder."""
-
-    def __init__(self, info: ValidationInfo) -> None:
-        self.data = {"path": info.data.get("data")}
+        return known_split(value, EvalDataInfo(info))
 
 
 class StageSection(_Section):
@@ -342,6 +296,16 @@ class StageSection(_Section):
     train: TrainSection = TrainSection()
     method: Literal["sft", "dpo"] = "sft"  # what this stage optimises (dpo: on preference rows, vlmtrain/training/dpo.py)
     dpo: DpoSection | None = None  # with method: dpo (default settings when left out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanAt:
+    """One run's component plan; `where` is the YAML prefix of its components section, `written` that section."""
+
+    where: str
+    written: ComponentsSection | None
+    plan: dict[str, Component]
+    dpo: bool
 
 
 class TrainConfig(_Section):
@@ -389,6 +353,16 @@ class TrainConfig(_Section):
         lr = self.train.lr if stage is None else stage.train.lr
         return resolve_components(components=components, lora=self.lora, method=self.method, lr=lr)
 
+    def plans(self) -> list[PlanAt]:
+        """The plan of every run this config makes (each stage, or the run itself), with its YAML prefix:
+        the one enumeration that validation and the LoRA target check (`vlmtrain.models.preflight`) read."""
+        if not self.stages:
+            return [PlanAt(where="components", written=self.components, plan=self.plan(), dpo=self.dpo is not None)]
+        return [PlanAt(where=f"stages[{i}].components",
+                       written=s.components if s.components is not None else self.components, plan=self.plan(s),
+                       dpo=s.method == "dpo" or s.dpo is not None)
+                for i, s in enumerate(self.stages)]
+
     @model_validator(mode="after")
     def _default_output(self) -> TrainConfig:
         if self.output.dir is None:
@@ -419,10 +393,7 @@ def _packing_problems(config: TrainConfig) -> list[tuple[str, str]]:
 def _packing_family_problem(model: ModelSection) -> list[tuple[str, str]]:
     """The family refusal of `vlmtrain.data.packing`, read from a local model folder's config.json (no transformers
     import; a hub id is checked again when the run loads its config)."""
-    import json
 
-    from vlmtrain.data.packing import packing_problem
-    from vlmtrain.models.families import FAMILIES
 
     path = Path(str(model.path)) / "config.json"
     if not path.is_file():
@@ -449,14 +420,9 @@ def validate_train_config(data: dict[str, Any], *, base_dir: Path, what: str = "
         raise ConfigError(nonfinite + found_first, what=what) from None
     if nonfinite:
         raise ConfigError(nonfinite, what=what)
-    found = plan_problems(plan=config.plan(), method=config.method, where="components") if not config.stages else []
-    for i, stage in enumerate(config.stages or []):
-        found += plan_problems(plan=config.plan(stage), method=config.method, where=f"stages[{i}].components")
-    if config.dpo is not None and not config.stages:
-        found += dpo_problems(plan=config.plan(), where="components")
-    for i, stage in enumerate(config.stages or []):
-        if stage.method == "dpo" or stage.dpo is not None:
-            found += dpo_problems(plan=config.plan(stage), where=f"stages[{i}].components")
+    plans = config.plans()
+    found = [p for at in plans for p in plan_problems(plan=at.plan, method=config.method, where=at.where)]
+    found += [p for at in plans if at.dpo for p in dpo_problems(plan=at.plan, where=at.where)]
     if config.continual is not None and config.stages:
         found.append(("continual", "continual and stages cannot be combined; use one of them"))
     found += strategy_problems(config.distributed)

@@ -86,8 +86,8 @@ class QuantSection(_Section):
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # Cast every frozen weight left unquantised (norms, embeddings, LM head, vision tower) to fp32, as peft's
     # prepare_model_for_kbit_training does. Off: those weights stay in model.dtype and the activations with
-    # them. Measured on an H100 (1B LLaVA, bf16, batch 16 x 277 tokens): with the upcast QLoRA's peak memory
-    # is 1.21x bf16 LoRA's, without it 0.74x (benchmarks/gpu_check.py). Under bf16/fp16 autocast the weights
+    # them; off by default because the upcast costs memory (benchmarks/gpu_check.py measures how much:
+    # QLoRA's peak against bf16 LoRA's, with and without). Under bf16/fp16 autocast the weights
     # that train are fp32 either way; without autocast (train.precision fp32) all stays in model.dtype.
     upcast: bool = False
 

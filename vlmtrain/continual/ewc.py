@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from vlmtrain.config.multitask import ContinualSection
 from vlmtrain.continual.strategy import Strategy
 from vlmtrain.training.losses import ewc_penalty
 
@@ -79,6 +80,11 @@ class EWCStrategy(Strategy):
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchors: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> EWCStrategy:
+        e = continual.ewc
+        return cls(lam=e.lambda_, gamma=e.gamma, num_samples=e.num_samples)
+
     def after_task(self, *, task_index: int, model: Any, dataloader: Iterable[Mapping[str, Any]]) -> None:
         new = estimate_fisher(model=model, dataloader=dataloader, num_samples=self.num_samples)
         self.fisher = {n: self.gamma * self.fisher[n] + f if n in self.fisher else f for n, f in new.items()}
@@ -89,9 +95,3 @@ class EWCStrategy(Strategy):
             return None
         params = {n: p for n, p in model.named_parameters() if n in self.fisher}
         return ewc_penalty(params=params, fisher=self.fisher, anchors=self.anchors, lam=self.lam)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"fisher": dict(self.fisher), "anchors": dict(self.anchors)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.fisher, self.anchors = dict(state["fisher"]), dict(state["anchors"])

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from vlmtrain.config.multitask import ContinualSection
 from vlmtrain.continual.strategy import Strategy
 from vlmtrain.training.losses import lwf_kl, supervised_mask
 
@@ -34,6 +35,11 @@ class LwFStrategy(Strategy):
             raise ValueError(f"lwf.teacher must be 'base' or 'snapshot', got {teacher!r}")
         self.alpha, self.temperature, self.teacher = alpha, temperature, teacher
         self.snapshot: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> LwFStrategy:
+        w = continual.lwf
+        return cls(alpha=w.alpha, temperature=w.temperature, teacher=w.teacher)
 
     def after_task(self, *, task_index: int, model: Any, dataloader: Iterable[Mapping[str, Any]]) -> None:
         if self.teacher == "snapshot":

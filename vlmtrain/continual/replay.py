@@ -1,7 +1,7 @@
 """Experience replay: keep some rows of earlier tasks and train on them again with each new task.
 
 The buffer stores row indices only (into the training table), never rows, so it costs a few bytes
-per row and is saved with a checkpoint as a list of ints.
+per row.
 
 - "reservoir": a uniform sample of every row seen so far, of at most `size` rows (Vitter's
   Algorithm R), so earlier tasks keep shares proportional to their sizes.
@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vlmdata.sampling import seeded_hash
+from vlmtrain.config.multitask import ContinualSection
 from vlmtrain.continual.strategy import Strategy
 
 
@@ -72,13 +73,6 @@ class ReplayBuffer:
             return list(self.reservoir)
         return [r for t, q in self.quotas().items() for r in self.tasks[t][:q]]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"reservoir": list(self.reservoir), "seen": self.seen, "tasks": {t: list(r) for t, r in self.tasks.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.reservoir, self.seen = list(state["reservoir"]), int(state["seen"])
-        self.tasks = {t: list(r) for t, r in state["tasks"].items()}
-
 
 class ReplayStrategy(Strategy):
     """Before task k, adds the rows of tasks < k to the buffer; `extra_rows` returns the buffer to mix in."""
@@ -86,6 +80,11 @@ class ReplayStrategy(Strategy):
     def __init__(self, *, buffer: ReplayBuffer) -> None:
         self.buffer = buffer
         self.added = 0  # tasks already offered to the buffer
+
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> ReplayStrategy:
+        r = continual.replay
+        return cls(buffer=ReplayBuffer(mode=r.mode, size=r.size, ratio=r.ratio, seed=seed))
 
     def before_task(self, *, task_index: int, model: Any, task_rows: Sequence[Sequence[int]]) -> None:
         for k in range(self.added, task_index):

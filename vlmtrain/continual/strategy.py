@@ -18,9 +18,16 @@ from typing import Any
 
 import torch
 
+from vlmtrain.config.multitask import ContinualSection
+
 
 class Strategy:
     """Does nothing: fine-tuning on each task in turn (the naive baseline). Subclasses override hooks."""
+
+    @classmethod
+    def from_config(cls, *, continual: ContinualSection, seed: int) -> Strategy:
+        """The strategy as `continual:` configures it (its own options section); `seed` for any random choice."""
+        return cls()
 
     def before_task(self, *, task_index: int, model: Any, task_rows: Sequence[Sequence[int]]) -> None:
         """Called before training task `task_index`; `task_rows[k]` are task k's row indices."""

@@ -138,9 +138,15 @@ def conversation(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[str
             cut = tail_from if found else len(full[:end].rstrip())
             spans.append((start, cut))
             inserted.append(cut)
+    return _insert_eos(full=full, spans=spans, inserted=inserted, eos=eos)
+
+
+def _insert_eos(*, full: str, spans: list[tuple[int, int]], inserted: list[int],
+                eos: str) -> tuple[str, list[tuple[int, int]]]:
+    """`full` with EOS written at each position in `inserted` (answers the template ends with no special
+    token), and the answer spans shifted to match."""
     if not inserted:
         return full, spans
-    # write EOS after each such answer, shifting what follows
     pieces, shifted, previous = [], [], 0
     for position in inserted:
         pieces += [full[previous:position], eos]

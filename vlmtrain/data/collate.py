@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlmdata.schema import image_count
+from vlmtrain.data.chat import conversation
+from vlmtrain.data.prompting import batch_images, fill_image_rows, prefix_prompt
 from vlmtrain.models.families import Family
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,8 +43,6 @@ def assistant_spans(*, processor: Any, messages: list[dict[str, Any]]) -> tuple[
     template's end-of-turn, or EOS written after the answer); TemplateError for a template that cannot
     say where answers are.
     """
-    from vlmtrain.data.chat import conversation
-
     return conversation(processor=processor, messages=messages)
 
 
@@ -121,7 +121,6 @@ class ChatCollator:
             if n_parts != n_images:
                 raise ValueError(f"row {row.get('id')}: {n_parts} image part(s) but {n_images} image(s)")
             per_row.append([_to_pil(image) for image in row["images"]])
-        from vlmtrain.data.prompting import batch_images, fill_image_rows
 
         images = batch_images(family=self.family, per_row=per_row)
         if self.family is not None and self.family.prompt == "prefix_suffix":
@@ -135,8 +134,6 @@ class ChatCollator:
     def _prefix_suffix(self, rows: list[dict[str, Any]], *, images: Any) -> dict[str, torch.Tensor]:
         """PaliGemma-style: one question, one answer per row; the processor labels the suffix + EOS."""
         import torch
-
-        from vlmtrain.data.prompting import prefix_prompt
 
         prefixes, suffixes = [], []
         for row in rows:

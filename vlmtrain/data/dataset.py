@@ -15,6 +15,7 @@ import numpy as np
 
 from vlmdata.config.errors import ConfigError, Problem
 from vlmdata.schema import COLUMNS
+from vlmtrain.data.raw_sources import read_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -73,14 +74,8 @@ def weighted_rows(*, n: int, weight: float, seed: int) -> list[int]:
 
 def read_source(*, source: SourceSpec, seed: int, rejects_to: Path | None = None) -> datasets.Dataset:
     """A raw source (`kind` set: a sharegpt file, a webdataset folder, ...) read by vlmdata into rows."""
-    from vlmdata.readers import read_rows
-
-    dataset = read_rows(kind=str(source.kind), path=source.path, options=source.options, seed=seed,
-                        base_dir=source._base_dir, rejects_to=rejects_to)
-    if len(dataset) == 0:
-        raise ConfigError([Problem("data.sources", f"{source.kind} source {source.path} gave no rows "
-                                                   f"({dataset.info.description})")], what="dataset")
-    return dataset
+    return read_rows(kind=str(source.kind), path=source.path, options=source.options, seed=seed,
+                     base_dir=source._base_dir or source.path.parent, where="data.sources", rejects_to=rejects_to)
 
 
 def open_sources(*, data: DataSection, seed: int, rejects_dir: Path | None = None) -> datasets.Dataset:

@@ -18,6 +18,7 @@ import contextlib
 from typing import Any
 
 from vlmdata.schema import image_count
+from vlmtrain.data.chat import prompt
 from vlmtrain.models.families import Family, family_of
 
 
@@ -82,8 +83,6 @@ def prompt_inputs(
 ) -> Any:
     """Processor outputs (PyTorch tensors, left-padded so every prompt ends where generation starts) for
     `prompts` (each the turns before the answer) and `images` (one list per prompt, in order)."""
-    from vlmtrain.data.chat import prompt
-
     if len(images) != len(prompts):
         raise ValueError(f"{len(prompts)} prompt(s) but {len(images)} image list(s): give one list per prompt")
     kwargs: dict[str, Any] = {"images": batch_images(family=family, per_row=images), "return_tensors": "pt",
@@ -99,8 +98,8 @@ def inference_autocast(model: Any) -> contextlib.AbstractContextManager:
     """Autocast to the model's low precision when its weights mix fp32 with bf16/fp16, else a no-op.
 
     Why: QLoRA under bf16 autocast trains a full component (say the projector) in fp32 over a bf16 model;
-    the Trainer's autocast covers training, but generation outside it fed that fp32 layer bf16 inputs
-    and failed (seen on an H100 in the eval callback). A model of one dtype is left as it is.
+    the Trainer's autocast covers training, but generation outside it would feed that fp32 layer bf16
+    inputs, which fails. A model of one dtype is left as it is.
     """
     import torch
 

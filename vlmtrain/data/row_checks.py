@@ -1,7 +1,7 @@
 """The rows a run cannot train on, found one by one before training, each with its reason.
 
 Why per row: one bad row (a zero-byte or truncated image, a conversation that starts with the
-assistant, an answer that is empty) used to raise inside the collator and kill the whole run
+assistant, an answer that is empty) would raise inside the collator and kill the whole run
 before its first step. `row_problem` names what is wrong with a row without a processor; whatever
 still fails when the processor tokenises a single row becomes `collate_error` with its message
 (`vlmtrain.data.diagnostics`). Rejected rows are listed in `rejected_rows.jsonl` and counted, never

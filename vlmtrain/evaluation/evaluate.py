@@ -31,6 +31,7 @@ from vlmdata.answers import exact_match, vqa_accuracy
 from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.data.collate import _to_pil
 from vlmtrain.data.dataset import raw_batches
+from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
 from vlmtrain.data.row_checks import EMPTY_ANSWER, row_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,8 +123,6 @@ def summarise(predictions: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def generate_answers(*, model: Any, processor: Any, rows: list[dict[str, Any]], max_new_tokens: int) -> list[str]:
     """Greedy answers for a batch of rows (left-padded so every prompt ends where generation starts)."""
     import torch
-
-    from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
 
     prompts = [split_prompt(row["messages"])[0] for row in rows]
     images = [[_to_pil(image) for image in row["images"]] for row in rows]  # per row (see batch_images)

@@ -13,6 +13,12 @@ from typing import Any
 import yaml
 
 from vlmtrain.config.train import ModelSection
+from vlmtrain.config.tuning import QuantSection
+from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
+from vlmtrain.models.build import quantization_config
+from vlmtrain.models.load import load_base
+from vlmtrain.models.tuning import quiet_peft
+from vlmtrain.models.weights import load_trained, read_chain, replay
 
 
 @dataclass(frozen=True)
@@ -27,31 +33,21 @@ def load_run(*, run_dir: Path, device: str = "auto") -> tuple[Any, Any]:
     """(base + earlier stages + trained components + the run's adapter, processor), in eval mode.
 
     `device`: "auto" puts the model on the GPU when there is one (a 4-bit model is placed there by
-    bitsandbytes as it loads), else the CPU; or name one ("cpu", "cuda", "cuda:1"). Why not stay on the
-    CPU where `from_pretrained` leaves it: `vlmtrain eval` on a GPU machine then ran on the CPU.
+    bitsandbytes as it loads), else the CPU; or name one ("cpu", "cuda", "cuda:1"). Why: `from_pretrained`
+    leaves the model on the CPU, where evaluation on a GPU machine would be needlessly slow. The model is
+    loaded as training built it (`vlmtrain.models.build.quantization_config`) and its weights read back as
+    `vlmtrain.models.weights.save_weights` wrote them.
     """
     from peft import PeftModel
     from transformers import AutoProcessor
-
-    from vlmtrain.models.load import load_base
-    from vlmtrain.models.tuning import quiet_peft
-    from vlmtrain.models.weights import load_trained, read_chain, replay
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a vlmtrain run folder (no config.yaml)")
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     section = ModelSection.model_validate(raw["model"], context={"base_dir": run_dir})
-    quantization = None
-    if raw.get("method") == "qlora":
-        from vlmtrain.config.tuning import QuantSection
-        from vlmtrain.models.families import family_of
-        from vlmtrain.models.load import model_type
-        from vlmtrain.models.quant import bnb_config, skip_modules
-
-        family = family_of(model_type(model=section))
-        skip = skip_modules(model_path=str(section.path), family=family, trust_remote_code=section.trust_remote_code)
-        quantization = bnb_config(quant=QuantSection.model_validate(raw.get("quant") or {}), skip=skip)
+    quant = QuantSection.model_validate(raw.get("quant") or {})
+    quantization = quantization_config(model=section, method=str(raw.get("method")), quant=quant)
     base, _ = load_base(model=section, quantization=quantization, cpu=resolve_device(device) == "cpu")
     processor = AutoProcessor.from_pretrained(str(run_dir), trust_remote_code=section.trust_remote_code)
     # earlier stages (merged), then this run's fully trained components, then its adapter (kept apart)
@@ -84,8 +80,6 @@ def generate(
     answers best when asked the same way.
     """
     import torch
-
-    from vlmtrain.data.prompting import family_of_model, inference_autocast, prompt_inputs
 
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     if system is not None:

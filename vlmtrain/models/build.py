@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmtrain.config.train import TrainConfig
+from vlmtrain.config.train import ModelSection, TrainConfig
 from vlmtrain.config.tuning import Component, QuantSection
 from vlmtrain.models.families import Family, family_of
+from vlmtrain.models.load import load_base, model_type
+from vlmtrain.models.tuning import apply_plan
+from vlmtrain.models.weights import replay
+from vlmtrain.training.optim import component_table, param_groups
 
 
 @dataclass(kw_only=True)
@@ -33,30 +37,20 @@ class Built:
     guard: Any = None
 
     def table(self) -> str:
-        from vlmtrain.training.optim import component_table
-
         return component_table(model=self.model, family=self.family, plan=self.plan)
 
 
 def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     """The model of `config` (its top-level components), started from the stage folders in `chain`."""
-    from vlmtrain.models.load import load_base, model_type
-    from vlmtrain.models.quant import bnb_config, guard_eval_forward, skip_modules, upcast_floats
-    from vlmtrain.models.tuning import apply_plan
-    from vlmtrain.models.weights import replay
-    from vlmtrain.training.optim import param_groups
+    # torch and transformers load only once a model is built (this module is on `vlmtrain predict`'s import path)
+    from vlmtrain.models.quant import guard_eval_forward, upcast_floats
     from vlmtrain.training.trainer import mixed_precision
 
     family = family_of(model_type(model=config.model))
     plan = config.plan()
-    quantization = None
     quant = config.quant or QuantSection()
-    if config.method == "qlora":
-        skip = skip_modules(
-            model_path=str(config.model.path), family=family, trust_remote_code=config.model.trust_remote_code
-        )
-        fsdp = config.distributed is not None and config.distributed.strategy == "fsdp"
-        quantization = bnb_config(quant=quant, skip=skip, storage=quant.compute_dtype if fsdp else None)
+    fsdp = config.distributed is not None and config.distributed.strategy == "fsdp"
+    quantization = quantization_config(model=config.model, method=config.method, quant=quant, fsdp=fsdp)
     base, _ = load_base(model=config.model, quantization=quantization, cpu=config.train.device == "cpu")
     base = replay(model=base, chain=chain)
     gc = config.train.gradient_checkpointing
@@ -71,3 +65,17 @@ def build_model(*, config: TrainConfig, chain: Sequence[Path] = ()) -> Built:
     )
     guard = guard_eval_forward(model) if quantization is not None else None
     return Built(model=model, family=family, plan=plan, groups=groups, guard=guard)
+
+
+def quantization_config(*, model: ModelSection, method: str, quant: QuantSection | None, fsdp: bool = False) -> Any:
+    """The `BitsAndBytesConfig` a `method: qlora` model loads with (None for other methods); training and
+    `vlmtrain.evaluation.predict.load_run` both load through it, so a run is served as it was trained.
+    Under FSDP the 4-bit weights are stored in the compute dtype, so shards can be flattened."""
+    if method != "qlora":
+        return None
+    from vlmtrain.models.quant import bnb_config, skip_modules  # torch: only for QLoRA, when called
+
+    quant = quant or QuantSection()
+    skip = skip_modules(model_path=str(model.path), family=family_of(model_type(model=model)),
+                        trust_remote_code=model.trust_remote_code)
+    return bnb_config(quant=quant, skip=skip, storage=quant.compute_dtype if fsdp else None)

@@ -15,15 +15,15 @@ weights never are.
 from __future__ import annotations
 
 from vlmdata.config.errors import ConfigError, Problem
+from vlmtrain.config.processor import problems as processor_problems
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.chat import template_problem
+from vlmtrain.models.families import FAMILIES
+from vlmtrain.models.load import load_processor, read_model_config
 
 
 def model_problems(config: TrainConfig) -> list[Problem]:
     """Every problem with `config.model` that can be found from config.json and the processor."""
-    from vlmtrain.config.processor import problems as processor_problems
-    from vlmtrain.models.families import FAMILIES
-    from vlmtrain.models.load import load_processor, read_model_config
-
     try:
         raw = read_model_config(model=config.model)
     except ConfigError as err:
@@ -40,7 +40,6 @@ def model_problems(config: TrainConfig) -> list[Problem]:
                                                "leave model.thinking out"))
     if found or family.prompt != "chat":
         return found
-    from vlmtrain.data.chat import template_problem
 
     try:
         processor = load_processor(model=config.model)

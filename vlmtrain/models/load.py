@@ -8,11 +8,13 @@ tower's attention in most VLMs. The language model's module path is found from t
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
-from vlmdata.config.errors import ConfigError, Problem, did_you_mean
-from vlmtrain.config.train import ALL_LINEAR, ModelSection
+from vlmdata.config.errors import ConfigError, Problem
+from vlmtrain.config.processor import apply
+from vlmtrain.config.train import ModelSection
+from vlmtrain.data.chat import shipped_template, shipped_templates
+from vlmtrain.models.families import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -73,10 +75,6 @@ def load_processor(*, model: ModelSection, path: str | None = None) -> Any:
     from pathlib import Path
 
     from transformers import AutoProcessor
-
-    from vlmtrain.config.processor import apply
-    from vlmtrain.data.chat import shipped_template, shipped_templates
-    from vlmtrain.models.families import family_of
 
     with hub_errors(model=model):
         processor = AutoProcessor.from_pretrained(path or str(model.path), trust_remote_code=model.trust_remote_code)
@@ -151,41 +149,3 @@ def hub_message(*, model: str, err: BaseException) -> str:
     return (f"model '{model}' cannot be loaded: {cause}. Fix: download it once on a machine online "
             f"(`hf download {model}`) and point model.path at the local folder, or unset HF_HUB_OFFLINE if "
             "this machine can reach huggingface.co")
-
-
-def language_model_prefix(model: torch.nn.Module) -> str:
-    """The module path of the language model inside a VLM (e.g. 'model.language_model' for LLaVA)."""
-    decoder = model.get_decoder()
-    for name, module in model.named_modules():
-        if module is decoder and name:
-            return name
-    raise ValueError(f"cannot locate the language model inside {type(model).__name__}")
-
-
-def lora_target_regex(*, model: torch.nn.Module, targets: str | list[str]) -> str:
-    """A regex (peft full-matches it against module names) selecting `targets` inside the LLM only.
-
-    `targets` is 'all-linear' (every nn.Linear of the LLM; the LM head sits outside it) or leaf names.
-    Unknown leaf names raise ConfigError at `lora.targets`, listing the LLM's linear layers.
-    """
-    import torch
-
-    prefix = language_model_prefix(model)
-    decoder = model.get_submodule(prefix)
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in decoder.named_modules() if isinstance(m, torch.nn.Linear) and n})
-    if targets == ALL_LINEAR:
-        leaves = linear
-    else:
-        names = {n.rsplit(".", 1)[-1] for n, _ in decoder.named_modules() if n}
-        unknown = [t for t in targets if t not in names]
-        if unknown:
-            raise ConfigError(
-                [
-                    Problem("lora.targets", f"no module '{t}' in the language model{did_you_mean(t, linear)}")
-                    for t in unknown
-                ]
-                + [Problem("lora.targets", f"linear layers of the language model: {', '.join(linear)}")],
-                what="LoRA targets",
-            )
-        leaves = list(targets)
-    return rf"{re.escape(prefix)}\.(?:.*\.)?(?:{'|'.join(map(re.escape, leaves))})"

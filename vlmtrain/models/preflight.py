@@ -1,7 +1,7 @@
 """Checks that need the model's config.json and its processor, but never its weights.
 
-Why: a LoRA target typo and "every row is cut at max_length" used to surface only in `run`, after
-the model had loaded (minutes for a real model). Here the network is built on the meta device from
+Why: a LoRA target typo and "every row is cut at max_length" should not wait for `run` to surface
+after the model has loaded (minutes for a real model). Here the network is built on the meta device from
 its config (`accelerate.init_empty_weights`: module names and shapes, no memory, no weights read),
 and the LoRA targets of every component of every stage are matched against it exactly as
 `vlmtrain.models.tuning` will; rows are tokenised with the processor as the collator does
@@ -19,6 +19,12 @@ from typing import Any
 
 from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.collate import ChatCollator
+from vlmtrain.data.dataset import open_split
+from vlmtrain.data.diagnostics import diagnose
+from vlmtrain.models.families import family_of
+from vlmtrain.models.load import model_type
+from vlmtrain.models.tuning import lora_modules
 
 SAMPLE_ROWS = 256  # rows `vlmtrain validate` tokenises per data source
 
@@ -33,23 +39,13 @@ def meta_model(config: TrainConfig) -> Any:
         return AutoModelForImageTextToText.from_config(model_config, trust_remote_code=config.model.trust_remote_code)
 
 
-def _plans(config: TrainConfig) -> list[tuple[str, Any, Any]]:
-    """(YAML prefix of the components section, the components section written, the plan) per stage or run."""
-    if config.stages:
-        return [(f"stages[{i}].components", s.components if s.components is not None else config.components,
-                 config.plan(s)) for i, s in enumerate(config.stages)]
-    return [("components", config.components, config.plan())]
-
-
 def target_problems(*, config: TrainConfig, model: Any) -> list[Problem]:
     """Every LoRA target that names no linear layer of its component, at the YAML key that set it."""
-    from vlmtrain.models.families import family_of
-    from vlmtrain.models.tuning import lora_modules
-
     family = family_of(str(model.config.model_type))
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for prefix, written, plan in _plans(config):
+    for at in config.plans():
+        prefix, written, plan = at.where, at.written, at.plan
         for name, component in plan.items():
             if component.train != "lora":
                 continue
@@ -85,12 +81,6 @@ def row_problems(*, config: TrainConfig, sample: int = SAMPLE_ROWS, echo: Callab
     same way on every row, before it loads weights, and rejects that row alone.
     """
     from transformers import AutoProcessor
-
-    from vlmtrain.data.collate import ChatCollator
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.data.diagnostics import diagnose
-    from vlmtrain.models.families import family_of
-    from vlmtrain.models.load import model_type
 
     processor = AutoProcessor.from_pretrained(str(config.model.path), trust_remote_code=config.model.trust_remote_code)
     family = family_of(model_type(model=config.model))

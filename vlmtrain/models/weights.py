@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlmtrain.models.tuning import quiet_peft
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -97,11 +99,17 @@ def replay(*, model: Any, chain: Sequence[Path]) -> Any:
     """`model` with each earlier stage's trained parameters loaded and its adapter merged, in order."""
     from peft import PeftModel
 
-    from vlmtrain.models.tuning import quiet_peft
-
     for folder in chain:
         load_trained(model=model, folder=folder)
         if (Path(folder) / "adapter_config.json").is_file():
             with quiet_peft():
                 model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     return model
+
+
+def save_weights(*, model: Any, folder: Path) -> None:
+    """What a run folder holds of the model: the LoRA adapter (peft format), and `trained.safetensors` for
+    fully trained components; `vlmtrain.evaluation.predict.load_run` reads both back."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder))
+    save_trained(model=model, folder=folder)

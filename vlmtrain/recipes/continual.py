@@ -24,22 +24,28 @@ stage (and so of replay). `eval:` (scores every N steps, into the stage's log.js
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import torch
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 
 from vlmdata.config.errors import ConfigError, Problem
 from vlmdata.schema import COLUMNS
 from vlmtrain.config.multitask import ContinualSection
-from vlmtrain.config.train import OutputSection, TrainConfig, config_to_yaml
-from vlmtrain.continual.ewc import EWCStrategy
-from vlmtrain.continual.lwf import LwFStrategy
+from vlmtrain.config.train import OutputSection, TrainConfig
 from vlmtrain.continual.metrics import summary
-from vlmtrain.continual.replay import ReplayBuffer, ReplayStrategy
-from vlmtrain.continual.strategy import Combined, Strategy
+from vlmtrain.continual.registry import build_strategy
+from vlmtrain.data.dataset import open_sources, open_split
+from vlmtrain.data.diagnostics import diagnose
+from vlmtrain.evaluation.evaluate import evaluate
+from vlmtrain.models.preflight import check_targets
+from vlmtrain.recipes.finetune import FinetuneRecipe
+from vlmtrain.training.multitask import build_multitask_trainer
 
 
 @dataclass(kw_only=True)
@@ -52,22 +58,6 @@ class Stage:
     train: bool
 
 
-def build_strategy(*, continual: ContinualSection, seed: int) -> Strategy:
-    """The configured strategy; several (e.g. [replay, lwf]) combine in the order given."""
-    made: list[Strategy] = []
-    for name in continual.strategies:
-        if name == "replay":
-            r = continual.replay
-            made.append(ReplayStrategy(buffer=ReplayBuffer(mode=r.mode, size=r.size, ratio=r.ratio, seed=seed)))
-        elif name == "ewc":
-            e = continual.ewc
-            made.append(EWCStrategy(lam=e.lambda_, gamma=e.gamma, num_samples=e.num_samples))
-        elif name == "lwf":
-            w = continual.lwf
-            made.append(LwFStrategy(alpha=w.alpha, temperature=w.temperature, teacher=w.teacher))
-    return made[0] if len(made) == 1 else Combined(made)
-
-
 def _select(dataset: Any, *, tasks: list[str] | None, limit: int | None) -> Any:
     keep = [i for i, t in enumerate(dataset["task"]) if tasks is None or t in tasks]
     return dataset.select(keep[:limit] if limit is not None else keep)
@@ -75,10 +65,6 @@ def _select(dataset: Any, *, tasks: list[str] | None, limit: int | None) -> Any:
 
 def open_stages(*, config: TrainConfig) -> tuple[Any, list[Stage]]:
     """(the training table: every stage's rows, one Dataset; the stages, rows indexing that table)."""
-    import datasets
-
-    from vlmtrain.data.dataset import open_sources, open_split
-
     continual = config.continual
     assert continual is not None
     ev = continual.eval
@@ -116,9 +102,6 @@ def open_stages(*, config: TrainConfig) -> tuple[Any, list[Stage]]:
 
 def load_adapter(*, model: Any, run_dir: Path) -> None:
     """Start from a previous run's LoRA weights (same base model and LoRA settings)."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     result = set_peft_model_state_dict(model, load_file(str(run_dir / "adapter_model.safetensors")))
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
@@ -128,149 +111,121 @@ def load_adapter(*, model: Any, run_dir: Path) -> None:
 
 def score_stage(*, model: Any, processor: Any, dataset: Any, continual: ContinualSection) -> dict[str, Any]:
     """Greedy answers on a stage's eval rows; `metrics` per task and overall (see `vlmtrain.evaluation.evaluate`)."""
-    from vlmtrain.evaluation.evaluate import evaluate
-
     ev = continual.eval
     result = evaluate(model=model, processor=processor, dataset=dataset, max_new_tokens=ev.max_new_tokens,
                       batch_size=ev.batch_size)
     return result.metrics
 
 
-def run_continual(*, config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
-    """Train the sequence, write continual.json and the final adapter; returns the run folder."""
-    import torch
-    from transformers import set_seed
+class ContinualRecipe(FinetuneRecipe):
+    """The single-run recipe's checks, folder, processor, row checks, model, callbacks and save, around a
+    loop over the stages of `continual.sequence` (one MultitaskTrainer per stage, one model throughout)."""
 
-    from vlmtrain.data.collate import ChatCollator
-    from vlmtrain.models.build import build_model
-    from vlmtrain.models.families import family_of
-    from vlmtrain.models.load import load_processor, model_type
-    from vlmtrain.models.weights import save_trained, write_chain
-    from vlmtrain.training.callbacks import eval_callbacks, tracker_callbacks
-    from vlmtrain.training.distributed import is_main_process, wait_for_everyone
-    from vlmtrain.training.multitask import build_multitask_trainer
+    # ---- setup ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Check, open the folder, processor, every stage's rows (rejects left out), model, strategy."""
+        continual = self.config.continual
+        assert continual is not None, "ContinualRecipe needs a config with continual:"
+        self.continual = continual
+        self.check()
+        self.open_folder(log=False)  # each stage logs to tasks/K-STAGE/log.jsonl
+        self.processor, self.collator = self.load_chat()
+        self.table, self.stages = open_stages(config=self.config)
+        check_targets(self.config)  # LoRA target typos, before any weight is read
+        self.stages = self.drop_rejected()
+        self.built = self.load_model()
+        self.model = self.built.model
+        self.start_from()
+        self.strategy = build_strategy(continual=continual, seed=self.config.seed)
+        self.trainer: Any = None  # the latest stage's Trainer
+        self.matrix: list[list[float]] = []
+        self.evals: list[list[dict[str, Any]]] = []
 
-    continual = config.continual
-    assert continual is not None
-    set_seed(config.seed)
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()  # under torchrun every rank trains and scores; only rank 0 writes files
-    if main:
-        (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
-    table, stages = open_stages(config=config)
-    processor = load_processor(model=config.model)
-    collator = ChatCollator(processor=processor, max_length=config.data.max_length,
-                            family=family_of(model_type(model=config.model)))
-    from vlmtrain.models.preflight import check_targets
+    def drop_rejected(self) -> list[Stage]:
+        """The stages without the training rows that cannot train (as `FinetuneRecipe.diagnose` judges them)."""
+        diagnostics = self.diagnose(self.table)
+        if not diagnostics.counts():
+            return self.stages
+        kept = set(diagnostics.kept)
+        out = [Stage(name=s.name, rows=[r for r in s.rows if r in kept], eval=s.eval, train=s.train)
+               for s in self.stages]
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(diagnostics.counts().items()))
+        empty = [Problem(f"continual.sequence[{i}]", f"stage '{s.name}' has no training row left after the rejects "
+                         f"({what}); see {self.run_dir / 'rejected_rows.jsonl'}")
+                 for i, s in enumerate(out) if s.train and not s.rows]
+        if empty:
+            raise ConfigError(empty, what="continual data")
+        return out
 
-    check_targets(config)  # LoRA target typos, before any weight is read
-    stages = _drop_rejected(table=table, stages=stages, collator=collator, run_dir=run_dir, main=main, echo=echo)
-    built = build_model(config=config)
-    model = built.model
-    if config.train.packing:  # the same per-family packed positions, masks and per-row attention as a plain run
-        from vlmtrain.data.packing import attach_packed_mrope
-        from vlmtrain.models.packed_attention import use_packed_attention
-        from vlmtrain.models.packing_masks import attach_packed_block_masks
+    def start_from(self) -> None:
+        """`continual.init_from`'s adapter; LwF's `teacher: base` refused without an adapter to disable."""
+        continual = self.continual
+        if continual.init_from is not None:
+            load_adapter(model=self.model, run_dir=continual.init_from)
+            self.echo(f"continual: starting from the adapter of {continual.init_from}")
+        if "lwf" in continual.strategies and continual.lwf.teacher == "base" and not hasattr(self.model,
+                                                                                          "disable_adapter"):
+            raise ConfigError([Problem("continual.lwf.teacher", "teacher 'base' needs a LoRA adapter to disable "
+                                       "(method lora or qlora); use teacher: snapshot")], what="continual")
 
-        attach_packed_mrope(model)
-        attach_packed_block_masks(model)
-        use_packed_attention(model)
-    if continual.init_from is not None:
-        load_adapter(model=model, run_dir=continual.init_from)
-        echo(f"continual: starting from the adapter of {continual.init_from}")
-    if "lwf" in continual.strategies and continual.lwf.teacher == "base" and not hasattr(model, "disable_adapter"):
-        raise ConfigError([Problem("continual.lwf.teacher", "teacher 'base' needs a LoRA adapter to disable "
-                                   "(method lora or qlora); use teacher: snapshot")], what="continual")
-    strategy = build_strategy(continual=continual, seed=config.seed)
-    task_rows = [s.rows for s in stages]
-    all_tasks = sorted(set(table["task"]))
-    matrix: list[list[float]] = []
-    evals: list[list[dict[str, Any]]] = []
-    for k, stage in enumerate(stages):
-        strategy.before_task(task_index=k, model=model, task_rows=task_rows)
-        if stage.train:
-            rows = stage.rows + strategy.extra_rows(task_index=k)
-            folder = run_dir / "tasks" / f"{k}-{stage.name}"
-            folder.mkdir(parents=True, exist_ok=True)
-            if main:
-                (folder / "log.jsonl").write_text("", encoding="utf-8")
-            stage_config = config.model_copy(update={"output": OutputSection(dir=folder), "seed": config.seed + k})
-            echo(f"continual: stage {k} '{stage.name}': {len(stage.rows)} rows + {len(rows) - len(stage.rows)} replayed")
-            stage_data, stage_collator = _stage_data(config=stage_config, rows=table.select(rows), collator=collator,
-                                                     folder=folder, main=main, echo=echo)
-            trainer = build_multitask_trainer(
-                config=stage_config, model=model, processor=processor, dataset=stage_data,
-                collator=stage_collator, log_path=folder / "log.jsonl", param_groups=built.groups, strategy=strategy,
-                tasks=all_tasks,
-                extra_callbacks=[*eval_callbacks(config=config, processor=processor, log_path=folder / "log.jsonl"),
-                                 *tracker_callbacks(config=config, folder=folder)],
-            )
-            trainer.train()
-            trainer.require_finite_weights()  # never score or save inf/NaN weights (vlmtrain.training.finite_guard)
-        order = np.random.default_rng([config.seed, k]).permutation(len(stage.rows))
-        loader = torch.utils.data.DataLoader(table.select([stage.rows[i] for i in order]), batch_size=1,
-                                             collate_fn=collator)
-        strategy.after_task(task_index=k, model=model, dataloader=loader)
-        metrics = [score_stage(model=model, processor=processor, dataset=s.eval, continual=continual) for s in stages]
-        matrix.append([m["overall"][continual.eval.metric] for m in metrics])
-        evals.append(metrics)
-        echo(f"continual: after '{stage.name}': " + "  ".join(f"{s.name} {v:.3f}" for s, v in zip(stages, matrix[-1],
-                                                                                               strict=True)))
-        if main:
-            _write(run_dir=run_dir, continual=continual, stages=stages, matrix=matrix, evals=evals)
-    if main:
-        if hasattr(model, "peft_config"):
-            model.save_pretrained(str(run_dir))
-        save_trained(model=model, folder=run_dir)
-        write_chain(folder=run_dir, chain=[])
-        processor.save_pretrained(str(run_dir))
-        echo(f"wrote continual.json, the adapter and the processor to {run_dir}")
-    wait_for_everyone()  # no rank returns before rank 0 has saved
-    return run_dir
+    # ---- train ----------------------------------------------------------------------------------
+    def train(self) -> Path:
+        """Per stage: the strategy's hooks around its training, then every stage scored (row k of R); then `save`."""
+        task_rows = [s.rows for s in self.stages]
+        for k, stage in enumerate(self.stages):
+            self.strategy.before_task(task_index=k, model=self.model, task_rows=task_rows)
+            if stage.train:
+                self.train_stage(k=k, stage=stage)
+            self.strategy.after_task(task_index=k, model=self.model, dataloader=self.stage_loader(k=k, stage=stage))
+            self.score(stage=stage)
+        self.save()
+        return self.run_dir
 
+    def train_stage(self, *, k: int, stage: Stage) -> None:
+        """Stage k's rows plus the strategy's extra rows, in tasks/K-STAGE/ (its log, its tensorboard)."""
+        cfg = self.config
+        rows = stage.rows + self.strategy.extra_rows(task_index=k)
+        folder = self.run_dir / "tasks" / f"{k}-{stage.name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "log.jsonl"
+        if self.main:
+            log_path.write_text("", encoding="utf-8")
+        stage_config = cfg.model_copy(update={"output": OutputSection(dir=folder), "seed": cfg.seed + k})
+        self.echo(f"continual: stage {k} '{stage.name}': {len(stage.rows)} rows + {len(rows) - len(stage.rows)} "
+                  "replayed")
+        data = self.table.select(rows)
+        lengths: list[int] = []
+        if cfg.train.packing:
+            lengths = [min(n, cfg.data.max_length) for n in diagnose(dataset=data, collator=self.collator).lengths]
+        data, collator = self.packed(dataset=data, lengths=lengths, folder=folder)  # replayed rows packed too
+        self.trainer = build_multitask_trainer(
+            config=stage_config, model=self.model, processor=self.processor, dataset=data,
+            collator=collator, log_path=log_path, param_groups=self.built.groups, strategy=self.strategy,
+            tasks=sorted(set(self.table["task"])), extra_callbacks=self.callbacks(folder=folder, log_path=log_path),
+        )
+        self.trainer.train()
+        self.trainer.require_finite_weights()  # never score or save inf/NaN weights (vlmtrain.training.finite_guard)
 
-def _stage_data(*, config: TrainConfig, rows: Any, collator: Any, folder: Path, main: bool,
-                echo: Callable[[str], None]) -> tuple[Any, Any]:
-    """A stage's training rows and collator: as they are, or packed with `train.packing` (the stage's rows,
-    replayed ones included, in packs of `data.max_length`; its packing.json in the stage folder)."""
-    if not config.train.packing:
-        return rows, collator
-    import json
+    def stage_loader(self, *, k: int, stage: Stage) -> Any:
+        """Stage k's training rows one at a time, in a seeded order: what `after_task` (Fisher) reads."""
+        order = np.random.default_rng([self.config.seed, k]).permutation(len(stage.rows))
+        return torch.utils.data.DataLoader(self.table.select([stage.rows[i] for i in order]), batch_size=1,
+                                           collate_fn=self.collator)
 
-    from vlmtrain.data.diagnostics import diagnose
-    from vlmtrain.data.packing import PackedCollator, build_packs
+    def score(self, *, stage: Stage) -> None:
+        """Every stage's eval rows after training `stage`: one more row of the matrix, continual.json rewritten."""
+        continual = self.continual
+        metrics = [score_stage(model=self.model, processor=self.processor, dataset=s.eval, continual=continual)
+                   for s in self.stages]
+        self.matrix.append([m["overall"][continual.eval.metric] for m in metrics])
+        self.evals.append(metrics)
+        self.echo(f"continual: after '{stage.name}': " + "  ".join(
+            f"{s.name} {v:.3f}" for s, v in zip(self.stages, self.matrix[-1], strict=True)))
+        if self.main:
+            _write(run_dir=self.run_dir, continual=continual, stages=self.stages, matrix=self.matrix,
+                   evals=self.evals)
 
-    lengths = [min(n, config.data.max_length) for n in diagnose(dataset=rows, collator=collator).lengths]
-    packs, report = build_packs(config=config, rows=rows, lengths=lengths)
-    echo(f"continual: {report.text()}")
-    if main:
-        (folder / "packing.json").write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
-    return packs, PackedCollator(inner=collator)
-
-
-def _drop_rejected(*, table: Any, stages: list[Stage], collator: Any, run_dir: Path, main: bool,
-                   echo: Callable[[str], None]) -> list[Stage]:
-    """The stages without the training rows that cannot train (as `FinetuneRecipe` judges them)."""
-    from vlmtrain.data.diagnostics import diagnose
-
-    diagnostics = diagnose(dataset=table, collator=collator)
-    echo(diagnostics.table())
-    if main:
-        diagnostics.write_rejected(path=run_dir / "rejected_rows.jsonl")
-    rejected = diagnostics.counts()
-    if not rejected:
-        return stages
-    what = ", ".join(f"{n} {reason}" for reason, n in sorted(rejected.items()))
-    echo(f"rejected {sum(rejected.values())} of {len(table)} rows at data.max_length={collator.max_length} "
-         f"({what}); listed in {run_dir / 'rejected_rows.jsonl'}")
-    kept = set(diagnostics.kept)
-    out = [Stage(name=s.name, rows=[r for r in s.rows if r in kept], eval=s.eval, train=s.train) for s in stages]
-    empty = [Problem(f"continual.sequence[{i}]", f"stage '{s.name}' has no training row left after the rejects "
-                     f"({what}); see {run_dir / 'rejected_rows.jsonl'}") for i, s in enumerate(out) if s.train and not s.rows]
-    if empty:
-        raise ConfigError(empty, what="continual data")
-    return out
+    # `save` and `cleanup` are FinetuneRecipe's: adapter, trained components, processor, losses.png.
 
 
 def _write(*, run_dir: Path, continual: ContinualSection, stages: list[Stage], matrix: list[list[float]],

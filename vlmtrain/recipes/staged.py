@@ -19,14 +19,22 @@ copy of the last stage plus its chain, so `vlmtrain predict runs/NAME` works as 
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.config.dpo import DpoSection
 from vlmtrain.config.train import OutputSection, StageSection, TrainConfig, config_to_yaml
+from vlmtrain.models.weights import write_chain
+from vlmtrain.recipes.dpo import DpoRecipe
+from vlmtrain.recipes.finetune import FinetuneRecipe
+from vlmtrain.training.checkpoint import last_checkpoint
+from vlmtrain.training.distributed import close_process_group, is_main_process, wait_for_everyone
 
 DONE = "stage_done.json"  # written into a stage's folder once it has trained and saved: --resume keeps it
 
@@ -53,56 +61,76 @@ def stage_config(*, config: TrainConfig, index: int, stage: StageSection) -> Tra
 def _release_memory() -> None:
     """Collect the finished stage's objects now (the Trainer holds reference cycles, which only the cycle
     collector frees) and hand cached GPU blocks back, so stage N+1 does not load beside stage N's model."""
-    import gc
-
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
-def run_stages(*, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False) -> Path:
-    """Run every stage in order, then copy the last one (and its chain) to the run folder. Returns it.
+class StagedRecipe:
+    """`stages:` in order, each an ordinary `FinetuneRecipe` (or `DpoRecipe`) started from the stages before it."""
 
-    `resume` (after a crash or kill): stages that finished (their `stage_done.json`) are kept, not rerun;
-    the first unfinished stage continues from its last `checkpoint-N` (`train.save_every`), or starts over
-    when it has none; the rest run as usual. With nothing finished and no checkpoint, it refuses.
-    """
-    from vlmtrain.models.weights import write_chain
-    from vlmtrain.recipes.finetune import FinetuneRecipe
-    from vlmtrain.training.checkpoint import last_checkpoint
-    from vlmtrain.training.distributed import is_main_process, wait_for_everyone
+    def __init__(self, *, config: TrainConfig, echo: Callable[[str], None] = print, resume: bool = False) -> None:
+        assert config.stages, "StagedRecipe needs a config with stages"
+        self.config, self.echo, self.resume = config, echo, resume
+        self.stages = config.stages
+        self.folders = [stage_folder(config=config, index=i, stage=s) for i, s in enumerate(self.stages, start=1)]
+        self.main = is_main_process()  # under torchrun only rank 0 writes files
+        self.chain: list[Path] = []
 
-    assert config.stages, "run_stages needs a config with stages"
-    folders = [stage_folder(config=config, index=i, stage=s) for i, s in enumerate(config.stages, start=1)]
-    if resume and not any((f / DONE).is_file() or last_checkpoint(run_dir=f) for f in folders):
-        raise ConfigError([Problem("train.save_every", f"--resume: no stage of {config.run_dir} finished and none "
-                                   "wrote a checkpoint-N (set train.save_every to write them)")], what="resume")
-    chain: list[Path] = []
-    main = is_main_process()
-    for index, (stage, folder) in enumerate(zip(config.stages, folders, strict=True), start=1):
-        if resume and (folder / DONE).is_file():
-            echo(f"== stage {index}/{len(config.stages)}: {stage.name}: finished before, kept ==")
-            chain.append(folder)
-            continue
-        again = resume and last_checkpoint(run_dir=folder) is not None
-        echo(f"== stage {index}/{len(config.stages)}: {stage.name} ==")
-        recipe = FinetuneRecipe(config=stage_config(config=config, index=index, stage=stage), echo=echo, chain=chain,
-                                resume=again)
+    # ---- setup ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """With `resume`: refuse when no stage finished and none wrote a checkpoint. Each stage sets itself up."""
+        if self.resume and not any((f / DONE).is_file() or last_checkpoint(run_dir=f) for f in self.folders):
+            raise ConfigError([Problem("train.save_every", f"--resume: no stage of {self.config.run_dir} finished "
+                                       "and none wrote a checkpoint-N (set train.save_every to write them)")],
+                              what="resume")
+
+    # ---- train ----------------------------------------------------------------------------------
+    def train(self) -> Path:
+        """Every stage in order, then `save`. Returns the run folder.
+
+        `resume` (after a crash or kill): stages that finished (their `stage_done.json`) are kept, not rerun;
+        the first unfinished stage continues from its last `checkpoint-N` (`train.save_every`), or starts over
+        when it has none; the rest run as usual.
+        """
+        for index, (stage, folder) in enumerate(zip(self.stages, self.folders, strict=True), start=1):
+            if self.resume and (folder / DONE).is_file():
+                self.echo(f"== stage {index}/{len(self.stages)}: {stage.name}: finished before, kept ==")
+                self.chain.append(folder)
+                continue
+            self.echo(f"== stage {index}/{len(self.stages)}: {stage.name} ==")
+            self.chain.append(self.train_stage(index=index, stage=stage, folder=folder))
+            if self.main:
+                (folder / DONE).write_text(json.dumps({"stage": stage.name, "steps": stage.train.steps}) + "\n",
+                                           encoding="utf-8")
+        self.save()
+        return self.config.run_dir
+
+    def train_stage(self, *, index: int, stage: StageSection, folder: Path) -> Path:
+        """One stage as its own single run, from the stages before it; its memory is freed before the next."""
+        config = stage_config(config=self.config, index=index, stage=stage)
+        kind = DpoRecipe if config.dpo is not None else FinetuneRecipe
+        again = self.resume and last_checkpoint(run_dir=folder) is not None
+        recipe = kind(config=config, echo=self.echo, chain=self.chain, resume=again)
         recipe.setup()
-        chain.append(recipe.train())
+        done = recipe.train()
         del recipe  # this stage's model, optimizer and trainer go before the next stage loads its model
         _release_memory()
-        if main:
-            (folder / DONE).write_text(json.dumps({"stage": stage.name, "steps": stage.train.steps}) + "\n",
-                                       encoding="utf-8")
-    final = config.run_dir
-    if main:  # under torchrun only rank 0 writes files
-        shutil.copytree(chain[-1], final, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("checkpoint-*", DONE))
-        write_chain(folder=final, chain=chain[:-1])
-        (final / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
-        echo(f"stages done; the last stage ({config.stages[-1].name}) is copied to {final}")
-    wait_for_everyone()  # no rank returns before rank 0 has copied the last stage
-    return final
+        return done
+
+    # ---- save -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        """The last stage (and its chain) copied to the run folder, so it serves like a one-stage run."""
+        final = self.config.run_dir
+        if self.main:
+            shutil.copytree(self.chain[-1], final, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("checkpoint-*", DONE))
+            write_chain(folder=final, chain=self.chain[:-1])
+            (final / "config.yaml").write_text(config_to_yaml(self.config), encoding="utf-8")
+            self.echo(f"stages done; the last stage ({self.stages[-1].name}) is copied to {final}")
+        wait_for_everyone()  # no rank returns before rank 0 has copied the last stage
+
+    # ---- cleanup --------------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Close the torchrun process group once, after the last stage (the stages share it)."""
+        close_process_group()

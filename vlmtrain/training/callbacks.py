@@ -1,8 +1,8 @@
 """The Trainer callbacks a config asks for, built in one place for single, staged and continual runs.
 
 Why one place: `eval:` (generation-based evaluation every N steps) and `train.report_to`
-(TensorBoard) used to be wired into the single-run recipe only, so a continual run accepted them and
-silently did nothing. Both recipes now take their callbacks from here.
+(TensorBoard) must mean the same in every kind of run; a recipe that wired its own would drift and
+silently ignore them. Every recipe takes them through `FinetuneRecipe.callbacks`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.dataset import open_split
 
 
 def tracker_callbacks(*, config: TrainConfig, folder: Path) -> list[Any]:
@@ -28,8 +29,7 @@ def eval_callbacks(*, config: TrainConfig, processor: Any, log_path: Path) -> li
     ev = config.eval
     if ev is None:
         return []
-    from vlmtrain.data.dataset import open_split
-    from vlmtrain.training.eval_callback import EvalCallback
+    from vlmtrain.training.eval_callback import EvalCallback  # torch/transformers: only with `eval:`
 
     dataset = open_split(path=ev.data, split=ev.split)
     return [EvalCallback(dataset=dataset, processor=processor, every=ev.every, log_path=log_path,

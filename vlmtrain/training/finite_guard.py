@@ -1,7 +1,7 @@
 """Stopping a run whose numbers stop being numbers: a non-finite loss, gradient norm or weight.
 
 Why: the stock Trainer replaces a NaN/inf loss by the running mean in its logs
-(`logging_nan_inf_filter`) and steps on, so a diverged run used to finish, save an all-NaN adapter
+(`logging_nan_inf_filter`) and steps on, so a diverged run would finish, save an all-NaN adapter
 and exit 0. Here the run stops with `NonFiniteError` at the first sign, before the optimizer applies
 the bad step, and no checkpoint or adapter is written from non-finite weights, so the last
 `checkpoint-N` on disk is the last good state (`vlmtrain run --resume` continues from it after the
@@ -19,13 +19,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vlmtrain.training.checkpoint import last_checkpoint
+
 
 class NonFiniteError(RuntimeError):
     """Training produced inf or NaN; the message names what, at which step, and the last good checkpoint."""
 
     def __init__(self, *, what: str, step: int, value: float | str, run_dir: Path) -> None:
-        from vlmtrain.training.checkpoint import last_checkpoint
-
         self.what, self.step, self.value = what, step, value
         self.checkpoint = last_checkpoint(run_dir=run_dir)
         keep = (f"the last good checkpoint is {self.checkpoint} (`vlmtrain run --resume` continues from it)"

@@ -30,6 +30,7 @@ from vlmdata.config.errors import ConfigError, Problem
 from vlmtrain.config.multitask import MultitaskSection
 from vlmtrain.config.train import TrainConfig
 from vlmtrain.continual.strategy import Strategy
+from vlmtrain.data.packing import PackedCollator, packed_task_losses
 from vlmtrain.data.sampler import TaskSampler
 from vlmtrain.training.losses import UncertaintyWeighting, per_task_losses, static_weighting
 from vlmtrain.training.trainer import JsonlLogger, VlmTrainer, training_arguments
@@ -42,13 +43,14 @@ class MultitaskTrainer(VlmTrainer):
 
     def __init__(self, *, multitask: MultitaskSection, tasks: Sequence[str], strategy: Strategy | None,
                  model: Any, args: TrainingArguments, train_dataset: Any, data_collator: Any,
-                 processing_class: Any, callbacks: list[TrainerCallback]) -> None:
+                 processing_class: Any, callbacks: list[TrainerCallback],
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
         super().__init__(lengths=None, model=model, args=args, train_dataset=train_dataset,
-                         data_collator=data_collator, processing_class=processing_class, callbacks=callbacks)
+                         data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
+                         param_groups=param_groups)
         self.multitask = multitask
         self.strategy = strategy
         self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by grad_accum
-        from vlmtrain.data.packing import PackedCollator
 
         # packed: the packs were drawn from the TaskSampler's stream (vlmtrain.data.packing.build_packs); the
         # stock sampler orders them and the Trainer's own batch skipping resumes them
@@ -109,7 +111,6 @@ class MultitaskTrainer(VlmTrainer):
         labels = inputs["labels"]
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         if self.packed:  # reduced per original row, not per packed sequence
-            from vlmtrain.data.packing import packed_task_losses
 
             losses = packed_task_losses(logits=outputs.logits, labels=labels, position_ids=inputs["position_ids"],
                                         tasks=tasks, reduction=self.multitask.loss.reduction)
@@ -215,11 +216,9 @@ def build_multitask_trainer(
     groups = dataset_tasks if sampling.group_by == "task" else [
         f"{s}/{t}" for s, t in zip(dataset["source"], dataset_tasks, strict=True)]
     check_task_names(multitask=multitask, groups=groups, tasks=dataset_tasks)
-    trainer = MultitaskTrainer(
+    return MultitaskTrainer(
         multitask=multitask, tasks=list(tasks) if tasks is not None else dataset_tasks, strategy=strategy,
         model=model, args=training_arguments(config=config), train_dataset=dataset,
         data_collator=dataclasses.replace(collator, carry_tasks=True), processing_class=processor,
-        callbacks=[JsonlLogger(path=log_path), *extra_callbacks],
+        callbacks=[JsonlLogger(path=log_path), *extra_callbacks], param_groups=param_groups,
     )
-    trainer.param_groups = param_groups
-    return trainer

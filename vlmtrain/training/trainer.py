@@ -15,7 +15,10 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from vlmtrain.config.distributed import trainer_arguments
 from vlmtrain.config.train import TrainConfig
+from vlmtrain.data.sampler_length import LengthGroupedSampler
+from vlmtrain.models.weights import load_trained, save_trained, save_trained_state
 from vlmtrain.training.finite_guard import NonFiniteError, finite, first_nonfinite_weight, json_number
 
 
@@ -73,8 +76,6 @@ def training_arguments(*, config: TrainConfig, layer_classes: Sequence[str] = ()
 
     `layer_classes` (the model's decoder-layer class names) are what FSDP wraps (`distributed: fsdp`).
     """
-    from vlmtrain.config.distributed import trainer_arguments
-
     train = config.train
     precision = _precision(precision=train.precision, cpu=train.device == "cpu")
     sharding = trainer_arguments(section=config.distributed, layer_classes=list(layer_classes))
@@ -128,6 +129,7 @@ class VlmTrainer(Trainer):
         data_collator: Any,
         processing_class: Any,
         callbacks: list[TrainerCallback],
+        param_groups: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             model=model,
@@ -138,7 +140,7 @@ class VlmTrainer(Trainer):
             callbacks=callbacks,
         )
         self.lengths = None if lengths is None else list(lengths)
-        self.param_groups: list[dict[str, Any]] | None = None  # per-component groups (vlmtrain.training.optim)
+        self.param_groups = param_groups  # per-component groups (vlmtrain.training.optim); None: the Trainer's own
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """The configured optimizer over our per-component groups, each with its own lr and weight decay."""
@@ -158,8 +160,6 @@ class VlmTrainer(Trainer):
         self.require_finite_weights()
         super()._save(output_dir, state_dict)
         if hasattr(self.model, "peft_config"):
-            from vlmtrain.models.weights import save_trained, save_trained_state
-
             folder = Path(output_dir or self.args.output_dir)
             if state_dict is not None:  # gathered by the Trainer (FSDP / ZeRO-3): the full tensors
                 save_trained_state(model=self.model, state=state_dict, folder=folder)
@@ -192,14 +192,11 @@ class VlmTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if hasattr(self.model, "peft_config"):
-            from vlmtrain.models.weights import load_trained
-
             load_trained(model=self.model.get_base_model(), folder=Path(resume_from_checkpoint))
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.lengths is None:
             return super()._get_train_sampler(train_dataset)
-        from vlmtrain.data.sampler_length import LengthGroupedSampler
 
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return LengthGroupedSampler(lengths=self.lengths, batch_size=self.args.per_device_train_batch_size, seed=seed)
@@ -224,7 +221,7 @@ def build_trainer(
     `param_groups` (see `vlmtrain.training.optim.param_groups`) replace the Trainer's two default groups.
     """
     layers = sorted(set(getattr(model, "_no_split_modules", None) or []))
-    trainer = VlmTrainer(
+    return VlmTrainer(
         lengths=lengths if config.train.group_by_length else None,
         model=model,
         args=training_arguments(config=config, layer_classes=layers),
@@ -232,6 +229,5 @@ def build_trainer(
         data_collator=collator,
         processing_class=processor,
         callbacks=[JsonlLogger(path=log_path), *extra_callbacks],
+        param_groups=param_groups,
     )
-    trainer.param_groups = param_groups
-    return trainer

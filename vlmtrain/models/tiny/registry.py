@@ -53,25 +53,14 @@ def _build_llava(*, seed: int) -> tuple[Any, Any]:
     so each `<image>` expands to 16 tokens. The processor is given the same patch size, strategy and
     `num_additional_image_tokens=1` (the CLS) so its expansion matches the model's features exactly.
     """
-    import torch
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
 
     image_size, patch_size = 32, 8
     image_token = "<image>"
     tokenizer = train_tokenizer(extra_special_tokens={"image_token": image_token})
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
     processor = LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=CLIPImageProcessor(size={"shortest_edge": image_size},
+                                           crop_size={"height": image_size, "width": image_size}),
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
@@ -79,6 +68,20 @@ def _build_llava(*, seed: int) -> tuple[Any, Any]:
         chat_template=chat_template(image_placeholder=image_token),
         image_token=image_token,
     )
+    model = LlavaForConditionalGeneration(_llava_config(tokenizer=tokenizer, image_token=image_token,
+                                                        image_size=image_size, patch_size=patch_size, seed=seed))
+    generation = model.generation_config
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.eos_token_id = tokenizer.eos_token_id
+    generation.pad_token_id = tokenizer.pad_token_id
+    return model, processor
+
+
+def _llava_config(*, tokenizer: Any, image_token: str, image_size: int, patch_size: int, seed: int) -> Any:
+    """The tiny LLaVA-1.5 config (seeds torch, so the model built from it right after is reproducible)."""
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
@@ -113,12 +116,7 @@ def _build_llava(*, seed: int) -> tuple[Any, Any]:
         vision_feature_layer=-1,
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    generation = model.generation_config
-    generation.bos_token_id = tokenizer.bos_token_id
-    generation.eos_token_id = tokenizer.eos_token_id
-    generation.pad_token_id = tokenizer.pad_token_id
-    return model, processor
+    return config
 
 
 FAMILIES: dict[str, TinyFamily] = {
