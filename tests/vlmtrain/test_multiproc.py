@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,10 +63,10 @@ def test_torchrun_two_processes_agree_and_save_the_same_adapter(tiny_llava, colo
     config = _config(tmp_path / "two.yaml", model=tiny_llava, data=colour_dataset, out=tmp_path / "two")
     script = tmp_path / "rank_log.py"
     script.write_text(RANK_LOG)
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]  # this interpreter, whatever is on PATH
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(config), str(tmp_path)],
+        [*torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(config), str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -97,9 +96,9 @@ def test_torchrun_continual_run_through_the_cli_writes_one_matrix(tiny_llava, tm
         "replay: {size: 4}, ewc: {lambda: 10.0, num_samples: 4}, eval: {max_new_tokens: 3, batch_size: 4}}\n"
         f"output: {{dir: {tmp_path / 'run'}}}\n"
     )
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]  # this interpreter, whatever is on PATH
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vlmtrain", "run", str(config)],
+    proc = subprocess.run([*torchrun, "--standalone", "--nproc_per_node", "2", "-m", "vlmtrain", "run", str(config)],
                           env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "run"
