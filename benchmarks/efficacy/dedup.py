@@ -36,7 +36,7 @@ from shapes_clip import write_shapes_clip  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SIZES = {"full": {"rows_per_task": 600, "clip_steps": 500},
          "quick": {"rows_per_task": 120, "clip_steps": 60}}
-COSINES = (0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99)
+COSINES = (0.85, 0.90, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
 DISTANCES = (0, 2, 4, 6, 8, 10)
 MARK = ("<!-- dedup efficacy: written by benchmarks/efficacy/dedup.py -->",
         "<!-- /dedup efficacy -->")
@@ -110,26 +110,34 @@ def truth(*, rows_per_task: int) -> tuple[dict[str, str], int, dict[str, int]]:
 
 
 def score(*, out: Path, keys: dict[str, str], scenes: int, planted: set[str]) -> dict[str, Any]:
-    """Precision and recall of one build's duplicate rejects against the scene keys; `recall_planted`:
-    the share of the planted re-drawings removed as a duplicate of their own scene."""
+    """Precision and recall of one build's duplicate rejects against the scene keys, two ways:
+    - by pair: a removal is right when the kept row it names (`duplicate_of`) is the same scene;
+    - by scene: a removal is harmless when its scene still has a row in the dataset (SemDeDup's groups
+      are connected components, so a removed row may name a kept row of another scene along a chain
+      while its own scene survives elsewhere; and `scenes_lost` counts the scenes with no row left).
+    `recall_planted`: the share of the planted re-drawings removed as a duplicate of their own scene."""
     import datasets
 
     built = datasets.load_from_disk(str(out))
     locator_of = {row_id: json.loads(meta)["locator"] if isinstance(meta, str) else meta["locator"]
                   for split in built.values() for row_id, meta in zip(split["id"], split["meta"], strict=True)}
-    removed = right = right_planted = 0
+    removed = right = right_planted = harmless = 0
+    surviving = {keys[loc] for loc in locator_of.values()}
     for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines():
         rej = json.loads(line)
         if not rej["reason"].startswith("duplicate_"):
             continue
         removed += 1
+        harmless += keys[rej["locator"]] in surviving
         ok = keys[rej["locator"]] == keys[locator_of[rej["duplicate_of"]]]
         right += ok
         right_planted += ok and rej["locator"] in planted
     possible = len(keys) - scenes
     return {"removed": removed, "right": right, "kept": len(locator_of),
             "precision": right / removed if removed else 1.0, "recall": right / possible if possible else 1.0,
-            "recall_planted": right_planted / len(planted) if planted else 1.0}
+            "recall_planted": right_planted / len(planted) if planted else 1.0,
+            "precision_scene": harmless / removed if removed else 1.0,
+            "recall_scene": harmless / possible if possible else 1.0, "scenes_lost": scenes - len(surviving)}
 
 
 def build_once(*, out: Path, rows_per_task: int, overrides: list[str]) -> float:
@@ -157,7 +165,7 @@ def sweep(*, work: Path, size: dict[str, int], echo: Any = print) -> dict[str, A
     runs: list[tuple[str, str, list[str]]] = [
         ("phash", f"d ≤ {d}", [f"dedup.images={{method: phash, max_distance: {d}}}"]) for d in DISTANCES]
     for label, model in models.items():
-        runs += [(label, f"cos ≥ {c:.2f}", [f"embed={{model: {model}, batch_size: 256}}",
+        runs += [(label, f"cos ≥ {c:g}", [f"embed={{model: {model}, batch_size: 256}}",
                                               f"dedup.images={{method: semantic, threshold: {c}}}"]) for c in COSINES]
     for method, at, overrides in runs:
         out = work / "builds" / "current"
@@ -179,19 +187,20 @@ def figure(*, results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    for ax, key, what in ((axes[0], "recall", "all removable rows (planted + chance)"),
-                          (axes[1], "recall_planted", "planted re-drawings only")):
+    for ax, (pkey, rkey), what in ((axes[0], ("precision", "recall"), "by pair: the kept row named is the same scene"),
+                                   (axes[1], ("precision_scene", "recall_scene"), "by scene: the scene still has a row")):
+        ax.set_title(what, fontsize=9)
         for (method, points), style in zip(results["methods"].items(), ("o-", "s-", "^--"), strict=False):
-            r = [p[key] for p in points.values()]
-            p = [p["precision"] for p in points.values()]
+            r = [p[rkey] for p in points.values()]
+            p = [p[pkey] for p in points.values()]
             ax.plot(r, p, style, label=method)
             for at, x, y in zip(points, r, p, strict=True):
                 ax.annotate(at.split()[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel(f"recall: {what}")
+        ax.set_xlabel("recall (right removals / removable rows)")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("precision (removals whose kept row is the same scene)")
+    axes[0].set_ylabel("precision (right removals / removals)")
     axes[0].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"Near-duplicates in the shapes world: {results['rows']} rows, {results['planted_rows']} planted "
                  f"re-drawings, {results['scenes']} scenes (labels: phash max distance, semantic cosine)", fontsize=10)
@@ -206,23 +215,32 @@ def section(*, results: dict[str, Any], command: str, minutes: float, train: dic
              f"recipes/shapes-neardup.yaml: {results['planted_rows']} planted re-drawings; with the scenes the world "
              f"drew twice by chance ({results['by_chance']} joins) there are {results['scenes']} scenes, so "
              f"{results['rows'] - results['scenes']} rows are removable. Figure: dedup_pr.png.", "",
-             "| method | threshold | removed | right | precision | recall | planted recall |",
-             "|---|---|---|---|---|---|---|"]
+             "By pair: a removal is right when the kept row it names is the same scene. By scene: a removal is "
+             "harmless when its scene still has a row in the dataset; scenes lost: scenes with no row left.", "",
+             "| method | threshold | removed | precision (pair) | recall (pair) | planted recall | precision (scene) "
+             "| recall (scene) | scenes lost |", "|---|---|---|---|---|---|---|---|---|"]
     for method, points in results["methods"].items():
-        lines += [f"| {method} | {at} | {p['removed']} | {p['right']} | {p['precision']:.3f} | {p['recall']:.3f} "
-                  f"| {p['recall_planted']:.3f} |" for at, p in points.items()]
+        lines += [f"| {method} | {at} | {p['removed']} | {p['precision']:.3f} | {p['recall']:.3f} "
+                  f"| {p['recall_planted']:.3f} | {p['precision_scene']:.3f} | {p['recall_scene']:.3f} "
+                  f"| {p['scenes_lost']} |" for at, p in points.items()]
     if train is not None:
         columns = list(next(iter(train["results"].values())))
         lines += ["", f"### Accuracy after training on the deduplicated set (`python benchmarks/efficacy/dedup_train.py`, "
                   f"{train['minutes']:.1f} min)", "",
                   f"LoRA on the caption-pretrained base, {train['steps']} steps, seeds {train['seeds']} (the quick "
-                  f"protocol), on the full world and on its semantic dedup at cos ≥ {train['threshold']:g}; VQA accuracy on "
+                  f"protocol), on the full world and on its semantic dedups (cos ≥ {', '.join(f'{t:g}' for t in train['thresholds'])}); VQA accuracy on "
                   f"{train['limit']} held-out rows per task (the same world at seed 99, no planted copies).", "",
                   "| training set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for label, values in train["results"].items():
-            lines.append(f"| {label} | " + " | ".join(f"{sum(values[c]) / len(values[c]):.3f}" for c in columns) + " |")
+            lines.append(f"| {label} | " + " | ".join(_mean_sd(values[c]) for c in columns) + " |")
     lines += ["", MARK[1]]
     return "\n".join(lines)
+
+
+def _mean_sd(values: list[float]) -> str:
+    import statistics
+
+    return f"{values[0]:.3f}" if len(values) == 1 else f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def write_section(*, path: Path, text: str) -> None:

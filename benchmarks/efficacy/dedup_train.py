@@ -3,7 +3,7 @@ recipes/shapes-neardup.yaml world and on its `dedup.images: {method: semantic}` 
 seeds (the efficacy benchmark's quick protocol), scored on the same held-out rows.
 
     python benchmarks/efficacy/dedup_train.py                 # after dedup.py (it reuses its CLIP and base)
-    python benchmarks/efficacy/dedup_train.py --threshold 0.97 --steps 120 --seeds 0
+    python benchmarks/efficacy/dedup_train.py --threshold 0.99 0.97 --steps 120 --seeds 0 1 2
 
 Held-out rows: the same world at another source seed (99), without planted copies, so neither
 training set has seen them. The result table joins dedup.py's section of RESULTS.md.
@@ -36,7 +36,7 @@ def _build(*, out: Path, overrides: list[str]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "efficacy-dedup", help="dedup.py's work folder")
-    parser.add_argument("--threshold", type=float, default=0.97, help="semantic dedup cosine")
+    parser.add_argument("--threshold", type=float, nargs="+", default=[0.99, 0.97], help="semantic dedup cosines")
     parser.add_argument("--rows-per-task", type=int, default=dedup.SIZES["full"]["rows_per_task"])
     parser.add_argument("--steps", type=int, default=120, help="LoRA steps (the quick protocol's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -55,24 +55,27 @@ def main() -> None:
     base = pretrain_base(work=work, data=work / "data" / "shapes-pretrain", steps=400, echo=lambda _: None)
     n = f"sources.0.count={args.rows_per_task}"
     full = _build(out=work / "data" / "neardup-full", overrides=[n])
-    deduped = _build(out=work / "data" / f"neardup-semantic-{args.threshold:g}", overrides=[
-        n, f"embed={{model: {clip}, batch_size: 256}}", f"dedup.images={{method: semantic, threshold: {args.threshold}}}"])
+    deduped = {t: _build(out=work / "data" / f"neardup-semantic-{t:g}", overrides=[
+        n, f"embed={{model: {clip}, batch_size: 256}}", f"dedup.images={{method: semantic, threshold: {t}}}"])
+        for t in args.threshold}
     held = _build(out=work / "data" / "heldout", overrides=[
         f"sources.0.count={2 * args.limit}", "sources.0.seed=99", "sources.0.near_duplicates=null",
         "split={validation: 0.5}"])
     rows = experiments.eval_rows(data=held, tasks=experiments.VQA, limit=args.limit)
     import datasets
 
-    sizes = {name: sum(len(s) for s in datasets.load_from_disk(str(p)).values()) for name, p in
-             (("full", full), ("deduped", deduped))}
+    def rows_in(path: Path) -> int:
+        return sum(len(s) for s in datasets.load_from_disk(str(path)).values())
+
+    sizes = {"full": rows_in(full), **{f"cos ≥ {t:g}": rows_in(p) for t, p in deduped.items()}}
     results: dict[str, dict[str, list[float]]] = {}
     for label, data in ((f"full ({sizes['full']} rows)", full),
-                        (f"semantic dedup cos ≥ {args.threshold:g} ({sizes['deduped']} rows)", deduped)):
+                        *((f"semantic dedup cos ≥ {t:g} ({sizes[f'cos ≥ {t:g}']} rows)", p) for t, p in deduped.items())):
         print(label)
         results.update(experiments.learns(common=[f"model.path={base}", f"data.path={data}",
                                                   f"output.dir={work / 'lora'}"],
                                           seeds=args.seeds, rows=rows, steps=args.steps, echo=print, label=label))
-    record = {"threshold": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
+    record = {"thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
               "rows": sizes, "results": results, "minutes": (time.time() - started) / 60}
     (work / "train.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(json.dumps(record, indent=1))
