@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dedup  # noqa: E402
 import experiments  # noqa: E402
+import run  # noqa: E402
 from setup import RECIPES, ROOT, build_datasets, pretrain_base  # noqa: E402
 
 
@@ -52,7 +53,9 @@ def main() -> None:
         raise SystemExit(f"{clip} missing: run benchmarks/efficacy/dedup.py first (it trains the embedding model)")
     if not (work / "base" / "config.json").is_file():
         build_datasets(work=work, overrides={}, names=("shapes-pretrain",))
-    base = pretrain_base(work=work, data=work / "data" / "shapes-pretrain", steps=400, echo=lambda _: None)
+    # the full benchmark's base (1000 caption steps), as run.py makes it
+    base = pretrain_base(work=work, data=work / "data" / "shapes-pretrain", steps=run.SIZES["full"]["pretrain"],
+                         echo=lambda _: None)
     n = f"sources.0.count={args.rows_per_task}"
     full = _build(out=work / "data" / "neardup-full", overrides=[n])
     deduped = {t: _build(out=work / "data" / f"neardup-semantic-{t:g}", overrides=[
