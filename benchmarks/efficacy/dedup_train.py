@@ -80,12 +80,12 @@ def main() -> None:
                                           seeds=args.seeds, rows=rows, steps=args.steps, echo=print, label=label))
     record = {"thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
               "rows": sizes, "results": results, "minutes": (time.time() - started) / 60}
-    (work / "train.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (work / f"train-{args.steps}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(json.dumps(record, indent=1))
     stored = json.loads((work / "dedup.json").read_text(encoding="utf-8"))
     dedup.write_section(path=dedup.HERE / "RESULTS.md", text=dedup.section(
         results=stored, command="python benchmarks/efficacy/dedup.py", minutes=stored.get("minutes", 0.0),
-        train=record))
+        train=dedup.train_records(work)))
 
 
 if __name__ == "__main__":
