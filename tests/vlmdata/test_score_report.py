@@ -113,3 +113,24 @@ def test_a_manifest_without_seen_scores_still_draws_from_rejects_and_rows(ws: Wo
     block = html[head:html.index("<h3>", head + 4)]
     assert "10 rows kept in the dataset (blue), 4 rejected by this filter (orange)" in block
     assert _bars(block[block.index("<svg"):block.index("</svg>")]) == (10, 4)
+
+
+def test_seen_scores_merge_in_any_order_and_count_non_finite_values() -> None:
+    from vlmdata.steps.seen_scores import SeenScores
+
+    values = np.random.default_rng(0).normal(0.3, 0.1, 500).tolist()
+    a, b = SeenScores(), SeenScores()
+    a.add({"clip_score": (values[:300], values[300:400])})
+    a.add({"clip_score": (values[400:], [float("nan")])})
+    for lo in range(500, 0, -50):  # other batches, other order
+        part = values[lo - 50:lo]
+        b.add({"clip_score": ([v for i, v in enumerate(part, lo - 50) if not 300 <= i < 400],
+                              [v for i, v in enumerate(part, lo - 50) if 300 <= i < 400])})
+    b.add({"clip_score": ([], [float("nan")])})
+    assert a.to_json() == b.to_json()
+    out = a.to_json()["clip_score"]
+    assert (out["kept"], out["rejected"], out["nonfinite"]) == (400, 100, 1)
+    assert out["min"] == float(f"{min(values):.3g}") and out["max"] == float(f"{max(values):.3g}")
+    one = SeenScores()
+    one.add({"x": ([2.0, 2.0], [])})  # a single value: one bin, a valid range
+    assert one.to_json()["x"]["hist"]["lo"] < one.to_json()["x"]["hist"]["hi"] and sum(one.to_json()["x"]["hist"]["kept"]) == 2
