@@ -80,7 +80,18 @@ def main() -> None:
                                           seeds=args.seeds, rows=rows, steps=args.steps, echo=print, label=label))
     record = {"thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
               "rows": sizes, "results": results, "minutes": (time.time() - started) / 60}
-    (work / f"train-{args.steps}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    path = work / f"train-{args.steps}.json"
+    if path.is_file():  # more seeds of the same runs: add them (a seed already there is replaced)
+        old = json.loads(path.read_text(encoding="utf-8"))
+        same = {k: old[k] for k in ("thresholds", "limit", "rows")} == {k: record[k] for k in ("thresholds", "limit", "rows")}
+        if same:
+            keep = [i for i, seed in enumerate(old["seeds"]) if seed not in args.seeds]
+            for label, columns in results.items():
+                for column, values in columns.items():
+                    columns[column] = [old["results"][label][column][i] for i in keep] + values
+            record["seeds"] = [old["seeds"][i] for i in keep] + args.seeds
+            record["minutes"] += old["minutes"]
+    path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(json.dumps(record, indent=1))
     stored = json.loads((work / "dedup.json").read_text(encoding="utf-8"))
     dedup.write_section(path=dedup.HERE / "RESULTS.md", text=dedup.section(
