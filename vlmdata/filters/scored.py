@@ -3,7 +3,8 @@
 A scored filter keeps or rejects like any `FilterStep`, and records what it measured: kept rows
 carry `meta.scores.<name>` into the dataset (so a user can re-threshold later without rebuilding),
 rejects carry `scores` and the failed `threshold` in rejects.jsonl, and a thumbnail when they lie
-near the threshold (or are in a small sample), so rejects.jsonl stays small on a large build. The HTML report draws each score's
+near the threshold, are among their batch's nearest to it, or are in a small sample, so rejects.jsonl
+stays small on a large build. The HTML report draws each score's
 distribution with its threshold line from what the filter saw: each batch's scores, kept and rejected,
 travel with the batch's funnel entry (`seen_scores`) into the manifest (steps/seen_scores.py).
 """
@@ -23,8 +24,9 @@ SHOWN = 4  # ... and the 4 of each batch nearest each threshold they failed (the
 
 
 def _shown(row_id: str, scores: dict[str, float], limit: float, checks: list[Check]) -> bool:
-    """Whether a reject carries a thumbnail: decided by the row alone (its id and scores), so
-    rejects.jsonl is the same whatever the batch size or the number of workers."""
+    """Whether a reject carries a thumbnail by the row alone (its id and scores); `_nearest_rejects`
+    adds its batch's nearest to the line. Batches do not depend on the number of workers, so neither
+    does rejects.jsonl."""
     import hashlib
 
     name = next((c[0] for c in checks if c[2] == limit and c[0] in scores), None)
@@ -83,7 +85,7 @@ class ScoredFilter(FilterStep):
             scores = self.scores(row)
             verdicts.append((scores, self.verdict(scores) if scores is not None else None))
         nearest = _nearest_rejects(verdicts, self.checks)
-        for k, (row, (scores, bad)) in enumerate(zip(batch, verdicts, strict=True)):
+        for pos, (row, (scores, bad)) in enumerate(zip(batch, verdicts, strict=True)):
             if bad is None:
                 if scores is not None:
                     meta = dict(row.get("meta") or {})
@@ -95,7 +97,7 @@ class ScoredFilter(FilterStep):
             meta = row.get("meta") or {}
             extra: dict[str, Any] = {"scores": {k: round(v, 4) for k, v in (scores or {}).items()},
                                      "threshold": limit}
-            if row.get("images") and (k in nearest or _shown(row.get("id") or "", scores or {}, limit, self.checks)):
+            if row.get("images") and (pos in nearest or _shown(row.get("id") or "", scores or {}, limit, self.checks)):
                 from vlmdata.report.html import thumbnail_uri
 
                 extra["thumb"] = thumbnail_uri(row["images"][0], size=96)
