@@ -212,7 +212,7 @@ def figure(*, results: dict[str, Any], path: Path) -> None:
 def train_records(work: Path) -> list[dict[str, Any]]:
     """dedup_train.py's results, one file per step budget (WORK/train-STEPS.json), fewest steps first."""
     found = [json.loads(p.read_text(encoding="utf-8")) for p in work.glob("train-*.json")]
-    return sorted(found, key=lambda r: r["steps"])
+    return sorted(found, key=lambda r: (r["steps"], r.get("composite", False)))
 
 
 def section(*, results: dict[str, Any], command: str, minutes: float, train: list[dict[str, Any]] = ()) -> str:
@@ -231,9 +231,10 @@ def section(*, results: dict[str, Any], command: str, minutes: float, train: lis
                   f"| {p['scenes_lost']} |" for at, p in points.items()]
     for record in train:
         columns = list(next(iter(record["results"].values())))
-        lines += ["", f"### Accuracy after training on the deduplicated set, {record['steps']} LoRA steps "
+        flag = " --composite" if record.get("composite") else ""
+        lines += ["", f"### Accuracy after training on the deduplicated set, {record['steps']} LoRA steps{flag} "
                   f"(`python benchmarks/efficacy/dedup_train.py --steps {record['steps']} --seeds "
-                  f"{' '.join(map(str, record['seeds']))}`, {record['minutes']:.1f} min)", "",
+                  f"{' '.join(map(str, record['seeds']))}{flag}`, {record['minutes']:.1f} min)", "",
                   f"LoRA on the caption-pretrained base, {record['steps']} steps, seeds {record['seeds']}, on the full world and on its semantic dedups (cos ≥ {', '.join(f'{t:g}' for t in record['thresholds'])}); VQA accuracy on "
                   f"{record['limit']} held-out rows per task (the same world at seed 99, no planted copies).", "",
                   "| training set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="LoRA steps (the quick protocol's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--limit", type=int, default=60, help="held-out rows per task")
+    parser.add_argument("--composite", action="store_true",
+                        help="dedup.vqa_composite: a row is a duplicate only with the same image AND question")
     args = parser.parse_args()
     import torch
 
@@ -58,9 +60,10 @@ def main() -> None:
                          echo=lambda _: None)
     n = f"sources.0.count={args.rows_per_task}"
     full = _build(out=work / "data" / "neardup-full", overrides=[n])
-    deduped = {t: _build(out=work / "data" / f"neardup-semantic-{t:g}", overrides=[
-        n, f"embed={{model: {clip}, batch_size: 256}}", f"dedup.images={{method: semantic, threshold: {t}}}"])
-        for t in args.threshold}
+    tag = "-composite" if args.composite else ""
+    deduped = {t: _build(out=work / "data" / f"neardup-semantic-{t:g}{tag}", overrides=[
+        n, f"embed={{model: {clip}, batch_size: 256}}", f"dedup.images={{method: semantic, threshold: {t}}}",
+        *(["dedup.vqa_composite=true"] if args.composite else [])]) for t in args.threshold}
     held = _build(out=work / "data" / "heldout", overrides=[
         f"sources.0.count={2 * args.limit}", "sources.0.seed=99", "sources.0.near_duplicates=null",
         "split={validation: 0.5}"])
@@ -70,17 +73,19 @@ def main() -> None:
     def rows_in(path: Path) -> int:
         return sum(len(s) for s in datasets.load_from_disk(str(path)).values())
 
-    sizes = {"full": rows_in(full), **{f"cos ≥ {t:g}": rows_in(p) for t, p in deduped.items()}}
+    what = " + vqa_composite" if args.composite else ""
+    sizes = {"full": rows_in(full), **{f"cos ≥ {t:g}{what}": rows_in(p) for t, p in deduped.items()}}
     results: dict[str, dict[str, list[float]]] = {}
     for label, data in ((f"full ({sizes['full']} rows)", full),
-                        *((f"semantic dedup cos ≥ {t:g} ({sizes[f'cos ≥ {t:g}']} rows)", p) for t, p in deduped.items())):
+                        *((f"semantic dedup cos ≥ {t:g}{what} ({sizes[f'cos ≥ {t:g}{what}']} rows)", p)
+                          for t, p in deduped.items())):
         print(label)
         results.update(experiments.learns(common=[f"model.path={base}", f"data.path={data}",
                                                   f"output.dir={work / 'lora'}"],
                                           seeds=args.seeds, rows=rows, steps=args.steps, echo=print, label=label))
-    record = {"thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
+    record = {"composite": args.composite, "thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
               "rows": sizes, "results": results, "minutes": (time.time() - started) / 60}
-    path = work / f"train-{args.steps}.json"
+    path = work / f"train-{args.steps}{tag}.json"
     if path.is_file():  # more seeds of the same runs: add them (a seed already there is replaced)
         old = json.loads(path.read_text(encoding="utf-8"))
         same = {k: old[k] for k in ("thresholds", "limit", "rows")} == {k: record[k] for k in ("thresholds", "limit", "rows")}
