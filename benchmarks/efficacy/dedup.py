@@ -34,8 +34,8 @@ from setup import RECIPES, ROOT  # noqa: E402
 from shapes_clip import write_shapes_clip  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SIZES = {"full": {"rows_per_task": 600, "clip_steps": 500},
-         "quick": {"rows_per_task": 120, "clip_steps": 60}}
+SIZES = {"full": {"rows_per_task": 600, "clip_steps": 500, "long_clip_steps": 1000},
+         "quick": {"rows_per_task": 120, "clip_steps": 60, "long_clip_steps": 120}}
 COSINES = (0.85, 0.90, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
 DISTANCES = (0, 2, 4, 6, 8, 10)
 MARK = ("<!-- dedup efficacy: written by benchmarks/efficacy/dedup.py -->",
@@ -158,6 +158,8 @@ def sweep(*, work: Path, size: dict[str, int], echo: Any = print) -> dict[str, A
          f"{counts['by_chance']} chance joins")
     models = {"semantic (shapes CLIP, views + captions)": write_shapes_clip(
                   out=work / "shapes-clip", steps=size["clip_steps"], views=True, echo=echo),
+              "semantic (shapes CLIP, views + captions, 2x steps)": write_shapes_clip(
+                  out=work / "shapes-clip-long", steps=size["long_clip_steps"], views=True, echo=echo),
               "semantic (shapes CLIP, captions only)": write_shapes_clip(
                   out=work / "shapes-clip-captions", steps=size["clip_steps"], views=False, echo=echo)}
     results: dict[str, Any] = {**{k: v for k, v in counts.items() if k != "planted_rows"},
@@ -190,7 +192,7 @@ def figure(*, results: dict[str, Any], path: Path) -> None:
     for ax, (pkey, rkey), what in ((axes[0], ("precision", "recall"), "by pair: the kept row named is the same scene"),
                                    (axes[1], ("precision_scene", "recall_scene"), "by scene: the scene still has a row")):
         ax.set_title(what, fontsize=9)
-        for (method, points), style in zip(results["methods"].items(), ("o-", "s-", "^--"), strict=False):
+        for (method, points), style in zip(results["methods"].items(), ("o-", "s-", "D-", "^--"), strict=False):
             r = [p[rkey] for p in points.values()]
             p = [p[pkey] for p in points.values()]
             ax.plot(r, p, style, label=method)
