@@ -214,7 +214,7 @@ def figure(*, results: dict[str, Any], path: Path) -> None:
 def train_records(work: Path) -> list[dict[str, Any]]:
     """dedup_train.py's results, one file per step budget (WORK/train-STEPS.json), fewest steps first."""
     found = [json.loads(p.read_text(encoding="utf-8")) for p in work.glob("train-*.json")]
-    return sorted(found, key=lambda r: (r["steps"], r.get("composite", False)))
+    return sorted(found, key=lambda r: (r["steps"], r.get("composite", False), r.get("clip", "")))
 
 
 def section(*, results: dict[str, Any], command: str, minutes: float, train: list[dict[str, Any]] = ()) -> str:
@@ -233,7 +233,8 @@ def section(*, results: dict[str, Any], command: str, minutes: float, train: lis
                   f"| {p['scenes_lost']} |" for at, p in points.items()]
     for record in train:
         columns = list(next(iter(record["results"].values())))
-        flag = " --composite" if record.get("composite") else ""
+        flag = (" --composite" if record.get("composite") else "") + (
+            f" --clip {record['clip']}" if record.get("clip", "shapes-clip") != "shapes-clip" else "")
         lines += ["", f"### Accuracy after training on the deduplicated set, {record['steps']} LoRA steps{flag} "
                   f"(`python benchmarks/efficacy/dedup_train.py --steps {record['steps']} --seeds "
                   f"{' '.join(map(str, record['seeds']))}{flag}`, {record['minutes']:.1f} min)", "",

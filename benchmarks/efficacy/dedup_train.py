@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="LoRA steps (the quick protocol's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--limit", type=int, default=60, help="held-out rows per task")
+    parser.add_argument("--clip", default="shapes-clip",
+                        help="the embedding model's folder in WORK (dedup.py trains shapes-clip and shapes-clip-long)")
     parser.add_argument("--composite", action="store_true",
                         help="dedup.vqa_composite: a row is a duplicate only with the same image AND question")
     args = parser.parse_args()
@@ -50,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(1)  # see shapes_clip.py: two threads spin against other jobs on a shared box
     work = args.out.resolve()
     started = time.time()
-    clip = work / "shapes-clip"
+    clip = work / args.clip
     if not (clip / "config.json").is_file():
         raise SystemExit(f"{clip} missing: run benchmarks/efficacy/dedup.py first (it trains the embedding model)")
     if not (work / "base" / "config.json").is_file():
@@ -60,7 +62,7 @@ def main() -> None:
                          echo=lambda _: None)
     n = f"sources.0.count={args.rows_per_task}"
     full = _build(out=work / "data" / "neardup-full", overrides=[n])
-    tag = "-composite" if args.composite else ""
+    tag = ("-composite" if args.composite else "") + ("" if args.clip == "shapes-clip" else f"-{args.clip}")
     deduped = {t: _build(out=work / "data" / f"neardup-semantic-{t:g}{tag}", overrides=[
         n, f"embed={{model: {clip}, batch_size: 256}}", f"dedup.images={{method: semantic, threshold: {t}}}",
         *(["dedup.vqa_composite=true"] if args.composite else [])]) for t in args.threshold}
@@ -73,7 +75,7 @@ def main() -> None:
     def rows_in(path: Path) -> int:
         return sum(len(s) for s in datasets.load_from_disk(str(path)).values())
 
-    what = " + vqa_composite" if args.composite else ""
+    what = (" + vqa_composite" if args.composite else "") + ("" if args.clip == "shapes-clip" else f" ({args.clip})")
     sizes = {"full": rows_in(full), **{f"cos ≥ {t:g}{what}": rows_in(p) for t, p in deduped.items()}}
     results: dict[str, dict[str, list[float]]] = {}
     for label, data in ((f"full ({sizes['full']} rows)", full),
@@ -83,7 +85,7 @@ def main() -> None:
         results.update(experiments.learns(common=[f"model.path={base}", f"data.path={data}",
                                                   f"output.dir={work / 'lora'}"],
                                           seeds=args.seeds, rows=rows, steps=args.steps, echo=print, label=label))
-    record = {"composite": args.composite, "thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
+    record = {"clip": args.clip, "composite": args.composite, "thresholds": args.threshold, "steps": args.steps, "seeds": args.seeds, "limit": args.limit,
               "rows": sizes, "results": results, "minutes": (time.time() - started) / 60}
     path = work / f"train-{args.steps}{tag}.json"
     if path.is_file():  # more seeds of the same runs: add them (a seed already there is replaced)
