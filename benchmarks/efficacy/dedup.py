@@ -156,11 +156,11 @@ def sweep(*, work: Path, size: dict[str, int], echo: Any = print) -> dict[str, A
     keys, scenes, counts = truth(rows_per_task=size["rows_per_task"])
     echo(f"{len(keys)} rows, {scenes} scenes: {len(keys) - scenes} removable; {len(counts['planted_rows'])} planted rows, "
          f"{counts['by_chance']} chance joins")
-    models = {"semantic (shapes CLIP, views + captions)": write_shapes_clip(
+    models = {"semantic (shapes CLIP, views + captions, 500 steps)": write_shapes_clip(
                   out=work / "shapes-clip", steps=size["clip_steps"], views=True, echo=echo),
-              "semantic (shapes CLIP, views + captions, 2x steps)": write_shapes_clip(
+              "semantic (shapes CLIP, views + captions, 1000 steps)": write_shapes_clip(
                   out=work / "shapes-clip-long", steps=size["long_clip_steps"], views=True, echo=echo),
-              "semantic (shapes CLIP, captions only)": write_shapes_clip(
+              "semantic (shapes CLIP, captions only, 500 steps)": write_shapes_clip(
                   out=work / "shapes-clip-captions", steps=size["clip_steps"], views=False, echo=echo)}
     results: dict[str, Any] = {**{k: v for k, v in counts.items() if k != "planted_rows"},
                                "planted_rows": len(counts["planted_rows"]), "methods": {}}
