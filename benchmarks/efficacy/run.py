@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dedup  # noqa: E402
 import experiments  # noqa: E402
 import verdicts  # noqa: E402
 from setup import ROOT, build_datasets, pretrain_base  # noqa: E402
@@ -62,6 +63,9 @@ def _write(*, args: argparse.Namespace, size: dict, sections: list[tuple[str, st
             f"seeds {size['seeds']}; steps: pretrain {size['pretrain']}, LoRA {size['lora']} ((b): {size['budgets']}), continual "
             f"{size['stage']} per stage; {size['limit']} validation rows per task. Protocol: README.md.\n"]
     body += [f"## {title}\n\n{text}\n" for title, text in sections]
+    old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
+    if dedup.MARK[0] in old and dedup.MARK[1] in old:  # dedup.py's section: kept as it is
+        body.append(dedup.MARK[0] + old.split(dedup.MARK[0], 1)[1].split(dedup.MARK[1], 1)[0] + dedup.MARK[1] + "\n")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
     dpo = old.split("\n## DPO (the third stage)", 1)  # dpo_efficacy.py's own section stays

@@ -122,3 +122,74 @@ def test_position_shapes_are_drawn_inside_their_half_at_the_first_try() -> None:
         assert shape is not None
         box = shape["box"]
         assert box[2] <= 30 if fields["answers"] == ["left"] else box[0] >= 34
+
+
+def _nearest_colour(rgb: tuple[int, ...]) -> str:
+    return min(COLOURS, key=lambda n: sum((a - b) ** 2 for a, b in zip(COLOURS[n], rgb, strict=True)))
+
+
+def test_near_duplicates_redraw_an_earlier_scene_with_jitter_and_keep_the_answer() -> None:
+    tasks = ["color", "size", "count", "position", "caption", "relation"]
+    plain = {r.locator: r for r in _records(count=60, tasks=tasks, image_size=32, max_count=3)}
+    near = {"fraction": 0.3, "shift": 2, "colour": 12, "side": 1}
+    records = _records(count=60, tasks=tasks, image_size=32, max_count=3, near_duplicates=near)
+    dups = [r for r in records if "near_duplicate_of" in r.context]
+    assert 0.2 < len(dups) / len(records) < 0.4
+    by_locator = {r.locator: r for r in records}
+    moved = 0
+    for r in records:
+        of = r.context.get("near_duplicate_of")
+        if of is None:  # an original row is byte-identical to the world without near-duplicates
+            assert r.images[0].data == plain[r.locator].images[0].data
+            continue
+        original = by_locator[of]
+        assert "near_duplicate_of" not in original.context  # it names the original, never another copy
+        assert of.split("[")[0] == r.task and int(of[:-1].split("[")[1]) < r.context["row"]
+        assert r.fields == original.fields  # same question, same answer
+        assert r.images[0].data != original.images[0].data  # re-drawn, not copied
+        for old, new in zip(original.context["scene"], r.context["scene"], strict=True):
+            assert all(abs(a - b) <= 2 + 1 for a, b in zip(old["box"], new["box"], strict=True))
+            assert (old["kind"], old["color"], old["size"]) == (new["kind"], new["color"], new["size"])
+            assert all(abs(a - b) <= 12 for a, b in zip(COLOURS[old["color"]], new["rgb"], strict=True))
+            moved += old["box"] != new["box"]
+        # the pixels still give the answer: colours stay nearest their name, boxes stay in their half/third
+        pixels = np.asarray(Image.open(io.BytesIO(r.images[0].data)).convert("RGB"))
+        shapes = r.context["scene"]
+        if r.task == "color":
+            x0, y0, x1, y1 = shapes[0]["box"]
+            centre = tuple(int(c) for c in pixels[(y0 + y1) // 2 + 1, (x0 + x1) // 2])
+            assert [_nearest_colour(centre)] == r.fields["answers"]
+        if r.task == "position":
+            box = shapes[0]["box"]
+            assert box[2] <= 14 if r.fields["answers"] == ["left"] else box[0] >= 18
+        if r.task == "caption":
+            box = shapes[0]["box"]
+            third = ["left", "middle", "right"][int((box[0] + box[2]) / 2 * 3 // 32)]
+            assert r.fields["caption"][0].split()[-1] == third
+        if r.task == "count":
+            assert len(_blobs_any(pixels)) == int(r.fields["answers"][0])
+    assert moved > len(dups) // 2  # most re-drawings really move their shapes
+    with pytest.raises(ValidationError, match="fraction"):
+        ShapesSpec(name="w", near_duplicates={"fraction": 1.0})
+
+
+def _blobs_any(pixels: np.ndarray) -> list[int]:
+    """Sizes of the 8-connected blobs of non-background pixels (colours may be jittered)."""
+    foreground = np.any(pixels != pixels[0, 0], axis=2)
+    seen = np.zeros_like(foreground)
+    sizes = []
+    for y, x in zip(*np.nonzero(foreground), strict=True):
+        if seen[y, x]:
+            continue
+        stack, n = [(y, x)], 0
+        seen[y, x] = True
+        while stack:
+            cy, cx = stack.pop()
+            n += 1
+            for ny in range(max(cy - 1, 0), min(cy + 2, foreground.shape[0])):
+                for nx in range(max(cx - 1, 0), min(cx + 2, foreground.shape[1])):
+                    if foreground[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        sizes.append(n)
+    return sizes

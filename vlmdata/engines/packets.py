@@ -30,6 +30,7 @@ from typing import Any
 from vlmdata.rows import BuildError, Record, Reject
 from vlmdata.sources import read_source
 from vlmdata.steps.base import GlobalStep, Row, StageStats, Step
+from vlmdata.steps.seen_scores import Observed, SeenScores
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Entry:
     rows_in: int
     rows_out: int
     rejects: list[Reject] = field(default_factory=list)
+    scores: Observed | None = None  # a scored filter's scores of the batch's rows, kept and rejected
 
 
 def dumps(value: Any) -> bytes:
@@ -66,13 +68,17 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def run(stage: int, outputs: Iterable[Row | Reject], *, rows_in: int, log: list[Entry]) -> list[Row]:
-    """Split a step's outputs into kept rows and rejects, and log the stage's counts."""
+def run(stage: int, outputs: Iterable[Row | Reject], *, rows_in: int, log: list[Entry],
+        step: Step | None = None) -> list[Row]:
+    """Split a step's outputs into kept rows and rejects, and log the stage's counts (and, for a scored
+    filter, the scores it measured on both)."""
     kept: list[Row] = []
     rejects: list[Reject] = []
     for out in outputs:
         (rejects if isinstance(out, Reject) else kept).append(out)
-    log.append(Entry(stage=stage, rows_in=rows_in, rows_out=len(kept), rejects=rejects))
+    seen = getattr(step, "seen_scores", None)
+    log.append(Entry(stage=stage, rows_in=rows_in, rows_out=len(kept), rejects=rejects,
+                     scores=seen(kept, rejects) if seen is not None else None))
     return kept
 
 
@@ -159,7 +165,7 @@ def guarded_key(step: GlobalStep, rows: list[Row], log: list[Entry], stage: int)
 def run_steps(batch: list[Any], steps: list[tuple[int, Step]], log: list[Entry]) -> list[Any]:
     """Per-row steps (map and filter alike) over one batch, as the local engine runs them."""
     for i, step in steps:
-        batch = run(i, guarded(step.name, step.process, batch), rows_in=len(batch), log=log)
+        batch = run(i, guarded(step.name, step.process, batch), rows_in=len(batch), log=log, step=step)
     return batch
 
 
@@ -204,6 +210,10 @@ def absorb(log: list[Entry], *, stats: list[StageStats], rejects: Any) -> None:
         for r in e.rejects:
             st.rejected[r.reason] += 1
             rejects.add(r)
+        if e.scores:
+            if st.seen is None:
+                st.seen = SeenScores()
+            st.seen.add(e.scores)
 
 
 def in_order(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

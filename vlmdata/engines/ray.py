@@ -147,7 +147,7 @@ def _on_driver(ds: Any, stage: int, step: Step) -> Any:
         for rec in in_order(ds.iter_rows()):
             log = loads(rec["log"], default=[])
             rows = loads(rec["rows"])
-            rows = run(stage, guarded(step.name, step.process, rows), rows_in=len(rows), log=log)
+            rows = run(stage, guarded(step.name, step.process, rows), rows_in=len(rows), log=log, step=step)
             yield packet(seq=int(rec["seq"]), rows=rows, log=log)
 
     return _put(packets())

@@ -17,6 +17,13 @@ Rows per task (`count` each, or `imbalance[task]`); the row's `task` is the task
 - relation: two shapes of different kinds, one per half; "Is the circle left or right of the square?"
 - caption:  one shape; caption "a small red circle on the left" (size, colour, kind, third of the image)
 The scene (every shape's kind, colour, box) goes into the row's context, so it reaches `meta`.
+
+`near_duplicates: {fraction: 0.2, shift: 2, colour: 12, side: 1}` plants near-duplicates with ground
+truth, for the dedup efficacy benchmark: that fraction of each task's rows re-draws an earlier row's
+scene with jitter (every shape moved by up to `shift` px, its side changed by up to `side` px within its
+size class, its colour and the background moved by up to `colour` per RGB channel), rendered afresh, not
+resized or copied. The answer stays the same (a shape never leaves its half or third), and the row's
+context names the original in `near_duplicate_of` (its locator, e.g. "color[12]").
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import random
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlmdata.rows import ImageRef, Record, Reject
 from vlmdata.sources.base import SourceSpec
@@ -42,6 +49,16 @@ SIZES = {"small": (0.14, 0.2), "large": (0.3, 0.42)}  # side as a fraction of th
 THIRDS = ("left", "middle", "right")
 
 
+class NearDuplicates(BaseModel):
+    """How many rows re-draw an earlier scene, and how far the re-drawing may move it."""
+
+    model_config = ConfigDict(extra="forbid")
+    fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
+    shift: int = Field(default=2, ge=0, le=16)  # px, in x and in y, per shape
+    colour: int = Field(default=12, ge=0, le=64)  # per RGB channel (the background moves by half)
+    side: int = Field(default=1, ge=0, le=8)  # px, kept inside the shape's size class
+
+
 class ShapesSpec(SourceSpec):
     kind: Literal["shapes"] = "shapes"
     count: int = Field(default=100, ge=1)
@@ -51,6 +68,7 @@ class ShapesSpec(SourceSpec):
     image_size: int = Field(default=64, ge=32, le=1024)
     max_count: int = Field(default=5, ge=1, le=8)
     seed: int = 0
+    near_duplicates: NearDuplicates | None = None
 
     @model_validator(mode="after")
     def _imbalance_names_tasks(self) -> ShapesSpec:
@@ -154,7 +172,7 @@ def draw(*, shapes: list[dict[str, Any]], size: int, background: tuple[int, int,
     pen = ImageDraw.Draw(image)
     for s in shapes:
         x0, y0, x1, y1 = s["box"]
-        colour = COLOURS[s["color"]]
+        colour = tuple(s["rgb"]) if "rgb" in s else COLOURS[s["color"]]  # a near-duplicate's jittered colour
         if s["kind"] == "circle":
             pen.ellipse((x0, y0, x1, y1), fill=colour)
         elif s["kind"] == "square":
@@ -166,20 +184,82 @@ def draw(*, shapes: list[dict[str, Any]], size: int, background: tuple[int, int,
     return out.getvalue()
 
 
+def _row(spec: ShapesSpec, task: str, i: int) -> tuple[list[dict[str, Any]], dict[str, Any], tuple[int, ...]] | None:
+    """(shapes, fields, background) of row i of `task`, a pure function of (seed, task, i); None: no room."""
+    rng = random.Random(f"{spec.seed}:{task}:{i}")
+    for _ in range(20):
+        shapes, fields = scene(task=task, rng=rng, size=spec.image_size, max_count=spec.max_count)
+        if all(s is not None for s in shapes):
+            return shapes, fields, rng.choice(BACKGROUNDS)
+    return None
+
+
+def _original(spec: ShapesSpec, task: str, i: int) -> int | None:
+    """The row whose scene row i re-draws (never itself a re-drawing), or None for an original row."""
+    near = spec.near_duplicates
+    if near is None or i == 0 or random.Random(f"{spec.seed}:{task}:{i}:dup").random() >= near.fraction:
+        return None
+    j = random.Random(f"{spec.seed}:{task}:{i}:of").randrange(i)
+    root = _original(spec, task, j)
+    return j if root is None else root
+
+
+def _answer_kept(task: str, old: list[int], new: list[int], size: int) -> bool:
+    """Whether a moved box still gives the row's answer: position keeps its half, caption its third,
+    relation its side of the centre line; inside the border by 2 px like every placed box."""
+    if new[0] < 2 or new[1] < 2 or new[2] > size - 2 or new[3] > size - 2:
+        return False
+    if task == "position":
+        return new[2] <= size // 2 - 2 if old[2] <= size // 2 - 2 else new[0] >= size // 2 + 2
+    centre = (old[0] + old[2]) / 2, (new[0] + new[2]) / 2
+    if task == "caption":
+        return int(centre[0] * 3 // size) == int(centre[1] * 3 // size)
+    if task == "relation":
+        return (centre[0] < size / 2) == (centre[1] < size / 2)
+    return True
+
+
+def jitter(*, shapes: list[dict[str, Any]], background: tuple[int, ...], task: str, size: int,
+           near: NearDuplicates, rng: random.Random) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
+    """The same scene re-drawn: each shape moved, resized within its size class and recoloured a little
+    (a shape that finds no such place within 30 tries stays where it was); the answer is unchanged."""
+    lo_hi = {label: (round(a * size), round(b * size)) for label, (a, b) in SIZES.items()}
+    out: list[dict[str, Any]] = []
+    for k, s in enumerate(shapes):
+        others = [o["box"] for o in out] + [o["box"] for o in shapes[k + 1:]]
+        box = list(s["box"])
+        for _ in range(30):
+            lo, hi = lo_hi[s["size"]]
+            side = min(max(box[2] - box[0] + rng.randint(-near.side, near.side), lo), hi)
+            x, y = box[0] + rng.randint(-near.shift, near.shift), box[1] + rng.randint(-near.shift, near.shift)
+            cand = [x, y, x + side, y + side]
+            clear = all(cand[2] + 2 < b[0] or b[2] + 2 < cand[0] or cand[3] + 2 < b[1] or b[3] + 2 < cand[1]
+                        for b in others)
+            if clear and _answer_kept(task, box, cand, size):
+                box = cand
+                break
+        rgb = [min(max(c + rng.randint(-near.colour, near.colour), 0), 255) for c in COLOURS[s["color"]]]
+        out.append({**s, "box": box, "rgb": rgb})
+    half = near.colour // 2
+    return out, tuple(min(max(c + rng.randint(-half, half), 0), 255) for c in background)
+
+
 def read_shapes(spec: ShapesSpec) -> Iterator[Record | Reject]:
     for task, n in spec.rows_per_task().items():
         for i in range(n):
-            rng = random.Random(f"{spec.seed}:{task}:{i}")
-            for _ in range(20):
-                shapes, fields = scene(task=task, rng=rng, size=spec.image_size, max_count=spec.max_count)
-                if all(s is not None for s in shapes):
-                    break
-            else:
+            of = _original(spec, task, i)
+            made = _row(spec, task, i if of is None else of)
+            if made is None:
                 yield Reject(spec.name, f"{task}[{i}]", "no_room", f"could not place the shapes in "
                              f"{spec.image_size}px (lower max_count or raise image_size)", "load")
                 continue
-            background = rng.choice(BACKGROUNDS)
+            shapes, fields, background = made
+            context: dict[str, Any] = {"seed": spec.seed, "row": i}
+            if of is not None and spec.near_duplicates is not None:
+                shapes, background = jitter(shapes=shapes, background=background, task=task, size=spec.image_size,
+                                            near=spec.near_duplicates, rng=random.Random(f"{spec.seed}:{task}:{i}:jitter"))
+                context["near_duplicate_of"] = f"{task}[{of}]"
             png = draw(shapes=shapes, size=spec.image_size, background=background)
-            context = {"scene": shapes, "background": list(background), "seed": spec.seed, "row": i}
+            context = {"scene": shapes, "background": list(background), **context}
             yield Record(source=spec.name, locator=f"{task}[{i}]", task=task, images=[ImageRef(data=png)],
                          fields=fields, context=context)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from vlmdata.rows import Reject
+from vlmdata.steps.seen_scores import SeenScores
 
 Row = dict[str, Any]
 
@@ -34,12 +35,14 @@ class StageStats:
     rows_out: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     details: dict[str, Any] = field(default_factory=dict)  # what a global step reports (checks, sizes)
+    seen: SeenScores | None = None  # a scored filter's scores of every row it saw (the report's histograms)
 
     def to_json(self) -> dict[str, Any]:
         out = {"stage": self.stage, "in": self.rows_in, "out": self.rows_out,
                "rejected": dict(sorted(self.rejected.items()))}
-        if self.details:
-            out["details"] = self.details
+        details = {**self.details, "scores_seen": self.seen.to_json()} if self.seen is not None else self.details
+        if details:
+            out["details"] = details
         return out
 
 
