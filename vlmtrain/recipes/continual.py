@@ -197,7 +197,7 @@ class ContinualRecipe(FinetuneRecipe):
         lengths: list[int] = []
         if cfg.train.packing:
             lengths = [min(n, cfg.data.max_length) for n in diagnose(dataset=data, collator=self.collator).lengths]
-        data, collator = self.packed(dataset=data, lengths=lengths, folder=folder)  # replayed rows packed too
+        data, collator = self.packed(dataset=data, lengths=lengths, folder=folder, prefix="continual: ")  # replayed rows packed too
         self.trainer = build_multitask_trainer(
             config=stage_config, model=self.model, processor=self.processor, dataset=data,
             collator=collator, log_path=log_path, param_groups=self.built.groups, strategy=self.strategy,

@@ -170,13 +170,13 @@ class FinetuneRecipe:
                      log_path=self.log_path, lengths=self.lengths, param_groups=self.built.groups,
                      extra_callbacks=self.callbacks(folder=self.run_dir, log_path=self.log_path))
 
-    def packed(self, *, dataset: Any, lengths: list[int], folder: Path) -> tuple[Any, Any]:
+    def packed(self, *, dataset: Any, lengths: list[int], folder: Path, prefix: str = "") -> tuple[Any, Any]:
         """`dataset` and the collator as they are, or packed into sequences of `data.max_length` with
         `train.packing` (its packs, efficiency and task mix written to `folder`/packing.json)."""
         if not self.config.train.packing:
             return dataset, self.collator
         packs, report = build_packs(config=self.config, rows=dataset, lengths=lengths)
-        self.echo(report.text())
+        self.echo(prefix + report.text())
         if self.main:
             (folder / "packing.json").write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
         return packs, PackedCollator(inner=self.collator)
