@@ -63,5 +63,5 @@ def minhash_signatures(hasher: MinHasher, texts: list[str]) -> np.ndarray:
     for t in range(len(texts)):
         part = x[offsets[t]:offsets[t + 1]]
         if part.size:
-            sig[t] = (np.multiply(part[:, None], hasher.a[None, :]) + hasher.b).min(axis=0)
+            sig[t] = np.multiply(part[:, None], hasher.a[None, :]).min(axis=0)
     return sig

@@ -11,7 +11,7 @@ import pytest
 from dedup_reference import hamming_pairs
 
 from vlmdata.dedup.hamming import near_pairs
-from vlmdata.dedup.minhash import MinHasher, lsh_labels, optimal_bands
+from vlmdata.dedup.minhash import MinHasher, dedup_bands, lsh_labels
 from vlmdata.dedup.phash import hash_images, image_hash
 from vlmdata.dedup.shingles import word_ngrams
 from vlmdata.dedup.textnorm import normalize
@@ -89,7 +89,7 @@ def test_minhash_estimates_jaccard_and_lsh_groups_near_duplicates() -> None:
     assert (sig[:7] == mh.signatures(texts[:7])).all()  # batch-independent
     est = (sig[0] == sig[200]).mean()
     assert 0.65 < est < 1.0  # true Jaccard ≈ 35/41
-    b, r = optimal_bands(threshold=0.7, num_perm=128)
+    b, r = dedup_bands(threshold=0.7, num_perm=128)  # the dedup step's recall-leaning bands
     labels = lsh_labels(sig, bands=b, rows=r, threshold=0.7)
     assert labels[200:].tolist() == list(range(50))  # each near copy joins its original, the first seen
     assert (labels[:200] == np.arange(200)).all()
