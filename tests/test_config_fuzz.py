@@ -1,5 +1,5 @@
 """The config fuzzer (tests/fuzz_kit.py) over every shipped vlmdata recipe: each seeded mutant is either
-valid or refused with named problems; zero tracebacks. Training configs: tests/vlmtrain/test_train_config_fuzz.py."""
+valid or refused with named problems; zero tracebacks. Training configs: tests/vlmtrain/config/test_train_config_fuzz.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Why: visual instruction data mixes one-word VQA answers with paragraph-long captions, so a padded batch
 is mostly padding and even a length-grouped one keeps some. A packed step carries only real tokens.
 
-How it stays exact (`tests/vlmtrain/test_packing.py` proves it, per family):
+How it stays exact (`tests/vlmtrain/data/test_packing.py` proves it, per family):
 1. `pack_rows` puts row indices into bins of at most `capacity` tokens, first-fit-decreasing within
    windows of the row stream (so a task mix drawn by the `TaskSampler` still holds inside each step),
    with ties and the bin order fixed by `seed`.

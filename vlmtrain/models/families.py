@@ -62,7 +62,7 @@ class Family:
     # a shipped template (vlmtrain/chat_templates/NAME.jinja) that replaces the checkpoint's when the
     # collator cannot use it (say, a generation prompt that is not a prefix of the rendered answer)
     fixed_template: str | None = None
-    packing_supported: bool = False  # `train.packing` is exact for it (proved in tests/vlmtrain/test_packing.py)
+    packing_supported: bool = False  # `train.packing` is exact for it (proved in tests/vlmtrain/data/test_packing.py)
 
     def prefixes(self, component: str) -> tuple[str, ...]:
         """The module prefixes of `component` ('vision', 'projector', 'llm' or 'cross_attention')."""

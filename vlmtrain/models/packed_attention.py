@@ -5,7 +5,7 @@ matrix, ~ (rows-1)/rows of it thrown away. Here the rows are cut apart from the 
 (1, T) and each runs SDPA on its own diagonal block of the model's own mask: causal rows take SDPA's
 `is_causal` kernel, rows whose block is anything else (a sliding window shorter than the row, Gemma 3's
 bidirectional image blocks) take their block of the mask. So the result is the masked SDPA's, whatever mask
-the family builds (tests/vlmtrain/test_packing.py), at the attention cost of the rows alone. Anything that is
+the family builds (tests/vlmtrain/data/test_packing.py), at the attention cost of the rows alone. Anything that is
 not a packed, block-diagonal self-attention (no position ids, a cache, cross-attention, 3-D mRoPE positions
 of the text model, vision towers, a mask with weight across rows) falls through to the stock SDPA.
 """

@@ -9,7 +9,7 @@ types. A forward pre-hook on the inner Gemma 3 model builds the two masks itself
 `(causal or same image block) and same row` for full layers, `... and within the sliding window` for sliding
 layers (the window compares absolute indices of one row, i.e. its own positions), and hands them to the model
 as its mask mapping, which the model takes as is. The result equals each row's single-row mask, so a packed
-Gemma 3 step equals its rows one at a time (tests/vlmtrain/test_packing.py).
+Gemma 3 step equals its rows one at a time (tests/vlmtrain/data/test_packing.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why our own and not TRL's `DPOTrainer`: the tokens a pair is scored on come from the very same
 masking code as SFT (`vlmtrain.data.collate.ChatCollator`: the assistant answer and its end-of-turn
 token, by character spans of the chat template), for every family SFT supports; the Trainer stays
-the stock one (`vlmtrain.training.trainer`). The numbers equal TRL's (tests/vlmtrain/test_dpo.py runs TRL's
+the stock one (`vlmtrain.training.trainer`). The numbers equal TRL's (tests/vlmtrain/training/test_dpo.py runs TRL's
 own `_compute_loss` on the same batch).
 
 A batch holds the B chosen conversations first, then the B rejected ones (2B sequences, one forward);

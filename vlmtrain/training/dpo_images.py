@@ -5,7 +5,7 @@ forward runs the vision tower and projector twice on every image. Here the image
 half are encoded once (`get_image_features`, the model's own encoder path) and the result is handed to
 the forward of all 2B sequences through transformers' `mm_encoder_outputs` hook, repeated in the order
 the forward expects (chosen images, then the same again). The text side is untouched (the same
-input_ids, masks, mRoPE grids), so the log-probs equal the plain forward's; tests/vlmtrain/test_dpo_images.py
+input_ids, masks, mRoPE grids), so the log-probs equal the plain forward's; tests/vlmtrain/training/test_dpo_images.py
 proves that for every family in `PROVED`, and counts one vision-tower call per pair image.
 
 When the vision tower and projector have nothing trainable and no adapter (the usual LoRA-on-the-LLM
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-# families whose once-per-pair forward equals the plain 2B forward (tests/vlmtrain/test_dpo_images.py)
+# families whose once-per-pair forward equals the plain 2B forward (tests/vlmtrain/training/test_dpo_images.py)
 PROVED: frozenset[str] = frozenset({
     "llava", "llava_next", "llava_onevision", "mistral3", "internvl", "aya_vision", "gemma3", "paligemma",
     "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "glm4v", "idefics3", "smolvlm",

@@ -8,7 +8,7 @@ runs in seconds; `write_tiny` saves them so `AutoModelForImageTextToText.from_pr
 
 Adding a family = one builder function (`vlmtrain.models.tiny.builders`, `tiny_qwen`, `tiny_more`,
 `tiny_more2`) + one `FAMILIES` entry here, and one entry in `vlmtrain.models.families` (module prefixes,
-image and prompt handling); the per-family tests (tests/vlmtrain/test_family_matrix.py) are
+image and prompt handling); the per-family tests (tests/vlmtrain/models/test_family_matrix.py) are
 parametrised over this table, so the new family is tested by that alone.
 """
 

@@ -26,7 +26,7 @@ from vlmdata.schema import (
 )
 from vlmdata.steps.preference import PreferenceSpec, PreferenceStep
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "shapes-preference.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "shapes-preference.yaml"
 
 
 def _row(i: int, *, answer: str, refs: list[str], task: str = "vqa", context: dict | None = None,

@@ -19,7 +19,7 @@ from vlmdata_kit import Workspace, text_of
 pytest.importorskip("rasterio")
 pytest.importorskip("pypdfium2")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

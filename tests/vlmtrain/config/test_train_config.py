@@ -11,7 +11,7 @@ from vlmdata.config.errors import ConfigError
 from vlmtrain.cli import main
 from vlmtrain.config.train import load_train_config
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
+RECIPES = Path(__file__).resolve().parents[3] / "recipes" / "train"
 
 
 def _problems(err: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:

@@ -12,14 +12,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: fuzz_kit
 from fuzz_kit import _absolute, fuzz  # noqa: E402
 
 from vlmdata.config.errors import ConfigError  # noqa: E402
 from vlmtrain.cli import main  # noqa: E402
 from vlmtrain.config.train import TrainConfig, load_train_config  # noqa: E402
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
+RECIPES = Path(__file__).resolve().parents[3] / "recipes" / "train"
 PER_CONFIG = 40
 
 

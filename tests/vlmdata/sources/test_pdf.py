@@ -16,7 +16,7 @@ from vlmdata.recipe import load_recipe
 
 pdfium = pytest.importorskip("pypdfium2")  # the [pdf] extra; the dev extra installs it
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "examples/documents"
 
 

@@ -18,7 +18,7 @@ from vlmdata.recipe import load_recipe
 rasterio = pytest.importorskip("rasterio")  # the [geo] extra; the dev extra installs it
 from rasterio.windows import Window  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAT = ROOT / "examples/satellite"
 R_MERC = 6378137.0
 

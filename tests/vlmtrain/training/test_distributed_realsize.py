@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tiny_cache import config_text, tiny_dir
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _config(*, body: str, data, write_config, tmp_path):

@@ -51,7 +51,7 @@ def test_llava_build_parses_rerun_is_free_and_key_stays_off_disk(ws: Workspace, 
 
     mine = ws.root / "mytemplates" / "detail.j2"
     mine.parent.mkdir()
-    source = Path(__file__).parents[2].joinpath("templates/llava/detail.j2").read_text()
+    source = Path(__file__).parents[3].joinpath("templates/llava/detail.j2").read_text()
     mine.write_text(source + "{# a comment renders nothing: same requests #}")
     edited = llava_recipe(ws, n=4)
     edited["synthesize"][1]["template"] = "mytemplates/detail.j2"

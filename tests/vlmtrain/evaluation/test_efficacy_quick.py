@@ -8,7 +8,7 @@ import pytest
 
 from vlmtrain.config.train import load_train_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EFFICACY = sorted((ROOT / "recipes" / "train").glob("efficacy-*.yaml"))
 SHAPES = sorted((ROOT / "recipes").glob("shapes*.yaml"))
 

@@ -11,7 +11,7 @@ import ray  # the dev extra installs it; a missing ray is a failure, not a skip
 from test_bad_inputs import _corpus, check_corpus
 from vlmdata_kit import Built, Workspace
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # the kits' folder
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,7 +16,7 @@ from vlmdata.build import build
 from vlmdata.cli import main
 from vlmdata.recipe import load_recipe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from vlmdata.recipe import load_recipe
 
 pytest.importorskip("rasterio")
 pytest.importorskip("pypdfium2")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

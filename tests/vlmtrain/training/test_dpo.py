@@ -136,7 +136,7 @@ def test_three_stages_projector_sft_dpo_run_end_to_end(colour_dataset, tmp_path)
     pairs = save_pairs(path=tmp_path / "pairs", splits={"train": colour_pairs() * 2,
                                                         "validation": [pair_row(colour="red", wrong="green")]})
     run_dir = tmp_path / "run"
-    recipe = __import__("pathlib").Path(__file__).resolve().parents[2] / "recipes" / "train" / "shapes-dpo.yaml"
+    recipe = __import__("pathlib").Path(__file__).resolve().parents[3] / "recipes" / "train" / "shapes-dpo.yaml"
     sets = [f"model.path={tiny_dir('llava')}", f"data.path={colour_dataset}", f"stages.0.data.path={colour_dataset}",
             f"stages.2.data.path={pairs}", f"output.dir={run_dir}", "stages.0.train.steps=2",
             "stages.1.train.steps=2", "stages.2.train.steps=4", "stages.2.dpo.eval_every=2", "train.log_every=1",

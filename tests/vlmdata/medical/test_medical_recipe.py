@@ -12,7 +12,7 @@ from vlmdata_kit import Built, Workspace, decode
 from vlmdata.build import build
 from vlmdata.recipe import load_recipe
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 EXAMPLES = ROOT / "examples/medical"
 

@@ -16,7 +16,7 @@ from openai_server import FakeOpenAI
 from synth_kit import llava_recipe, serve
 from vlmdata_kit import Workspace
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 SAME = ("stages", "splits", "tasks", "sources", "rows", "rejects", "rejected_total")
 
 

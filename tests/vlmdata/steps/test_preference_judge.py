@@ -340,7 +340,7 @@ def test_shipped_shapes_judge_recipe_builds_against_the_server(ws: Workspace, se
     server.body_rule = rule
     monkeypatch.setenv("VLLM_BASE_URL", server.base_url)
     monkeypatch.setenv("VLLM_API_KEY", FAKE_KEY)
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "shapes-judge.yaml"
+    recipe = Path(__file__).resolve().parents[3] / "recipes" / "shapes-judge.yaml"
     built = ws.build(recipe, overrides=["sources.0.count=4"])
     pairs = built.split_rows("train") + built.split_rows("validation")
     assert pairs, built.rejects

@@ -22,7 +22,7 @@ from vlmdata.templates_lib import available_templates, check_template
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     yield from serve(monkeypatch)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MEDICAL_GPT = ROOT / "recipes" / "medical-gpt.yaml"
 
 
