@@ -146,7 +146,7 @@ def plan_cmd(recipe: str, show: int, limit: int | None, cache: str | None, overr
     loaded = _load(recipe, overrides)
     for line in make_plan(loaded).describe():
         click.echo(line)
-    from vlmdata.synth.judge_plan import plan_judge
+    from vlmdata.synth.judge_plan import plan_judge  # here, like plan: it renders prompts from rows (numpy)
 
     judge = plan_judge(loaded, show=show, limit=limit)  # preference: from: judge (its two request jobs)
     if loaded.recipe.synthesize or judge:

@@ -194,7 +194,7 @@ def packed_row_losses(*, logits: torch.Tensor, labels: torch.Tensor,
 def packed_task_losses(*, logits: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor,
                        tasks: Sequence[str], reduction: Literal["token", "sample"] = "token") -> dict[str, torch.Tensor]:
     """`vlmtrain.training.losses.per_task_losses` for a packed batch: the same reductions, per original row."""
-    from vlmtrain.training.losses import reduce_rows
+    from vlmtrain.training.losses import reduce_rows  # torch: vlmtrain.config imports this module torch-free
 
     row_sum, row_count = packed_row_losses(logits=logits, labels=labels, position_ids=position_ids)
     if len(row_sum) != len(tasks):
@@ -257,7 +257,7 @@ def row_stream(*, config: Any, tasks: Sequence[str], sources: Sequence[str]) -> 
     temperature mixing, weights and caps hold), else every row once in a seeded shuffle."""
     if config.multitask is None:
         return np.random.default_rng([config.seed, 11]).permutation(len(tasks)).tolist()
-    from vlmtrain.data.sampler import TaskSampler
+    from vlmtrain.data.sampler import TaskSampler  # torch: vlmtrain.config imports this module torch-free
 
     sampling = config.multitask.sampling
     sampler = TaskSampler(tasks=list(tasks), sources=list(sources) if sampling.group_by == "source_task" else None,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlmtrain.data.collate import IGNORE_INDEX, ChatCollator
+from vlmtrain.data.dataset import row_batches
+from vlmtrain.training.dpo_images import encode_pair_images, forward_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -145,7 +147,6 @@ def pair_logps(*, model: Any, batch: dict[str, Any], reference: bool, images: An
 
     import torch
 
-    from vlmtrain.training.dpo_images import encode_pair_images, forward_inputs
 
     ctx: Any = contextlib.nullcontext()
     grad: Any = contextlib.nullcontext()
@@ -171,7 +172,6 @@ def pair_rejects(*, dataset: Any, chat: ChatCollator, batch_size: int = 16) -> l
     longer side exceeds max_length is rejected (`answer_cut`), listed, and never cut."""
     from dataclasses import replace
 
-    from vlmtrain.data.dataset import row_batches
 
     measure = PairCollator(chat=replace(chat, max_length=2**31 - 1))
     out: list[dict[str, Any]] = []

@@ -21,6 +21,8 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from vlmtrain.models.families import family_of
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -111,7 +113,6 @@ def forward_inputs(*, batch: dict[str, Any], encoded: Any | None) -> dict[str, A
 def images_frozen(model: Any) -> bool:
     """True when no vision or projector parameter trains and none belongs to an adapter: then the policy
     and the adapter-disabled reference see the same image features, and one encoding serves both."""
-    from vlmtrain.models.families import family_of
 
     base = _unwrap(model)
     try:

@@ -16,7 +16,8 @@ import torch
 from transformers import TrainerCallback
 
 from vlmtrain.config.dpo import DpoSection
-from vlmtrain.training.dpo import dpo_loss, pair_logps
+from vlmtrain.data.dataset import row_batches
+from vlmtrain.training.dpo import dpo_loss, pair_logps, split_pair
 from vlmtrain.training.dpo_images import encode_pair_images, images_frozen
 from vlmtrain.training.trainer import VlmTrainer
 
@@ -71,8 +72,6 @@ def preference_accuracy(*, model: Any, dataset: Any, collator: Any, batch_size: 
     construction (policy = reference), so `logps/accuracies` says how often the model itself finds the chosen
     answer likelier than the rejected one (summed log-probs): the "before" number a user compares. Eval mode,
     no grad."""
-    from vlmtrain.data.dataset import row_batches
-    from vlmtrain.training.dpo import split_pair
 
     was_training = model.training
     model.eval()
