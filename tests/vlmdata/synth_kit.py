@@ -8,6 +8,12 @@ scripted answers per template, and a recipe with the three LLaVA jobs.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +87,34 @@ def files_containing(roots: list[Path], needle: str) -> list[Path]:
             if p.is_file() and needle.encode() in p.read_bytes():
                 hits.append(p)
     return hits
+
+
+def cached_answers(db: Path) -> int:
+    """Answers committed to the synthesis cache so far (0 before the file exists)."""
+    try:
+        with sqlite3.connect(str(db), timeout=5) as con:
+            return int(con.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_9_mid_build(*, ws: Workspace, server: FakeOpenAI, recipe: Path, answered: int, api_key: str) -> int:
+    """`vlmdata build` in a child process, SIGKILLed while the server holds request `answered + 1` unanswered
+    (so the kill always lands on a request in flight, however loaded the machine). Returns the answers the
+    cache held at the kill; the build left no output folder."""
+    env = {**os.environ, "OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": server.base_url}
+    server.hold_after = answered
+    proc = subprocess.Popen([sys.executable, "-m", "vlmdata.cli", "build", str(recipe), "-q", "--out",
+                             str(ws.root / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = ws.root / ".vlmdata-cache" / "synth.sqlite"
+    try:
+        assert server.holding.wait(120), proc.stderr.read().decode() if proc.poll() is not None else "nothing held"
+        deadline = time.monotonic() + 30  # the answers before the held request reach the cache
+        while cached_answers(db) < answered and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        server.hold_after = None
+    assert not (ws.root / "out").exists()
+    return cached_answers(db)

@@ -4,20 +4,14 @@ through the shipped templates; best vs worst with a margin; rejects; cache/resum
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from openai_server import FakeOpenAI, Reply, prompt_text
-from synth_kit import FAKE_KEY, files_containing, serve
+from synth_kit import FAKE_KEY, cached_answers, files_containing, kill_9_mid_build, serve
 from vlmdata_kit import Workspace
 
 from vlmdata.cli import main
@@ -179,12 +173,6 @@ def test_a_failed_or_over_budget_request_rejects_the_row_and_a_rerun_pays_only_w
     assert candidates_again == []  # the candidates came from the cache
 
 
-def _cached(db: str) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return int(con.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_kill_9_then_resume_pays_no_request_twice(ws: Workspace, server: FakeOpenAI) -> None:
@@ -194,26 +182,14 @@ def test_kill_9_then_resume_pays_no_request_twice(ws: Workspace, server: FakeOpe
     for call in ("candidates", "judge"):
         recipe["preference"][call]["concurrency"] = 1  # a commit seen: the next request is inside the delay
     path = ws.recipe(recipe)
-    env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url}
-    server.hold_after = 8
-    proc = subprocess.Popen([sys.executable, "-m", "vlmdata.cli", "build", str(path), "-q", "--out",
-                             str(ws.root / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    db = str(ws.root / ".vlmdata-cache" / "synth.sqlite")
-    assert server.holding.wait(120), proc.stderr.read().decode() if proc.poll() is not None else "no request held"
-    deadline = time.monotonic() + 30  # the answers before the held request reach the cache
-    while _cached(db) < 8 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    server.hold_after = None
-    killed_with = _cached(db)
-    assert 8 <= killed_with < 25 and not (ws.root / "out").exists()
+    killed_with = kill_9_mid_build(ws=ws, server=server, recipe=path, answered=8, api_key=FAKE_KEY)
+    assert 8 <= killed_with < 25
 
     built = ws.build(path)
     assert len(built.rows) == 2  # images 1 and 2 (margin 1); 3 unparseable, 4 too few
     assert len(server.answered) == 25 and set(server.answered.values()) == {1}  # each answer delivered once
     assert server.counts["chat"] == 25 + server.abandoned  # the only repeats: requests cut off in flight
-    assert _cached(db) == 25
+    assert cached_answers(ws.root / ".vlmdata-cache" / "synth.sqlite") == 25
 
 
 def test_batch_mode_for_both_calls(ws: Workspace, server: FakeOpenAI) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import FakeOpenAI
-from synth_kit import FAKE_KEY, job, llava_recipe, serve
+from synth_kit import FAKE_KEY, cached_answers, job, llava_recipe, serve
 from vlmdata_kit import Workspace
 
 ROWS, CONCURRENCY = 64, 16
@@ -26,20 +25,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     yield from serve(monkeypatch)
 
 
-def _cached(db: Path) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return int(con.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _build_until(recipe: Path, ws: Workspace, server: FakeOpenAI, db: Path, *, kill_at: int) -> None:
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url}
     proc = subprocess.Popen([sys.executable, "-m", "vlmdata.cli", "build", str(recipe), "-q", "--out",
                              str(ws.root / "out")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
-    while _cached(db) < kill_at and time.monotonic() < deadline and proc.poll() is None:
+    while cached_answers(db) < kill_at and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -53,22 +44,22 @@ def test_two_kills_at_concurrency_16(ws: Workspace, server: FakeOpenAI) -> None:
     db = ws.root / ".vlmdata-cache" / "synth.sqlite"
     kills, in_flight = 0, []
     for kill_at in (12, 36):
-        sent_before, cached_before = server.counts["chat"], _cached(db)
+        sent_before, cached_before = server.counts["chat"], cached_answers(db)
         _build_until(recipe, ws, server, db, kill_at=kill_at)
         kills += 1
-        cached = _cached(db)
+        cached = cached_answers(db)
         assert kill_at <= cached < ROWS and not (ws.root / "out").exists()
         # every request this run sent was either committed to the cache or in flight when it was killed
         in_flight.append((server.counts["chat"] - sent_before) - (cached - cached_before))
     assert all(0 <= n <= CONCURRENCY for n in in_flight), in_flight
     before_last = server.counts["chat"]
-    cached = _cached(db)
+    cached = cached_answers(db)
     built = ws.build(recipe)
     rows = [r for r in built.rows if r["task"] == "conversation"]
     assert len(rows) == ROWS  # rows are never lost
     assert server.counts["chat"] - before_last == ROWS - cached  # answers already received are never paid again
     resent = [d for d, n in server.attempts.items() if n > 1]
     assert len(resent) <= CONCURRENCY * kills  # only requests in flight at a kill were sent again
-    assert len(server.attempts) == ROWS and _cached(db) == ROWS
+    assert len(server.attempts) == ROWS and cached_answers(db) == ROWS
     print(f"in flight at the kills: {in_flight}; sent again: {len(resent)}; requests in all: {server.counts['chat']} "
           f"for {ROWS} answers")
