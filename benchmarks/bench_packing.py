@@ -49,10 +49,8 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
     """One run in a fresh process; puts (real tokens, seconds, mean loss, peak RSS MiB, params, steps, note, slots)."""
     import torch
     import vlm_fixtures
-    from transformers import Trainer, TrainingArguments
 
     from vlmtrain.data.packing import PackedCollator, PackedDataset, pack_rows, packing_report
-    from vlmtrain.training.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
     model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,
@@ -76,16 +74,9 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
         use_packed_attention(model)  # what `vlmtrain run` does with train.packing on SDPA
     data_collator = _SlotCounter(data_collator)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=per_step, num_train_epochs=1,
-                                 learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
-                                 save_strategy="no", report_to=[], use_cpu=True, seed=0, data_seed=0,
-                                 remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
-        common = {"model": model, "args": args, "train_dataset": train_data, "data_collator": data_collator,
-                  "processing_class": processor}
-        if variant == "grouped":
-            trainer: Trainer = VlmTrainer(lengths=lengths, callbacks=[], **common)
-        else:
-            trainer = Trainer(**common)
+        trainer = vlm_fixtures.bench_trainer(grouped=variant == "grouped", model=model, processor=processor,
+                                             data=train_data, collator=data_collator, lengths=lengths, batch=per_step,
+                                             output_dir=tmp)
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start

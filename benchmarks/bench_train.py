@@ -34,24 +34,15 @@ def _train(variant: str, size: dict[str, int], n: int, max_words: int, batch: in
     """One run in a fresh process; puts (tokens, seconds, mean loss, peak RSS MiB, params) on `out`."""
     import torch
     import vlm_fixtures
-    from transformers import Trainer, TrainingArguments
 
-    from vlmtrain.training.trainer import VlmTrainer
 
     torch.set_num_threads(threads)
     model, processor, params, data, collator, lengths = vlm_fixtures.lora_setup(size=size, n=n,
                                                                                 max_answer_words=max_words)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, num_train_epochs=1,
-                                 learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
-                                 save_strategy="no", report_to=[], use_cpu=True, seed=0, data_seed=0,
-                                 remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
-        common = {"model": model, "args": args, "train_dataset": data, "data_collator": collator,
-                  "processing_class": processor}
-        if variant == "ours":
-            trainer: Trainer = VlmTrainer(lengths=lengths, callbacks=[], **common)
-        else:
-            trainer = Trainer(**common)
+        trainer = vlm_fixtures.bench_trainer(grouped=variant == "ours", model=model, processor=processor,
+                                             data=data, collator=collator, lengths=lengths, batch=batch,
+                                             output_dir=tmp)
         start = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - start

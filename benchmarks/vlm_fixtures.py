@@ -135,3 +135,20 @@ def lora_target_regex(*, model: Any, targets: str | list[str]) -> str:
             raise ValueError(f"no module(s) {unknown} in the language model (linear layers: {', '.join(linear)})")
         leaves = list(targets)
     return rf"{re.escape(prefix)}\.(?:.*\.)?(?:{'|'.join(map(re.escape, leaves))})"
+
+
+def bench_trainer(*, grouped: bool, model: Any, processor: Any, data: Any, collator: Any, lengths: list[int],
+                  batch: int, output_dir: str) -> Any:
+    """The Trainer both benchmarks time: stock `transformers.Trainer` (random batches, the baseline) or ours
+    with length grouping, on identical arguments (constant lr, CPU, no saving, seed 0)."""
+    from transformers import Trainer, TrainingArguments
+
+    from vlmtrain.training.trainer import VlmTrainer
+
+    args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=batch, num_train_epochs=1,
+                             learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
+                             save_strategy="no", report_to=[], use_cpu=True, seed=0, data_seed=0,
+                             remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+    common = {"model": model, "args": args, "train_dataset": data, "data_collator": collator,
+              "processing_class": processor}
+    return VlmTrainer(lengths=lengths, callbacks=[], **common) if grouped else Trainer(**common)

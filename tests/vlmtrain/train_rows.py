@@ -70,3 +70,23 @@ def supervised_runs(labels: list[int]) -> list[list[int]]:
             runs[-1].append(token)
         previous = token
     return runs
+
+
+# `python -c KILL_AFTER CONFIG N`: a FinetuneRecipe run SIGKILLed as step N begins (checkpoint-N is on disk,
+# no cleanup runs): what a resume test starts from.
+KILL_AFTER = """
+import os, signal, sys
+from transformers import TrainerCallback
+from vlmtrain.config.train import load_train_config
+from vlmtrain.recipes.finetune import FinetuneRecipe
+
+class Kill(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == int(sys.argv[2]):  # checkpoint-N is on disk; die mid-run, no cleanup
+            os.kill(os.getpid(), signal.SIGKILL)
+
+recipe = FinetuneRecipe(config=load_train_config(sys.argv[1]))
+recipe.setup()
+recipe.trainer.add_callback(Kill())
+recipe.train()
+"""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from tiny_cache import tiny_dir
-from train_rows import COLOURS, make_row, png, save_dataset, vqa_row
+from train_rows import COLOURS, KILL_AFTER, make_row, png, save_dataset, vqa_row
 
 from vlmdata.schema import image_part, message, text_part
 from vlmtrain.data.packing import (
@@ -385,22 +385,6 @@ def test_settings_packing_cannot_honour_are_refused_together(tmp_path):
     assert "train.group_by_length" in text and "multitask.sampling.homogeneous_batches" in text
 
 
-KILL_AFTER = """
-import os, signal, sys
-from transformers import TrainerCallback
-from vlmtrain.config.train import load_train_config
-from vlmtrain.recipes.finetune import FinetuneRecipe
-
-class Kill(TrainerCallback):
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == int(sys.argv[2]):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-recipe = FinetuneRecipe(config=load_train_config(sys.argv[1]))
-recipe.setup()
-recipe.trainer.add_callback(Kill())
-recipe.train()
-"""
 
 
 def _config(path: Path, *, model: Path, data: Path, out: Path) -> Path:

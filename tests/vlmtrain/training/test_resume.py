@@ -11,26 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from train_rows import COLOURS, save_dataset, vqa_row
+from train_rows import COLOURS, KILL_AFTER, save_dataset, vqa_row
 
 from vlmtrain.cli import main
-
-KILL_AFTER = """
-import os, signal, sys
-from transformers import TrainerCallback
-from vlmtrain.config.train import load_train_config
-from vlmtrain.recipes.finetune import FinetuneRecipe
-
-class Kill(TrainerCallback):
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == int(sys.argv[2]):  # checkpoint-N is on disk; die mid-run, no cleanup
-            os.kill(os.getpid(), signal.SIGKILL)
-
-recipe = FinetuneRecipe(config=load_train_config(sys.argv[1]))
-recipe.setup()
-recipe.trainer.add_callback(Kill())
-recipe.train()
-"""
 
 
 def _config(path: Path, *, model: Path, data: Path, out: Path) -> Path:
